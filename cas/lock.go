@@ -1,0 +1,58 @@
+package cas
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Lock holds the store's lock file: shared by writers that deduplicate
+// against existing blobs, exclusive for a sweep that deletes them. Blob
+// removal is only safe while no writer can be relying on a blob it found.
+type Lock struct{ f *os.File }
+
+// LockShared takes the store lock in shared mode, waiting for any sweep.
+func (s *Store) LockShared(ctx context.Context) (*Lock, error) {
+	return s.lock(ctx, unix.LOCK_SH, nil)
+}
+
+// LockExclusive takes the store lock in exclusive mode. If writers hold it,
+// waiting is called once before blocking, so the caller can say why.
+func (s *Store) LockExclusive(ctx context.Context, waiting func()) (*Lock, error) {
+	return s.lock(ctx, unix.LOCK_EX, waiting)
+}
+
+func (s *Store) lock(ctx context.Context, how int, waiting func()) (*Lock, error) {
+	f, err := os.OpenFile(filepath.Join(s.root, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	told := false
+	for {
+		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+		if err == nil {
+			return &Lock{f: f}, nil
+		}
+		if err != unix.EWOULDBLOCK && err != unix.EINTR {
+			f.Close()
+			return nil, fmt.Errorf("lock store: %w", err)
+		}
+		if !told && waiting != nil {
+			waiting()
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() error { return l.f.Close() }

@@ -1,0 +1,267 @@
+package cas
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+)
+
+// smallBlob is the size up to which Put reads a blob into memory first, so
+// that content already in the store costs one read and no write. Larger
+// content streams through a temp file and is never held in memory.
+const smallBlob = 1 << 20
+
+const (
+	tmpDir     = "tmp"
+	corruptDir = "corrupt"
+)
+
+// Options tune a store's on-disk permissions.
+type Options struct {
+	// DirMode is the mode of the blake3/ fan-out directories. Direct mode
+	// uses 0755; a shared daemon store uses 0711 so that it cannot be
+	// listed while every blob stays reachable by name.
+	DirMode fs.FileMode
+}
+
+// Store is a content-addressed blob store rooted at one directory.
+// Its methods are safe for concurrent use by many goroutines and processes.
+type Store struct {
+	root    string
+	dirMode fs.FileMode
+	bufs    sync.Pool
+}
+
+// Open opens the store at root, creating its skeleton if needed.
+func Open(root string, opts Options) (*Store, error) {
+	if opts.DirMode == 0 {
+		opts.DirMode = 0o755
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", root, err)
+	}
+	s := &Store{root: abs, dirMode: opts.DirMode}
+	s.bufs.New = func() any { b := make([]byte, smallBlob+1); return &b }
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := s.mkdir(filepath.Join(abs, HashDir)); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := os.Mkdir(filepath.Join(abs, tmpDir), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return s, nil
+}
+
+// Root is the store's absolute root directory.
+func (s *Store) Root() string { return s.root }
+
+// Path is the absolute path of the blob named by k.
+func (s *Store) Path(k Key) string { return filepath.Join(s.root, k.RelPath()) }
+
+// Has reports whether the blob named by k is present.
+func (s *Store) Has(k Key) bool {
+	_, err := os.Lstat(s.Path(k))
+	return err == nil
+}
+
+// OpenBlob opens the blob named by k for reading.
+func (s *Store) OpenBlob(k Key) (*os.File, error) { return os.Open(s.Path(k)) }
+
+// PutResult says what Put stored.
+type PutResult struct {
+	Key Key
+	// New is true when this call added the blob; false when identical
+	// content was already present (deduplicated).
+	New bool
+}
+
+// Put stores the content of r as a blob, executable when exec is set, and
+// returns its key. Content already present is deduplicated and never
+// rewritten. The bytes hashed are exactly the bytes stored, so a reader that
+// changes underneath cannot produce a blob whose name does not match it.
+func (s *Store) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, error) {
+	if err := ctx.Err(); err != nil {
+		return PutResult{}, err
+	}
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	buf := *bp
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return s.putSmall(buf[:n], exec)
+	case err != nil:
+		return PutResult{}, fmt.Errorf("put: read: %w", err)
+	}
+	return s.putStream(ctx, buf[:n], r, exec)
+}
+
+func (s *Store) putSmall(data []byte, exec bool) (PutResult, error) {
+	h := NewHasher()
+	h.Write(data)
+	k := Key{Size: int64(len(data)), Exec: exec}
+	h.Sum(k.Sum[:0])
+	if s.Has(k) {
+		return PutResult{Key: k}, nil
+	}
+	tmp, err := s.createTemp()
+	if err != nil {
+		return PutResult{}, err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		discard(tmp)
+		return PutResult{}, fmt.Errorf("put %s: write: %w", k, err)
+	}
+	return s.commit(tmp, k)
+}
+
+var zeroChunk [64 << 10]byte
+
+// putStream copies head and the rest of r into a temp file, hashing as it
+// goes. Runs of zeros become holes, so a sparse input stays sparse.
+func (s *Store) putStream(ctx context.Context, head []byte, r io.Reader, exec bool) (PutResult, error) {
+	tmp, err := s.createTemp()
+	if err != nil {
+		return PutResult{}, err
+	}
+	h := NewHasher()
+	var size int64
+	write := func(p []byte) error {
+		h.Write(p)
+		for len(p) > 0 {
+			n := min(len(p), len(zeroChunk))
+			chunk := p[:n]
+			if bytes.Equal(chunk, zeroChunk[:n]) {
+				if _, err := tmp.Seek(int64(n), io.SeekCurrent); err != nil {
+					return err
+				}
+			} else if _, err := tmp.Write(chunk); err != nil {
+				return err
+			}
+			size += int64(n)
+			p = p[n:]
+		}
+		return nil
+	}
+	buf := head[:cap(head)]
+	p := head
+	for {
+		if err := write(p); err != nil {
+			discard(tmp)
+			return PutResult{}, fmt.Errorf("put: write temp: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			discard(tmp)
+			return PutResult{}, err
+		}
+		n, err := io.ReadFull(r, buf)
+		p = buf[:n]
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			if werr := write(p); werr != nil {
+				discard(tmp)
+				return PutResult{}, fmt.Errorf("put: write temp: %w", werr)
+			}
+			break
+		}
+		if err != nil {
+			discard(tmp)
+			return PutResult{}, fmt.Errorf("put: read: %w", err)
+		}
+	}
+	// Seeks past trailing zeros leave the file short of its size.
+	if err := tmp.Truncate(size); err != nil {
+		discard(tmp)
+		return PutResult{}, fmt.Errorf("put: truncate temp: %w", err)
+	}
+	k := Key{Size: size, Exec: exec}
+	h.Sum(k.Sum[:0])
+	if s.Has(k) {
+		discard(tmp)
+		return PutResult{Key: k}, nil
+	}
+	return s.commit(tmp, k)
+}
+
+func (s *Store) createTemp() (*os.File, error) {
+	f, err := os.CreateTemp(filepath.Join(s.root, tmpDir), tempPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("put: create temp: %w", err)
+	}
+	return f, nil
+}
+
+// commit makes tmp durable and read-only, then gives it k's name unless a
+// blob of that name already exists. It consumes tmp.
+func (s *Store) commit(tmp *os.File, k Key) (PutResult, error) {
+	if err := tmp.Sync(); err != nil {
+		discard(tmp)
+		return PutResult{}, fmt.Errorf("put %s: fsync: %w", k, err)
+	}
+	if err := tmp.Chmod(fs.FileMode(k.Mode())); err != nil {
+		discard(tmp)
+		return PutResult{}, fmt.Errorf("put %s: chmod: %w", k, err)
+	}
+	name := tmp.Name()
+	if err := tmp.Close(); err != nil {
+		os.Remove(name)
+		return PutResult{}, fmt.Errorf("put %s: close: %w", k, err)
+	}
+	final := s.Path(k)
+	err := renameNoReplace(name, final)
+	if errors.Is(err, syscall.ENOENT) {
+		if err = s.mkdirFanout(filepath.Dir(final)); err == nil {
+			err = renameNoReplace(name, final)
+		}
+	}
+	switch {
+	case err == nil:
+		return PutResult{Key: k, New: true}, nil
+	case errors.Is(err, syscall.EEXIST):
+		// Another writer stored the same content first.
+		os.Remove(name)
+		return PutResult{Key: k}, nil
+	default:
+		os.Remove(name)
+		return PutResult{}, fmt.Errorf("put %s: %w", k, err)
+	}
+}
+
+// mkdirFanout creates blake3/ab/cd (and blake3/ab) with the store's mode.
+func (s *Store) mkdirFanout(dir string) error {
+	if err := s.mkdir(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := s.mkdir(filepath.Dir(dir)); err != nil {
+			return err
+		}
+		return s.mkdir(dir)
+	} else {
+		return err
+	}
+}
+
+// mkdir creates dir with the store's directory mode regardless of umask;
+// an existing directory is fine.
+func (s *Store) mkdir(dir string) error {
+	err := os.Mkdir(dir, s.dirMode)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return os.Chmod(dir, s.dirMode)
+}
+
+func discard(f *os.File) {
+	f.Close()
+	os.Remove(f.Name())
+}

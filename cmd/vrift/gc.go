@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vrift/vrift/engine"
+)
+
+func (a *app) gcCommand() *cobra.Command {
+	var opts engine.GCOptions
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Delete blobs no manifest references",
+		Long: `Drops roots (registered manifests) whose manifest file is gone, then deletes
+blobs that no remaining root references and that are older than the grace
+period. It waits for in-flight ingests and keeps new ones out while it runs.`,
+		Example: `  vrift gc --dry-run
+  vrift gc --grace 0s`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := a.openDirect()
+			if err != nil {
+				return err
+			}
+			opts.Waiting = func() { fmt.Fprintln(a.stderr, "vrift: gc: waiting for in-flight ingests to finish") }
+			res, err := d.GC(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			return a.emit(res, func(w io.Writer) {
+				verb := "removed"
+				if res.DryRun {
+					verb = "would remove"
+				}
+				fmt.Fprintf(w, "%s %d blobs (%s); kept %d referenced and %d younger than the grace period\n",
+					verb, res.Removed, humanBytes(res.FreedBytes), res.Kept, res.KeptYoung)
+				fmt.Fprintf(w, "roots: %d live, %d dropped (manifest gone)\n", res.Roots, len(res.DroppedRoots))
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would be deleted, delete nothing")
+	cmd.Flags().DurationVar(&opts.Grace, "grace", engine.DefaultGrace, "keep unreferenced blobs younger than this")
+	return cmd
+}

@@ -1,0 +1,163 @@
+// Command vrift deduplicates project trees into a content-addressed store and
+// projects them back. Without a daemon it works directly on a per-user store
+// (~/.vrift/the_source).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vrift/vrift/engine"
+)
+
+// Exit codes, documented in the root command's help.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitConflict = 3
+	exitVerify   = 4
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitError carries a specific exit code for an error already explained.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
+type usageError struct{ error }
+
+// app holds what every command shares: global flags and output streams.
+type app struct {
+	storeFlag string
+	jsonOut   bool
+	stdout    io.Writer
+	stderr    io.Writer
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "vrift: %v\n", err)
+	var ce *codedError
+	var ue usageError
+	switch {
+	case errors.As(err, &ce):
+		return ce.code
+	case errors.As(err, &ue):
+		return exitUsage
+	}
+	return exitError
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "vrift",
+		Short: "Store each distinct file once and project project trees back from the store",
+		Long: `vrift stores every distinct file of a tree (node_modules, .venv, module caches)
+once in a content-addressed store keyed by BLAKE3, records the tree in an LMDB
+manifest (<project>/.vrift/manifest.lmdb) and projects it back as symlinks,
+hardlinks, reflinks or copies.
+
+Without a daemon, vrift works in direct mode on a per-user store at
+~/.vrift/the_source (override with --store or VRIFT_STORE).
+
+Exit codes:
+  0  success
+  1  error (the message says what failed; nothing was half-done)
+  2  bad usage (unknown flag, wrong arguments)
+  3  link left conflicting paths alone (listed; use --force)
+  4  verify found corrupt or missing blobs (listed)`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&a.storeFlag, "store", "", "store directory (default $VRIFT_STORE or ~/.vrift/the_source)")
+	root.PersistentFlags().BoolVar(&a.jsonOut, "json", false, "print one JSON object on stdout instead of text")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.statusCommand(), a.gcCommand(), a.verifyCommand())
+	return root
+}
+
+// storeRoot resolves the direct-mode store location.
+func (a *app) storeRoot() (string, error) {
+	if a.storeFlag != "" {
+		return filepath.Abs(a.storeFlag)
+	}
+	if s := os.Getenv("VRIFT_STORE"); s != "" {
+		return filepath.Abs(s)
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no --store given and no home directory: %w", err)
+	}
+	return filepath.Join(home, ".vrift", "the_source"), nil
+}
+
+func (a *app) openDirect() (*engine.Direct, error) {
+	root, err := a.storeRoot()
+	if err != nil {
+		return nil, err
+	}
+	return engine.OpenDirect(root)
+}
+
+// emit prints v as JSON with --json, or calls text otherwise.
+func (a *app) emit(v any, text func(w io.Writer)) error {
+	if a.jsonOut {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	text(a.stdout)
+	return nil
+}
+
+func (a *app) warn(msg string) { fmt.Fprintf(a.stderr, "vrift: warning: %s\n", msg) }
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.MaximumNArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

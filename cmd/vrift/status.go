@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vrift/vrift/engine"
+)
+
+type statusOutput struct {
+	Mode    string                `json:"mode"`
+	Store   engine.StoreStatus    `json:"store"`
+	Project *engine.ProjectStatus `json:"project,omitempty"`
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status [PROJECT]",
+		Short: "Show the store and, for a project, its manifest totals",
+		Long: `Prints the mode in use (direct or daemon), the store path, its blob count and
+size, and for PROJECT (or the project around the current directory, if it has
+a manifest) the manifest's totals and dedup ratio: logical bytes over the
+bytes of distinct content.`,
+		Example: `  vrift status
+  vrift status ~/src/app --json`,
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := a.openDirect()
+			if err != nil {
+				return err
+			}
+			out := statusOutput{Mode: "direct"}
+			if out.Store, err = d.Status(cmd.Context()); err != nil {
+				return err
+			}
+			project := "."
+			if len(args) == 1 {
+				project = args[0]
+			}
+			mpath, err := engine.ProjectManifest(project)
+			if err != nil && len(args) == 1 {
+				return fmt.Errorf("status %w", err)
+			}
+			if err == nil {
+				ps, err := engine.ReadProjectStatus(mpath)
+				if err != nil {
+					return fmt.Errorf("status %s: %w", project, err)
+				}
+				out.Project = &ps
+			}
+			return a.emit(out, func(w io.Writer) { printStatus(w, out) })
+		},
+	}
+}
+
+func printStatus(w io.Writer, s statusOutput) {
+	fmt.Fprintf(w, "mode:    %s\n", s.Mode)
+	fmt.Fprintf(w, "store:   %s\n", s.Store.Store)
+	fmt.Fprintf(w, "blobs:   %d (%s, %s on disk)\n", s.Store.Blobs, humanBytes(s.Store.Bytes), humanBytes(s.Store.DiskBytes))
+	fmt.Fprintf(w, "roots:   %d\n", s.Store.Roots)
+	if p := s.Project; p != nil {
+		t := p.Totals
+		fmt.Fprintf(w, "project: %s\n", p.Root)
+		fmt.Fprintf(w, "  manifest: %s\n", p.Manifest)
+		fmt.Fprintf(w, "  subtrees: %v\n", p.Subtrees)
+		fmt.Fprintf(w, "  files %d (%s), unique %d (%s), dirs %d, symlinks %d\n",
+			t.Files, humanBytes(t.Bytes), t.Unique, humanBytes(t.UniqueBytes), t.Dirs, t.Symlinks)
+		fmt.Fprintf(w, "  dedup ratio: %.2fx\n", p.DedupRatio)
+	}
+}

@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/vrift/vrift/cas"
+	"github.com/vrift/vrift/manifest"
+)
+
+// tempMaxAge is how old a temp file must be before it is removed even though
+// its writer still seems alive (a recycled pid).
+const tempMaxAge = 24 * time.Hour
+
+// DefaultGrace keeps blobs younger than this through a sweep, whether or not
+// any root references them.
+const DefaultGrace = time.Hour
+
+// GCOptions configure a collection.
+type GCOptions struct {
+	DryRun bool
+	Grace  time.Duration
+	// Waiting is called once if in-flight ingests delay the sweep.
+	Waiting func()
+}
+
+// GCResult reports a collection.
+type GCResult struct {
+	DryRun       bool     `json:"dry_run"`
+	Roots        int      `json:"roots"`
+	DroppedRoots []string `json:"dropped_roots"`
+	Removed      int64    `json:"removed"`
+	FreedBytes   int64    `json:"freed_bytes"`
+	Kept         int64    `json:"kept"`
+	KeptYoung    int64    `json:"kept_young"`
+	Temps        int      `json:"temps_removed"`
+}
+
+// MarkLive adds the blob of every file recorded in the manifest at path to
+// live. It returns fs.ErrNotExist (wrapped) if the manifest is gone.
+func MarkLive(ctx context.Context, path string, live map[cas.Key]struct{}) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("root %s: %w", path, err)
+	}
+	m, err := manifest.Open(path)
+	if err != nil {
+		return fmt.Errorf("root %s: %w", path, err)
+	}
+	defer m.Close()
+	return m.View(func(r *manifest.Reader) error {
+		return r.Walk(manifest.RootPath, func(_ string, e manifest.Entry) error {
+			if e.Kind == manifest.File {
+				live[e.Key()] = struct{}{}
+			}
+			return ctx.Err()
+		})
+	})
+}
+
+// Sweep deletes (or, dry, counts) every blob not in live and older than
+// grace. The caller must hold the store's exclusive lock.
+func Sweep(ctx context.Context, s *cas.Store, live map[cas.Key]struct{}, grace time.Duration, dry bool, res *GCResult) error {
+	cutoff := time.Now().Add(-grace)
+	return s.Walk(ctx, func(b cas.Blob) error {
+		switch {
+		case hasKey(live, b.Key):
+			res.Kept++
+		case b.ModTime.After(cutoff):
+			res.KeptYoung++
+		default:
+			if !dry {
+				if err := s.Remove(b.Key); err != nil {
+					return err
+				}
+			}
+			res.Removed++
+			res.FreedBytes += b.DiskBytes
+		}
+		return nil
+	})
+}
+
+func hasKey(live map[cas.Key]struct{}, k cas.Key) bool {
+	_, ok := live[k]
+	return ok
+}
+
+// GC drops roots whose manifest is gone, then deletes unreferenced blobs
+// older than the grace period. It waits for in-flight ingests (which hold the
+// store lock shared) and keeps them out while it runs, so a blob an ingest
+// has just deduplicated against is never deleted under it.
+func (d *Direct) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
+	if opts.Grace < 0 {
+		return nil, errors.New("gc: negative grace period")
+	}
+	lock, err := d.Store.LockExclusive(ctx, opts.Waiting)
+	if err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	defer lock.Unlock()
+	res := &GCResult{DryRun: opts.DryRun}
+	roots, err := d.Roots.List()
+	if err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	live := make(map[cas.Key]struct{})
+	for _, r := range roots {
+		err := MarkLive(ctx, r, live)
+		if errors.Is(err, fs.ErrNotExist) {
+			res.DroppedRoots = append(res.DroppedRoots, r)
+			if !opts.DryRun {
+				if err := d.Roots.Remove(r); err != nil {
+					return nil, fmt.Errorf("gc: %w", err)
+				}
+			}
+			continue
+		}
+		if err != nil {
+			// A root we cannot read may reference anything: sweeping now
+			// could delete live data.
+			return nil, fmt.Errorf("gc: %w (nothing deleted)", err)
+		}
+		res.Roots++
+	}
+	if err := Sweep(ctx, d.Store, live, opts.Grace, opts.DryRun, res); err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	if !opts.DryRun {
+		res.Temps, _ = d.Store.CleanTemps(tempMaxAge)
+	}
+	return res, nil
+}

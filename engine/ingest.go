@@ -1,0 +1,705 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/vrift/vrift/cas"
+	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/manifest"
+)
+
+// Tier says what happens to the ingested files themselves.
+type Tier string
+
+const (
+	// Tier1 replaces each file by a projection of its blob.
+	Tier1 Tier = "tier1"
+	// Tier2 leaves files as they are; the store keeps a copy.
+	Tier2 Tier = "tier2"
+)
+
+// Mode says whether the tree stays in the project after ingest.
+type Mode string
+
+const (
+	// Solid keeps the tree in place (projected or untouched, by tier).
+	Solid Mode = "solid"
+	// Phantom removes the ingested files: the tree lives in the manifest
+	// until linked or mounted.
+	Phantom Mode = "phantom"
+)
+
+// BlobWriter stores file content. Direct mode writes to a *cas.Store; daemon
+// mode hands the open descriptor to the daemon, which reads it itself.
+type BlobWriter interface {
+	// PutFile stores the content of f (positioned at its start).
+	PutFile(ctx context.Context, f *os.File, exec bool) (cas.PutResult, error)
+	// Sync returns once every blob put so far is durable.
+	Sync(ctx context.Context) error
+}
+
+// IngestOptions configure one ingest.
+type IngestOptions struct {
+	Dir string
+	// ManifestPath overrides the manifest location; by default it is the
+	// project root's .vrift/manifest.lmdb.
+	ManifestPath string
+	Tier         Tier
+	Mode         Mode
+	// StoreRoot is the store's absolute root; projections point into it.
+	StoreRoot string
+	Blobs     BlobWriter
+	// Workers bounds concurrent file reads; 0 picks a default.
+	Workers int
+	// Progress, if set, is called from time to time with running totals.
+	Progress func(files, bytes int64)
+	// Warn receives one line per thing the user should know about.
+	Warn func(msg string)
+}
+
+// IngestResult reports one ingest. Files counts regular files.
+type IngestResult struct {
+	Files        int64  `json:"files"`
+	Bytes        int64  `json:"bytes"`
+	Unique       int64  `json:"unique"`
+	ManifestPath string `json:"manifest_path"`
+	NewBlobs     int64  `json:"new_blobs"`
+	NewBytes     int64  `json:"new_bytes"`
+	Reused       int64  `json:"reused"`
+	DurationMS   int64  `json:"duration_ms"`
+	Root         string `json:"root"`
+	Subtree      string `json:"subtree"`
+	Dirs         int64  `json:"dirs"`
+	Symlinks     int64  `json:"symlinks"`
+	Skipped      int64  `json:"skipped"`
+	Projected    int64  `json:"projected"`
+	Removed      int64  `json:"removed"`
+	Tier         Tier   `json:"tier"`
+	Mode         Mode   `json:"mode"`
+}
+
+// skipNames are never ingested at any depth.
+var skipNames = map[string]bool{manifest.DirName: true, ".git": true}
+
+// swapPrefix names the temporary symlinks of an in-place swap, so that one
+// left behind by a crash is recognised and removed.
+const swapPrefix = ".vrift-swap-"
+
+// Target resolves where an ingest of dir records its tree: the absolute
+// directory, the project root, the manifest path and the subtree key.
+func Target(dir, manifestOverride string) (real, root, manifestPath, subtree string, err error) {
+	real, err = resolveDir(dir)
+	if err != nil {
+		return "", "", "", "", fmt.Errorf("ingest %s: %w", dir, err)
+	}
+	root = FindProjectRoot(real)
+	manifestPath = manifest.PathFor(root)
+	if manifestOverride != "" {
+		if manifestPath, err = filepath.Abs(manifestOverride); err != nil {
+			return "", "", "", "", err
+		}
+	}
+	subtree, err = filepath.Rel(root, real)
+	if err != nil {
+		return "", "", "", "", err
+	}
+	return real, root, manifestPath, filepath.ToSlash(subtree), nil
+}
+
+// Ingest stores every regular file under opts.Dir, records the tree in the
+// project manifest and then projects, keeps or removes the files according to
+// tier and mode. Nothing in the project changes until every blob is durable
+// and the manifest is committed; a failure before then leaves the project and
+// manifest as they were.
+func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
+	start := time.Now()
+	if opts.Tier == "" {
+		opts.Tier = Tier1
+	}
+	if opts.Mode == "" {
+		opts.Mode = Solid
+	}
+	if opts.Tier != Tier1 && opts.Tier != Tier2 {
+		return nil, fmt.Errorf("ingest: unknown tier %q (want tier1 or tier2)", opts.Tier)
+	}
+	if opts.Mode != Solid && opts.Mode != Phantom {
+		return nil, fmt.Errorf("ingest: unknown mode %q (want solid or phantom)", opts.Mode)
+	}
+	if opts.Warn == nil {
+		opts.Warn = func(string) {}
+	}
+	dir, root, mpath, subtree, err := Target(opts.Dir, opts.ManifestPath)
+	if err != nil {
+		return nil, err
+	}
+	if within(dir, opts.StoreRoot) {
+		return nil, fmt.Errorf("ingest %s: refusing to ingest the store itself", opts.Dir)
+	}
+	m, err := manifest.Create(mpath)
+	if err != nil {
+		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+	}
+	defer m.Close()
+
+	in := &ingester{opts: opts, root: root, dir: dir, subtree: subtree, m: m,
+		unique: make(map[cas.Key]struct{})}
+	in.res.ManifestPath, in.res.Root, in.res.Subtree = mpath, root, subtree
+	in.res.Tier, in.res.Mode = opts.Tier, opts.Mode
+	if err := in.record(ctx); err != nil {
+		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+	}
+	if in.sawNodeModules && opts.Tier == Tier1 && opts.Mode == Solid {
+		opts.Warn("node_modules is now a farm of symlinks into the store; Node resolves symlinks " +
+			"to their real path, so most Node tools will fail on it. Node-safe: " +
+			"`vrift link --method hardlink` or `--method copy`, or ingest with `--mode phantom` and `vrift mount`")
+	}
+	switch {
+	case opts.Mode == Phantom:
+		err = in.removeTree(ctx)
+	case opts.Tier == Tier1:
+		err = in.projectInPlace(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+	}
+	in.res.Unique = int64(len(in.unique))
+	in.res.DurationMS = time.Since(start).Milliseconds()
+	return &in.res, nil
+}
+
+type ingester struct {
+	opts           IngestOptions
+	root, dir      string
+	subtree        string
+	m              *manifest.Manifest
+	res            IngestResult
+	unique         map[cas.Key]struct{}
+	sawNodeModules bool
+}
+
+// recorded is one path ready for the manifest.
+type recorded struct {
+	path  string
+	entry manifest.Entry
+	// How the file's content was obtained, for the totals.
+	reused, newBlob bool
+}
+
+// hashJob is a regular file that must be read.
+type hashJob struct {
+	path, abs string
+	mode      uint32
+}
+
+// record walks the tree, stores its content and commits the manifest.
+func (in *ingester) record(ctx context.Context) error {
+	old, err := in.m.BeginRead()
+	if err != nil {
+		return err
+	}
+	defer old.Close()
+
+	workers := in.opts.Workers
+	if workers <= 0 {
+		// Reads and fsyncs block; more workers than cores keeps the disk busy.
+		workers = max(8, 4*runtime.GOMAXPROCS(0))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := make(chan hashJob, 4*workers)
+	out := make(chan recorded, 4*workers)
+
+	var walkersLeft atomic.Int32
+	walkersLeft.Store(int32(workers) + 1)
+	done := func() {
+		if walkersLeft.Add(-1) == 0 {
+			close(out)
+		}
+	}
+	g.Go(func() error {
+		defer done()
+		defer close(jobs)
+		w := walker{in: in, old: old, jobs: jobs, out: out}
+		return w.walkDir(gctx, in.dir, in.subtree)
+	})
+	for range workers {
+		g.Go(func() error {
+			defer done()
+			for j := range jobs {
+				r, err := in.hashFile(gctx, j)
+				if err != nil {
+					return err
+				}
+				select {
+				case out <- r:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+
+	// The manifest write transaction lives on this goroutine (LMDB ties it
+	// to one OS thread); everything else feeds it through out.
+	err = in.m.Update(func(w *manifest.Writer) error {
+		if err := w.DeleteTree(in.subtree); err != nil {
+			return err
+		}
+		var lastProgress time.Time
+		for r := range out {
+			if err := w.Put(r.path, r.entry); err != nil {
+				return err
+			}
+			in.count(r)
+			if in.opts.Progress != nil && time.Since(lastProgress) > 100*time.Millisecond {
+				in.opts.Progress(in.res.Files, in.res.Bytes)
+				lastProgress = time.Now()
+			}
+		}
+		// Walkers are done (out is closed): a failure among them aborts the
+		// transaction, leaving the old manifest in place.
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		if in.opts.Progress != nil {
+			in.opts.Progress(in.res.Files, in.res.Bytes)
+		}
+		// The manifest must never name a blob that a crash could lose.
+		if err := in.opts.Blobs.Sync(ctx); err != nil {
+			return err
+		}
+		meta, err := w.Meta()
+		if err != nil {
+			return err
+		}
+		meta.Root = in.root
+		meta.Subtrees = addSubtree(meta.Subtrees, in.subtree)
+		if meta.Totals, err = w.Count(); err != nil {
+			return err
+		}
+		meta.UpdatedAt = time.Now().UTC()
+		return w.SetMeta(meta)
+	})
+	if err != nil {
+		// Stop the walk and drain, so that no goroutine stays blocked on out.
+		cancel()
+		for range out {
+		}
+		g.Wait()
+	}
+	return err
+}
+
+func (in *ingester) count(r recorded) {
+	switch r.entry.Kind {
+	case manifest.Dir:
+		in.res.Dirs++
+		if strings.HasSuffix(r.path, "node_modules") && filepath.Base(r.path) == "node_modules" {
+			in.sawNodeModules = true
+		}
+	case manifest.Symlink:
+		in.res.Symlinks++
+	case manifest.File:
+		in.res.Files++
+		in.res.Bytes += r.entry.Size
+		k := r.entry.Key()
+		in.unique[k] = struct{}{}
+		if r.reused {
+			in.res.Reused++
+		}
+		if r.newBlob {
+			in.res.NewBlobs++
+			in.res.NewBytes += r.entry.Size
+		}
+	}
+}
+
+// addSubtree adds s to the ingested subtrees, keeping the list free of
+// entries that contain one another.
+func addSubtree(list []string, s string) []string {
+	var out []string
+	for _, t := range list {
+		if manifest.Within(s, t) {
+			return list // already covered
+		}
+		if !manifest.Within(t, s) {
+			out = append(out, t)
+		}
+	}
+	return append(out, s)
+}
+
+// hashFile reads one file into the store. The file's identity is taken from
+// the open descriptor before and after reading; a file that changes while it
+// is read is read again, so the manifest never pairs content with the stat
+// of a different version.
+func (in *ingester) hashFile(ctx context.Context, j hashJob) (recorded, error) {
+	for attempt := 0; ; attempt++ {
+		f, err := os.OpenFile(j.abs, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+		if err != nil {
+			return recorded{}, fmt.Errorf("read %s: %w", vfs.Quote(j.abs), unwrapPath(err))
+		}
+		var before, after unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &before); err != nil {
+			f.Close()
+			return recorded{}, fmt.Errorf("stat %s: %w", vfs.Quote(j.abs), err)
+		}
+		if before.Mode&unix.S_IFMT != unix.S_IFREG {
+			f.Close()
+			return recorded{}, fmt.Errorf("read %s: replaced by a non-regular file during ingest", vfs.Quote(j.abs))
+		}
+		mode := uint32(before.Mode) & 0o7777
+		pr, err := in.opts.Blobs.PutFile(ctx, f, mode&0o111 != 0)
+		if err == nil {
+			err = unix.Fstat(int(f.Fd()), &after)
+		}
+		f.Close()
+		if err != nil {
+			return recorded{}, fmt.Errorf("store %s: %w", vfs.Quote(j.abs), err)
+		}
+		if sameVersion(&before, &after) && pr.Key.Size == before.Size {
+			e := manifest.Entry{Kind: manifest.File, Mode: mode, MTime: unix.TimespecToNsec(before.Mtim),
+				Size: pr.Key.Size, Sum: pr.Key.Sum, Ino: before.Ino, CTime: unix.TimespecToNsec(before.Ctim)}
+			return recorded{path: j.path, entry: e, newBlob: pr.New}, nil
+		}
+		if attempt == 2 {
+			return recorded{}, fmt.Errorf("read %s: file keeps changing while being read", vfs.Quote(j.abs))
+		}
+	}
+}
+
+func sameVersion(a, b *unix.Stat_t) bool {
+	return a.Ino == b.Ino && a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim
+}
+
+// walker produces the tree in pre-order: directories and symlinks straight
+// to the manifest, files either reused from the previous manifest or queued
+// for hashing.
+type walker struct {
+	in   *ingester
+	old  *manifest.Reader
+	jobs chan<- hashJob
+	out  chan<- recorded
+}
+
+func (w *walker) emit(ctx context.Context, r recorded) error {
+	select {
+	case w.out <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *walker) walkDir(ctx context.Context, abs, key string) error {
+	d, err := os.Open(abs)
+	if err != nil {
+		return fmt.Errorf("open dir %s: %w", vfs.Quote(abs), unwrapPath(err))
+	}
+	defer d.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
+		return fmt.Errorf("stat %s: %w", vfs.Quote(abs), err)
+	}
+	dirEntry := manifest.Entry{Kind: manifest.Dir, Mode: uint32(st.Mode) & 0o7777, MTime: unix.TimespecToNsec(st.Mtim)}
+	if err := w.emit(ctx, recorded{path: key, entry: dirEntry}); err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("read dir %s: %w", vfs.Quote(abs), unwrapPath(err))
+	}
+	fd := int(d.Fd())
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if skipNames[name] {
+			continue
+		}
+		childAbs := filepath.Join(abs, name)
+		childKey := manifest.Join(key, name)
+		var cst unix.Stat_t
+		if err := unix.Fstatat(fd, name, &cst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue // gone since readdir
+			}
+			return fmt.Errorf("stat %s: %w", vfs.Quote(childAbs), err)
+		}
+		if childAbs == w.in.opts.StoreRoot {
+			continue
+		}
+		switch cst.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			if err := w.walkDir(ctx, childAbs, childKey); err != nil {
+				return err
+			}
+		case unix.S_IFLNK:
+			target, err := readlinkat(fd, name, cst.Size)
+			if err != nil {
+				return fmt.Errorf("readlink %s: %w", vfs.Quote(childAbs), err)
+			}
+			if strings.HasPrefix(name, swapPrefix) {
+				// Left by an interrupted swap: the original is intact.
+				unix.Unlinkat(fd, name, 0)
+				continue
+			}
+			r, err := w.symlinkEntry(childKey, target, &cst)
+			if err != nil {
+				return err
+			}
+			if err := w.emit(ctx, r); err != nil {
+				return err
+			}
+		case unix.S_IFREG:
+			if r, ok, err := w.reuse(childKey, &cst); err != nil {
+				return err
+			} else if ok {
+				if err := w.emit(ctx, r); err != nil {
+					return err
+				}
+				continue
+			}
+			select {
+			case w.jobs <- hashJob{path: childKey, abs: childAbs}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		default:
+			w.in.opts.Warn(fmt.Sprintf("skipping %s: %s, not a regular file, directory or symlink", vfs.Quote(childAbs), fileType(cst.Mode)))
+			atomic.AddInt64(&w.in.res.Skipped, 1)
+		}
+	}
+	return nil
+}
+
+// reuse returns the previous manifest's entry for an unchanged regular file
+// whose blob is still present.
+func (w *walker) reuse(key string, st *unix.Stat_t) (recorded, bool, error) {
+	e, ok, err := w.old.Get(key)
+	if err != nil || !ok || e.Kind != manifest.File {
+		return recorded{}, false, err
+	}
+	if e.Ino != st.Ino || e.Size != st.Size || e.MTime != unix.TimespecToNsec(st.Mtim) ||
+		e.CTime != unix.TimespecToNsec(st.Ctim) || e.Mode != uint32(st.Mode)&0o7777 {
+		return recorded{}, false, nil
+	}
+	if !exists(w.blobPath(e.Key())) {
+		return recorded{}, false, nil
+	}
+	return recorded{path: key, entry: e, reused: true}, true, nil
+}
+
+// symlinkEntry records a symlink. One that already projects the previous
+// manifest's file (the result of an earlier tier1 ingest) stands for that
+// file, unchanged.
+func (w *walker) symlinkEntry(key string, target []byte, st *unix.Stat_t) (recorded, error) {
+	if e, ok, err := w.old.Get(key); err != nil {
+		return recorded{}, err
+	} else if ok && e.Kind == manifest.File && string(target) == w.blobPath(e.Key()) && exists(string(target)) {
+		return recorded{path: key, entry: e, reused: true}, nil
+	}
+	e := manifest.Entry{Kind: manifest.Symlink, Mode: 0o777, MTime: unix.TimespecToNsec(st.Mtim), Target: target}
+	return recorded{path: key, entry: e}, nil
+}
+
+func (w *walker) blobPath(k cas.Key) string { return filepath.Join(w.in.opts.StoreRoot, k.RelPath()) }
+
+func readlinkat(dirfd int, name string, size int64) ([]byte, error) {
+	for n := max(int(size)+1, 256); ; n *= 2 {
+		buf := make([]byte, n)
+		got, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return nil, err
+		}
+		if got < n {
+			return buf[:got], nil
+		}
+	}
+}
+
+func fileType(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "named pipe"
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFCHR:
+		return "character device"
+	case unix.S_IFBLK:
+		return "block device"
+	}
+	return "special file"
+}
+
+// projectInPlace replaces each ingested regular file by a symlink to its
+// blob, but only where the file is still the version that was hashed.
+func (in *ingester) projectInPlace(ctx context.Context) error {
+	touched := map[string]int64{} // dir -> recorded mtime, restored afterwards
+	err := in.m.View(func(r *manifest.Reader) error {
+		return r.Walk(in.subtree, func(p string, e manifest.Entry) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			abs := in.abs(p)
+			switch e.Kind {
+			case manifest.Dir:
+				touched[abs] = e.MTime
+				return nil
+			case manifest.File:
+			default:
+				return nil
+			}
+			var st unix.Stat_t
+			if err := unix.Lstat(abs, &st); err != nil {
+				in.opts.Warn(fmt.Sprintf("not projecting %s: %v", vfs.Quote(abs), err))
+				return nil
+			}
+			if st.Mode&unix.S_IFMT != unix.S_IFREG {
+				return nil // already a projection (or replaced by the user)
+			}
+			if st.Ino != e.Ino || st.Size != e.Size || unix.TimespecToNsec(st.Mtim) != e.MTime {
+				in.opts.Warn(fmt.Sprintf("not projecting %s: changed since it was stored", vfs.Quote(abs)))
+				return nil
+			}
+			if err := swapSymlink(in.blobPath(e.Key()), abs); err != nil {
+				return err
+			}
+			in.res.Projected++
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	restoreDirTimes(touched)
+	return nil
+}
+
+func (in *ingester) blobPath(k cas.Key) string { return filepath.Join(in.opts.StoreRoot, k.RelPath()) }
+
+func (in *ingester) abs(p string) string {
+	if p == manifest.RootPath {
+		return in.root
+	}
+	return filepath.Join(in.root, filepath.FromSlash(p))
+}
+
+// swapSymlink atomically replaces path by a symlink to target: the symlink is
+// made under a temporary name beside it and renamed over it, so path is never
+// missing.
+func swapSymlink(target, path string) error {
+	tmp := filepath.Join(filepath.Dir(path), swapPrefix+filepath.Base(path))
+	if len(filepath.Base(tmp)) > 255 {
+		tmp = filepath.Join(filepath.Dir(path), fmt.Sprintf("%s%d", swapPrefix, time.Now().UnixNano()))
+	}
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("project %s: %w", vfs.Quote(path), unwrapPath(err))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("project %s: %w", vfs.Quote(path), unwrapPath(err))
+	}
+	return nil
+}
+
+// removeTree deletes the ingested files for phantom mode: recorded files and
+// symlinks that are unchanged, then the directories that are left empty,
+// deepest first. The subtree's own directory stays, as a mount point.
+func (in *ingester) removeTree(ctx context.Context) error {
+	var dirs []string
+	err := in.m.View(func(r *manifest.Reader) error {
+		return r.Walk(in.subtree, func(p string, e manifest.Entry) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			abs := in.abs(p)
+			var st unix.Stat_t
+			if err := unix.Lstat(abs, &st); err != nil {
+				return nil
+			}
+			switch e.Kind {
+			case manifest.Dir:
+				if p != in.subtree {
+					dirs = append(dirs, abs)
+				}
+				return nil
+			case manifest.File:
+				switch st.Mode & unix.S_IFMT {
+				case unix.S_IFREG:
+					if st.Ino != e.Ino || st.Size != e.Size || unix.TimespecToNsec(st.Mtim) != e.MTime {
+						in.opts.Warn(fmt.Sprintf("keeping %s: changed since it was stored", vfs.Quote(abs)))
+						return nil
+					}
+				case unix.S_IFLNK:
+					if t, err := os.Readlink(abs); err != nil || t != in.blobPath(e.Key()) {
+						return nil
+					}
+				default:
+					return nil
+				}
+			case manifest.Symlink:
+				if t, err := os.Readlink(abs); err != nil || t != string(e.Target) {
+					return nil
+				}
+			}
+			if err := os.Remove(abs); err != nil {
+				return fmt.Errorf("phantom: remove %s: %w", vfs.Quote(abs), unwrapPath(err))
+			}
+			in.res.Removed++
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// Not empty: it holds something that was not ingested.
+			continue
+		}
+	}
+	return nil
+}
+
+func restoreDirTimes(dirs map[string]int64) {
+	for dir, mtime := range dirs {
+		ts := []unix.Timespec{{Sec: 0, Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(mtime)}
+		unix.UtimesNanoAt(unix.AT_FDCWD, dir, ts, unix.AT_SYMLINK_NOFOLLOW)
+	}
+}
+
+// within reports whether p is dir or lies below it (both absolute, clean).
+func within(p, dir string) bool {
+	if dir == "" {
+		return false
+	}
+	return p == dir || strings.HasPrefix(p, dir+string(filepath.Separator))
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
+}

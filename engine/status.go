@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vrift/vrift/cas"
+	"github.com/vrift/vrift/manifest"
+)
+
+// StoreStatus describes a store.
+type StoreStatus struct {
+	Store     string `json:"store"`
+	Blobs     int64  `json:"blobs"`
+	Bytes     int64  `json:"bytes"`
+	DiskBytes int64  `json:"disk_bytes"`
+	Roots     int    `json:"roots"`
+}
+
+// ProjectStatus describes one project's manifest.
+type ProjectStatus struct {
+	Manifest string          `json:"manifest"`
+	Root     string          `json:"root"`
+	Subtrees []string        `json:"subtrees"`
+	Totals   manifest.Totals `json:"totals"`
+	// DedupRatio is logical bytes over the bytes of distinct content: how
+	// many times larger the tree is than what it costs in the store.
+	DedupRatio float64   `json:"dedup_ratio"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// ScanStore counts the blobs in s.
+func ScanStore(ctx context.Context, s *cas.Store) (StoreStatus, error) {
+	st := StoreStatus{Store: s.Root()}
+	err := s.Walk(ctx, func(b cas.Blob) error {
+		st.Blobs++
+		st.Bytes += b.Key.Size
+		st.DiskBytes += b.DiskBytes
+		return nil
+	})
+	return st, err
+}
+
+// Status describes the store and its roots.
+func (d *Direct) Status(ctx context.Context) (StoreStatus, error) {
+	st, err := ScanStore(ctx, d.Store)
+	if err != nil {
+		return st, fmt.Errorf("status: %w", err)
+	}
+	roots, err := d.Roots.List()
+	if err != nil {
+		return st, fmt.Errorf("status: %w", err)
+	}
+	st.Roots = len(roots)
+	return st, nil
+}
+
+// ReadProjectStatus summarises the manifest at path.
+func ReadProjectStatus(path string) (ProjectStatus, error) {
+	m, err := manifest.Open(path)
+	if err != nil {
+		return ProjectStatus{}, err
+	}
+	defer m.Close()
+	var ps ProjectStatus
+	err = m.View(func(r *manifest.Reader) error {
+		meta, err := r.Meta()
+		if err != nil {
+			return err
+		}
+		ps = ProjectStatus{Manifest: path, Root: meta.Root, Subtrees: meta.Subtrees,
+			Totals: meta.Totals, UpdatedAt: meta.UpdatedAt}
+		return nil
+	})
+	if ps.Totals.UniqueBytes > 0 {
+		ps.DedupRatio = float64(ps.Totals.Bytes) / float64(ps.Totals.UniqueBytes)
+	}
+	return ps, err
+}

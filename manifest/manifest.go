@@ -1,0 +1,330 @@
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/PowerDNS/lmdb-go/lmdb"
+)
+
+// FormatVersion is the manifest schema version written into Meta.
+const FormatVersion = 1
+
+// Dir and file names of a project's manifest.
+const (
+	DirName  = ".vrift"
+	FileName = "manifest.lmdb"
+)
+
+// PathFor is the manifest path of the project rooted at root.
+func PathFor(root string) string { return filepath.Join(root, DirName, FileName) }
+
+const (
+	entriesDB = "entries"
+	metaDB    = "meta"
+	metaKey   = "meta"
+	// mapSize bounds the manifest's size; the file grows only as written.
+	mapSize = 1 << 36
+)
+
+// Meta describes a manifest as a whole.
+type Meta struct {
+	Version int `json:"version"`
+	// Root is the absolute project root the keys are relative to.
+	Root string `json:"root"`
+	// Subtrees are the keys of the ingested directories.
+	Subtrees  []string  `json:"subtrees"`
+	Totals    Totals    `json:"totals"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Totals count a manifest's entries.
+type Totals struct {
+	Files       int64 `json:"files"`
+	Bytes       int64 `json:"bytes"`
+	Unique      int64 `json:"unique"`
+	UniqueBytes int64 `json:"unique_bytes"`
+	Dirs        int64 `json:"dirs"`
+	Symlinks    int64 `json:"symlinks"`
+}
+
+// Manifest is an open manifest file.
+type Manifest struct {
+	path    string
+	env     *lmdb.Env
+	entries lmdb.DBI
+	meta    lmdb.DBI
+}
+
+// Create opens the manifest at path for reading and writing, creating it
+// (and its directory) if needed.
+func Create(path string) (*Manifest, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create manifest %s: %w", path, err)
+	}
+	return open(path, 0)
+}
+
+// Open opens an existing manifest for reading.
+func Open(path string) (*Manifest, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open manifest: %w", err)
+	}
+	return open(path, lmdb.Readonly)
+}
+
+func open(path string, flags uint) (*Manifest, error) {
+	env, err := lmdb.NewEnv()
+	if err != nil {
+		return nil, fmt.Errorf("open manifest %s: %w", path, err)
+	}
+	m := &Manifest{path: path, env: env}
+	fail := func(err error) (*Manifest, error) {
+		env.Close()
+		return nil, fmt.Errorf("open manifest %s: %w", path, err)
+	}
+	if err := env.SetMaxDBs(4); err != nil {
+		return fail(err)
+	}
+	if err := env.SetMapSize(mapSize); err != nil {
+		return fail(err)
+	}
+	if err := env.Open(path, flags|lmdb.NoSubdir, 0o644); err != nil {
+		return fail(err)
+	}
+	if flags&lmdb.Readonly != 0 {
+		err = env.View(func(txn *lmdb.Txn) (err error) {
+			if m.entries, err = txn.OpenDBI(entriesDB, 0); err != nil {
+				return err
+			}
+			m.meta, err = txn.OpenDBI(metaDB, 0)
+			return err
+		})
+	} else {
+		err = env.Update(func(txn *lmdb.Txn) (err error) {
+			if m.entries, err = txn.CreateDBI(entriesDB); err != nil {
+				return err
+			}
+			m.meta, err = txn.CreateDBI(metaDB)
+			return err
+		})
+	}
+	if err != nil {
+		if lmdb.IsNotFound(err) {
+			err = errors.New("not a vrift manifest (no entries table)")
+		}
+		return fail(err)
+	}
+	return m, nil
+}
+
+// Path is the manifest's file path.
+func (m *Manifest) Path() string { return m.path }
+
+// Close releases the manifest.
+func (m *Manifest) Close() error { return m.env.Close() }
+
+// View runs fn with a consistent read-only snapshot.
+func (m *Manifest) View(fn func(*Reader) error) error {
+	return m.env.View(func(txn *lmdb.Txn) error {
+		txn.RawRead = true
+		return fn(&Reader{m: m, txn: txn})
+	})
+}
+
+// BeginRead starts a snapshot that stays valid until its Close, for readers
+// that cannot run inside a callback. It may be used by one goroutine at a
+// time.
+func (m *Manifest) BeginRead() (*Reader, error) {
+	txn, err := m.env.BeginTxn(nil, lmdb.Readonly)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	txn.RawRead = true
+	return &Reader{m: m, txn: txn}, nil
+}
+
+// Update runs fn in a write transaction, committed atomically (and durably)
+// when fn returns nil and discarded otherwise.
+func (m *Manifest) Update(fn func(*Writer) error) error {
+	return m.env.Update(func(txn *lmdb.Txn) error {
+		txn.RawRead = true
+		return fn(&Writer{Reader{m: m, txn: txn}})
+	})
+}
+
+// Reader reads one snapshot of a manifest.
+type Reader struct {
+	m   *Manifest
+	txn *lmdb.Txn
+}
+
+// Close ends a snapshot started by BeginRead.
+func (r *Reader) Close() { r.txn.Abort() }
+
+// Get returns the entry at p.
+func (r *Reader) Get(p string) (Entry, bool, error) {
+	v, err := r.txn.Get(r.m.entries, []byte(p))
+	if lmdb.IsNotFound(err) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("manifest get %q: %w", p, err)
+	}
+	e, err := decodeEntry(v)
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("manifest entry %q: %w", p, err)
+	}
+	return e, true, nil
+}
+
+// Walk calls fn for subtree and every entry below it, parents before
+// children. A subtree of "." walks everything. The path passed to fn is only
+// valid during the call when it comes from the map; fn must copy it to keep
+// it (Go strings built here are already copies).
+func (r *Reader) Walk(subtree string, fn func(p string, e Entry) error) error {
+	if subtree == "" {
+		subtree = RootPath
+	}
+	if e, ok, err := r.Get(subtree); err != nil {
+		return err
+	} else if ok {
+		if err := fn(subtree, e); err != nil {
+			return err
+		}
+	}
+	cur, err := r.txn.OpenCursor(r.m.entries)
+	if err != nil {
+		return fmt.Errorf("manifest walk: %w", err)
+	}
+	defer cur.Close()
+	var prefix []byte
+	op := uint(lmdb.First)
+	if subtree != RootPath {
+		prefix = []byte(subtree + "/")
+		op = lmdb.SetRange
+	}
+	for k, v, err := cur.Get(prefix, nil, op); ; k, v, err = cur.Get(nil, nil, lmdb.Next) {
+		if lmdb.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("manifest walk: %w", err)
+		}
+		if !bytes.HasPrefix(k, prefix) {
+			return nil
+		}
+		if string(k) == RootPath {
+			continue
+		}
+		e, err := decodeEntry(v)
+		if err != nil {
+			return fmt.Errorf("manifest entry %q: %w", k, err)
+		}
+		if err := fn(string(k), e); err != nil {
+			return err
+		}
+	}
+}
+
+// Meta returns the manifest's metadata; a manifest never written has none.
+func (r *Reader) Meta() (Meta, error) {
+	v, err := r.txn.Get(r.m.meta, []byte(metaKey))
+	if lmdb.IsNotFound(err) {
+		return Meta{}, nil
+	}
+	if err != nil {
+		return Meta{}, fmt.Errorf("manifest meta: %w", err)
+	}
+	var meta Meta
+	if err := json.Unmarshal(v, &meta); err != nil {
+		return Meta{}, fmt.Errorf("manifest meta: %w", err)
+	}
+	return meta, nil
+}
+
+// Writer changes a manifest inside one transaction.
+type Writer struct{ Reader }
+
+// Put records e at p.
+func (w *Writer) Put(p string, e Entry) error {
+	if err := CheckPath(p); err != nil {
+		return fmt.Errorf("manifest put: %w", err)
+	}
+	if err := w.txn.Put(w.m.entries, []byte(p), e.encode(), 0); err != nil {
+		return fmt.Errorf("manifest put %q: %w", p, err)
+	}
+	return nil
+}
+
+// DeleteTree removes subtree and everything below it.
+func (w *Writer) DeleteTree(subtree string) error {
+	if subtree == RootPath || subtree == "" {
+		return w.txn.Drop(w.m.entries, false)
+	}
+	if err := w.txn.Del(w.m.entries, []byte(subtree), nil); err != nil && !lmdb.IsNotFound(err) {
+		return fmt.Errorf("manifest delete %q: %w", subtree, err)
+	}
+	cur, err := w.txn.OpenCursor(w.m.entries)
+	if err != nil {
+		return err
+	}
+	defer cur.Close()
+	prefix := []byte(subtree + "/")
+	for k, _, err := cur.Get(prefix, nil, lmdb.SetRange); ; k, _, err = cur.Get(nil, nil, lmdb.Next) {
+		if lmdb.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("manifest delete %q: %w", subtree, err)
+		}
+		if !bytes.HasPrefix(k, prefix) {
+			return nil
+		}
+		if err := cur.Del(0); err != nil {
+			return fmt.Errorf("manifest delete %q: %w", k, err)
+		}
+	}
+}
+
+// SetMeta replaces the manifest's metadata.
+func (w *Writer) SetMeta(meta Meta) error {
+	meta.Version = FormatVersion
+	v, err := json.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	if err := w.txn.Put(w.m.meta, []byte(metaKey), v, 0); err != nil {
+		return fmt.Errorf("manifest meta: %w", err)
+	}
+	return nil
+}
+
+// Count computes the totals of everything recorded.
+func (r *Reader) Count() (Totals, error) {
+	var t Totals
+	seen := make(map[[32]byte]struct{})
+	err := r.Walk(RootPath, func(_ string, e Entry) error {
+		switch e.Kind {
+		case Dir:
+			t.Dirs++
+		case Symlink:
+			t.Symlinks++
+		case File:
+			t.Files++
+			t.Bytes += e.Size
+			if _, ok := seen[e.Sum]; !ok {
+				seen[e.Sum] = struct{}{}
+				t.Unique++
+				t.UniqueBytes += e.Size
+			}
+		}
+		return nil
+	})
+	return t, err
+}
