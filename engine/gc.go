@@ -102,7 +102,7 @@ func (d *Direct) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
 	defer lock.Unlock()
-	res := &GCResult{DryRun: opts.DryRun}
+	res := &GCResult{DryRun: opts.DryRun, DroppedRoots: []string{}}
 	roots, err := d.Roots.List()
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -147,6 +151,7 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	if within(dir, opts.StoreRoot) {
 		return nil, fmt.Errorf("ingest %s: refusing to ingest the store itself", opts.Dir)
 	}
+	fresh := !exists(mpath)
 	m, err := manifest.Create(mpath)
 	if err != nil {
 		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
@@ -158,6 +163,11 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	in.res.ManifestPath, in.res.Root, in.res.Subtree = mpath, root, subtree
 	in.res.Tier, in.res.Mode = opts.Tier, opts.Mode
 	if err := in.record(ctx); err != nil {
+		if fresh {
+			// Leave no trace of an ingest that recorded nothing.
+			m.Close()
+			manifest.Remove(mpath)
+		}
 		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
 	}
 	if in.sawNodeModules && opts.Tier == Tier1 && opts.Mode == Solid {
@@ -168,7 +178,7 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	switch {
 	case opts.Mode == Phantom:
 		err = in.removeTree(ctx)
-	case opts.Tier == Tier1:
+	case opts.Tier == Tier1 && in.regularFiles > 0:
 		err = in.projectInPlace(ctx)
 	}
 	if err != nil {
@@ -187,6 +197,47 @@ type ingester struct {
 	res            IngestResult
 	unique         map[cas.Key]struct{}
 	sawNodeModules bool
+	// regularFiles counts files that are still regular files in the tree.
+	regularFiles int64
+	writable     dirUnlocker
+}
+
+// dirUnlocker makes the user's read-only directories (Go's module cache is
+// all 0555) writable while files in them are swapped or removed, and gives
+// them their mode back afterwards.
+type dirUnlocker struct {
+	mu    sync.Mutex
+	modes map[string]fs.FileMode
+}
+
+// unlock adds u+w to dir, once, and reports whether that changed anything.
+func (u *dirUnlocker) unlock(dir string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if _, done := u.modes[dir]; done {
+		return true // another worker already did
+	}
+	info, err := os.Lstat(dir)
+	if err != nil || !info.IsDir() || info.Mode().Perm()&0o200 != 0 {
+		return false
+	}
+	if os.Chmod(dir, info.Mode().Perm()|0o200) != nil {
+		return false
+	}
+	if u.modes == nil {
+		u.modes = map[string]fs.FileMode{}
+	}
+	u.modes[dir] = info.Mode().Perm()
+	return true
+}
+
+func (u *dirUnlocker) restore() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for dir, mode := range u.modes {
+		os.Chmod(dir, mode)
+	}
+	u.modes = nil
 }
 
 // recorded is one path ready for the manifest.
@@ -195,6 +246,9 @@ type recorded struct {
 	entry manifest.Entry
 	// How the file's content was obtained, for the totals.
 	reused, newBlob bool
+	// projected is set for a file found already projected (a symlink to
+	// its blob), which needs no swap.
+	projected bool
 }
 
 // hashJob is a regular file that must be read.
@@ -203,6 +257,17 @@ type hashJob struct {
 	mode      uint32
 }
 
+// Batch sizes between pipeline stages: handing items over one at a time
+// costs more in goroutine wake-ups than the syscalls they carry.
+const (
+	recordBatch = 256
+	jobBatch    = 32
+)
+
+// errUnchanged aborts the manifest transaction of an ingest that found
+// nothing new: an unchanged tree costs no write and no fsync.
+var errUnchanged = errors.New("unchanged")
+
 // record walks the tree, stores its content and commits the manifest.
 func (in *ingester) record(ctx context.Context) error {
 	old, err := in.m.BeginRead()
@@ -210,6 +275,10 @@ func (in *ingester) record(ctx context.Context) error {
 		return err
 	}
 	defer old.Close()
+	oldMeta, err := old.Meta()
+	if err != nil {
+		return err
+	}
 
 	workers := in.opts.Workers
 	if workers <= 0 {
@@ -219,13 +288,13 @@ func (in *ingester) record(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
-	jobs := make(chan hashJob, 4*workers)
-	out := make(chan recorded, 4*workers)
+	jobs := make(chan []hashJob, workers)
+	out := make(chan []recorded, 2*workers)
 
-	var walkersLeft atomic.Int32
-	walkersLeft.Store(int32(workers) + 1)
+	var producers atomic.Int32
+	producers.Store(int32(workers) + 1)
 	done := func() {
-		if walkersLeft.Add(-1) == 0 {
+		if producers.Add(-1) == 0 {
 			close(out)
 		}
 	}
@@ -233,18 +302,25 @@ func (in *ingester) record(ctx context.Context) error {
 		defer done()
 		defer close(jobs)
 		w := walker{in: in, old: old, jobs: jobs, out: out}
-		return w.walkDir(gctx, in.dir, in.subtree)
+		if err := w.walkDir(gctx, in.dir, in.subtree); err != nil {
+			return err
+		}
+		return w.flush(gctx)
 	})
 	for range workers {
 		g.Go(func() error {
 			defer done()
-			for j := range jobs {
-				r, err := in.hashFile(gctx, j)
-				if err != nil {
-					return err
+			for batch := range jobs {
+				rs := make([]recorded, 0, len(batch))
+				for _, j := range batch {
+					r, err := in.hashFile(gctx, j)
+					if err != nil {
+						return err
+					}
+					rs = append(rs, r)
 				}
 				select {
-				case out <- r:
+				case out <- rs:
 				case <-gctx.Done():
 					return gctx.Err()
 				}
@@ -255,45 +331,63 @@ func (in *ingester) record(ctx context.Context) error {
 
 	// The manifest write transaction lives on this goroutine (LMDB ties it
 	// to one OS thread); everything else feeds it through out.
+	seed := maphash.MakeSeed()
+	seen := make(map[uint64]struct{})
 	err = in.m.Update(func(w *manifest.Writer) error {
-		if err := w.DeleteTree(in.subtree); err != nil {
-			return err
-		}
+		changed := false
 		var lastProgress time.Time
-		for r := range out {
-			if err := w.Put(r.path, r.entry); err != nil {
-				return err
+		for batch := range out {
+			for _, r := range batch {
+				seen[maphash.String(seed, r.path)] = struct{}{}
+				wrote, err := w.PutIfChanged(r.path, r.entry)
+				if err != nil {
+					return err
+				}
+				changed = changed || wrote
+				in.count(r)
 			}
-			in.count(r)
 			if in.opts.Progress != nil && time.Since(lastProgress) > 100*time.Millisecond {
 				in.opts.Progress(in.res.Files, in.res.Bytes)
 				lastProgress = time.Now()
 			}
 		}
-		// Walkers are done (out is closed): a failure among them aborts the
-		// transaction, leaving the old manifest in place.
+		// Producers are done (out is closed): a failure among them aborts
+		// the transaction, leaving the old manifest in place.
 		if err := g.Wait(); err != nil {
 			return err
 		}
 		if in.opts.Progress != nil {
 			in.opts.Progress(in.res.Files, in.res.Bytes)
 		}
-		// The manifest must never name a blob that a crash could lose.
-		if err := in.opts.Blobs.Sync(ctx); err != nil {
-			return err
-		}
-		meta, err := w.Meta()
+		deleted, err := w.DeleteUnseen(in.subtree, func(p []byte) bool {
+			_, ok := seen[maphash.Bytes(seed, p)]
+			return ok
+		})
 		if err != nil {
 			return err
 		}
+		subtrees := addSubtree(oldMeta.Subtrees, in.subtree)
+		if !changed && deleted == 0 && slices.Equal(subtrees, oldMeta.Subtrees) {
+			return errUnchanged
+		}
+		// The manifest must never name a blob that a crash could lose.
+		if in.res.NewBlobs > 0 {
+			if err := in.opts.Blobs.Sync(ctx); err != nil {
+				return err
+			}
+		}
+		meta := oldMeta
 		meta.Root = in.root
-		meta.Subtrees = addSubtree(meta.Subtrees, in.subtree)
+		meta.Subtrees = subtrees
 		if meta.Totals, err = w.Count(); err != nil {
 			return err
 		}
 		meta.UpdatedAt = time.Now().UTC()
 		return w.SetMeta(meta)
 	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
 	if err != nil {
 		// Stop the walk and drain, so that no goroutine stays blocked on out.
 		cancel()
@@ -320,6 +414,9 @@ func (in *ingester) count(r recorded) {
 		in.unique[k] = struct{}{}
 		if r.reused {
 			in.res.Reused++
+		}
+		if !r.projected {
+			in.regularFiles++
 		}
 		if r.newBlob {
 			in.res.NewBlobs++
@@ -390,15 +487,57 @@ func sameVersion(a, b *unix.Stat_t) bool {
 // to the manifest, files either reused from the previous manifest or queued
 // for hashing.
 type walker struct {
-	in   *ingester
-	old  *manifest.Reader
-	jobs chan<- hashJob
-	out  chan<- recorded
+	in      *ingester
+	old     *manifest.Reader
+	jobs    chan<- []hashJob
+	out     chan<- []recorded
+	records []recorded
+	queued  []hashJob
 }
 
 func (w *walker) emit(ctx context.Context, r recorded) error {
+	w.records = append(w.records, r)
+	if len(w.records) < recordBatch {
+		return nil
+	}
+	return w.flushRecords(ctx)
+}
+
+func (w *walker) queue(ctx context.Context, j hashJob) error {
+	w.queued = append(w.queued, j)
+	if len(w.queued) < jobBatch {
+		return nil
+	}
+	return w.flushJobs(ctx)
+}
+
+func (w *walker) flush(ctx context.Context) error {
+	if err := w.flushJobs(ctx); err != nil {
+		return err
+	}
+	return w.flushRecords(ctx)
+}
+
+func (w *walker) flushRecords(ctx context.Context) error {
+	if len(w.records) == 0 {
+		return nil
+	}
 	select {
-	case w.out <- r:
+	case w.out <- w.records:
+		w.records = make([]recorded, 0, recordBatch)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *walker) flushJobs(ctx context.Context) error {
+	if len(w.queued) == 0 {
+		return nil
+	}
+	select {
+	case w.jobs <- w.queued:
+		w.queued = make([]hashJob, 0, jobBatch)
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -474,10 +613,8 @@ func (w *walker) walkDir(ctx context.Context, abs, key string) error {
 				}
 				continue
 			}
-			select {
-			case w.jobs <- hashJob{path: childKey, abs: childAbs}:
-			case <-ctx.Done():
-				return ctx.Err()
+			if err := w.queue(ctx, hashJob{path: childKey, abs: childAbs}); err != nil {
+				return err
 			}
 		default:
 			w.in.opts.Warn(fmt.Sprintf("skipping %s: %s, not a regular file, directory or symlink", vfs.Quote(childAbs), fileType(cst.Mode)))
@@ -511,7 +648,7 @@ func (w *walker) symlinkEntry(key string, target []byte, st *unix.Stat_t) (recor
 	if e, ok, err := w.old.Get(key); err != nil {
 		return recorded{}, err
 	} else if ok && e.Kind == manifest.File && string(target) == w.blobPath(e.Key()) && exists(string(target)) {
-		return recorded{path: key, entry: e, reused: true}, nil
+		return recorded{path: key, entry: e, reused: true, projected: true}, nil
 	}
 	e := manifest.Entry{Kind: manifest.Symlink, Mode: 0o777, MTime: unix.TimespecToNsec(st.Mtim), Target: target}
 	return recorded{path: key, entry: e}, nil
@@ -549,45 +686,97 @@ func fileType(mode uint32) string {
 // projectInPlace replaces each ingested regular file by a symlink to its
 // blob, but only where the file is still the version that was hashed.
 func (in *ingester) projectInPlace(ctx context.Context) error {
-	touched := map[string]int64{} // dir -> recorded mtime, restored afterwards
-	err := in.m.View(func(r *manifest.Reader) error {
-		return r.Walk(in.subtree, func(p string, e manifest.Entry) error {
-			if err := ctx.Err(); err != nil {
-				return err
+	type swap struct {
+		abs   string
+		entry manifest.Entry
+	}
+	// Swaps free the replaced files' blocks, which waits on the disk:
+	// several in flight overlap those waits.
+	g, gctx := errgroup.WithContext(ctx)
+	swaps := make(chan []swap, 8)
+	var projected atomic.Int64
+	for range 4 {
+		g.Go(func() error {
+			for batch := range swaps {
+				for _, s := range batch {
+					ok, err := in.swapIfUnchanged(s.abs, s.entry)
+					if err != nil {
+						return err
+					}
+					if ok {
+						projected.Add(1)
+					}
+				}
 			}
-			abs := in.abs(p)
-			switch e.Kind {
-			case manifest.Dir:
-				touched[abs] = e.MTime
-				return nil
-			case manifest.File:
-			default:
-				return nil
-			}
-			var st unix.Stat_t
-			if err := unix.Lstat(abs, &st); err != nil {
-				in.opts.Warn(fmt.Sprintf("not projecting %s: %v", vfs.Quote(abs), err))
-				return nil
-			}
-			if st.Mode&unix.S_IFMT != unix.S_IFREG {
-				return nil // already a projection (or replaced by the user)
-			}
-			if st.Ino != e.Ino || st.Size != e.Size || unix.TimespecToNsec(st.Mtim) != e.MTime {
-				in.opts.Warn(fmt.Sprintf("not projecting %s: changed since it was stored", vfs.Quote(abs)))
-				return nil
-			}
-			if err := swapSymlink(in.blobPath(e.Key()), abs); err != nil {
-				return err
-			}
-			in.res.Projected++
 			return nil
 		})
-	})
-	if err != nil {
-		return err
 	}
+	// Swaps change their directory's mtime; it gets the recorded one back.
+	dirTimes := map[string]int64{}
+	touched := map[string]int64{}
+	g.Go(func() error {
+		defer close(swaps)
+		var batch []swap
+		err := in.m.View(func(r *manifest.Reader) error {
+			return r.Walk(in.subtree, func(p string, e manifest.Entry) error {
+				if e.Kind == manifest.Dir {
+					dirTimes[p] = e.MTime
+					return nil
+				}
+				if e.Kind != manifest.File {
+					return nil
+				}
+				if mt, ok := dirTimes[path.Dir(p)]; ok {
+					touched[in.abs(path.Dir(p))] = mt
+				}
+				batch = append(batch, swap{in.abs(p), e})
+				if len(batch) < jobBatch {
+					return nil
+				}
+				select {
+				case swaps <- batch:
+					batch = nil
+					return nil
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			})
+		})
+		if err == nil && len(batch) > 0 {
+			swaps <- batch
+		}
+		return err
+	})
+	err := g.Wait()
+	in.res.Projected = projected.Load()
+	in.writable.restore()
 	restoreDirTimes(touched)
-	return nil
+	return err
+}
+
+// swapIfUnchanged replaces the regular file at abs by a symlink to e's blob
+// if it is still the version that was stored.
+func (in *ingester) swapIfUnchanged(abs string, e manifest.Entry) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(abs, &st); err != nil {
+		in.opts.Warn(fmt.Sprintf("not projecting %s: %v", vfs.Quote(abs), err))
+		return false, nil
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, nil // already a projection (or replaced by the user)
+	}
+	if st.Ino != e.Ino || st.Size != e.Size || unix.TimespecToNsec(st.Mtim) != e.MTime {
+		in.opts.Warn(fmt.Sprintf("not projecting %s: changed since it was stored", vfs.Quote(abs)))
+		return false, nil
+	}
+	err := swapSymlink(in.blobPath(e.Key()), abs)
+	if errors.Is(err, fs.ErrPermission) && in.writable.unlock(filepath.Dir(abs)) {
+		err = swapSymlink(in.blobPath(e.Key()), abs)
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func (in *ingester) blobPath(k cas.Key) string { return filepath.Join(in.opts.StoreRoot, k.RelPath()) }
@@ -607,8 +796,13 @@ func swapSymlink(target, path string) error {
 	if len(filepath.Base(tmp)) > 255 {
 		tmp = filepath.Join(filepath.Dir(path), fmt.Sprintf("%s%d", swapPrefix, time.Now().UnixNano()))
 	}
-	os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
+	err := os.Symlink(target, tmp)
+	if errors.Is(err, fs.ErrExist) {
+		// Left by an interrupted swap.
+		os.Remove(tmp)
+		err = os.Symlink(target, tmp)
+	}
+	if err != nil {
 		return fmt.Errorf("project %s: %w", vfs.Quote(path), unwrapPath(err))
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -658,7 +852,11 @@ func (in *ingester) removeTree(ctx context.Context) error {
 					return nil
 				}
 			}
-			if err := os.Remove(abs); err != nil {
+			err := os.Remove(abs)
+			if errors.Is(err, fs.ErrPermission) && in.writable.unlock(filepath.Dir(abs)) {
+				err = os.Remove(abs)
+			}
+			if err != nil {
 				return fmt.Errorf("phantom: remove %s: %w", vfs.Quote(abs), unwrapPath(err))
 			}
 			in.res.Removed++
@@ -669,11 +867,17 @@ func (in *ingester) removeTree(ctx context.Context) error {
 		return err
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			// Not empty: it holds something that was not ingested.
-			continue
+		// A directory that is not empty holds something that was not
+		// ingested, and stays.
+		err := os.Remove(dirs[i])
+		if errors.Is(err, fs.ErrPermission) && in.writable.unlock(filepath.Dir(dirs[i])) {
+			err = os.Remove(dirs[i])
+		}
+		if err == nil {
+			in.res.Removed++
 		}
 	}
+	in.writable.restore()
 	return nil
 }
 

@@ -63,7 +63,7 @@ func resolveDir(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	real, err := filepath.EvalSymlinks(abs)
+	info, err := os.Stat(abs)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -74,12 +74,12 @@ func resolveDir(dir string) (string, error) {
 		}
 		return "", err
 	}
-	info, err := os.Stat(real)
-	if err != nil {
-		return "", err
-	}
 	if !info.IsDir() {
 		return "", errors.New("not a directory")
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", err
 	}
 	return real, nil
 }

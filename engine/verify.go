@@ -115,7 +115,7 @@ func VerifyRoot(ctx context.Context, s *cas.Store, path string, res *VerifyResul
 // Verify re-hashes every blob and checks that every root's files are present.
 // Roots whose manifest is gone are skipped (gc drops them).
 func (d *Direct) Verify(ctx context.Context, repair bool) (*VerifyResult, error) {
-	res := &VerifyResult{}
+	res := &VerifyResult{Corrupt: []string{}, Quarantined: []string{}, Missing: []MissingBlob{}}
 	if err := VerifyBlobs(ctx, d.Store, repair, res); err != nil {
 		return res, err
 	}

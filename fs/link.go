@@ -91,7 +91,7 @@ func Link(ctx context.Context, m *manifest.Manifest, opts LinkOptions) (*LinkRes
 		return nil, fmt.Errorf("link: %w", err)
 	}
 	l := &linker{opts: opts, dest: dest, fresh: map[string]bool{},
-		res: &LinkResult{Method: opts.Method, Dest: dest}}
+		res: &LinkResult{Method: opts.Method, Dest: dest, Conflicts: []string{}}}
 	err = m.View(func(r *manifest.Reader) error {
 		// Refuse a manifest that could write outside dest before touching
 		// anything.
@@ -430,8 +430,13 @@ func replaceWith(path string, make func(tmp string) error) error {
 	if len(filepath.Base(tmp)) > 255 {
 		tmp = tmp[:len(tmp)-(len(filepath.Base(tmp))-255)]
 	}
-	os.Remove(tmp)
-	if err := make(tmp); err != nil {
+	err := make(tmp)
+	if errors.Is(err, iofs.ErrExist) {
+		// Left by an interrupted replacement.
+		os.Remove(tmp)
+		err = make(tmp)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}

@@ -123,6 +123,15 @@ func open(path string, flags uint) (*Manifest, error) {
 	return m, nil
 }
 
+// Remove deletes the manifest at path, its lock file and, if then empty, its
+// directory.
+func Remove(path string) error {
+	err := os.Remove(path)
+	os.Remove(path + "-lock")
+	os.Remove(filepath.Dir(path))
+	return err
+}
+
 // Path is the manifest's file path.
 func (m *Manifest) Path() string { return m.path }
 
@@ -260,6 +269,66 @@ func (w *Writer) Put(p string, e Entry) error {
 		return fmt.Errorf("manifest put %q: %w", p, err)
 	}
 	return nil
+}
+
+// PutIfChanged records e at p unless p already holds exactly e, and reports
+// whether it wrote. Unchanged trees then cost reads, not page writes.
+func (w *Writer) PutIfChanged(p string, e Entry) (bool, error) {
+	if err := CheckPath(p); err != nil {
+		return false, fmt.Errorf("manifest put: %w", err)
+	}
+	v := e.encode()
+	old, err := w.txn.Get(w.m.entries, []byte(p))
+	if err == nil && bytes.Equal(old, v) {
+		return false, nil
+	}
+	if err != nil && !lmdb.IsNotFound(err) {
+		return false, fmt.Errorf("manifest get %q: %w", p, err)
+	}
+	if err := w.txn.Put(w.m.entries, []byte(p), v, 0); err != nil {
+		return false, fmt.Errorf("manifest put %q: %w", p, err)
+	}
+	return true, nil
+}
+
+// DeleteUnseen removes every entry at or below subtree for which seen
+// returns false, and reports how many it removed.
+func (w *Writer) DeleteUnseen(subtree string, seen func(p []byte) bool) (int, error) {
+	cur, err := w.txn.OpenCursor(w.m.entries)
+	if err != nil {
+		return 0, err
+	}
+	defer cur.Close()
+	var prefix []byte
+	op := uint(lmdb.First)
+	if subtree != RootPath && subtree != "" {
+		prefix = []byte(subtree + "/")
+		op = lmdb.SetRange
+		if _, err := w.txn.Get(w.m.entries, []byte(subtree)); err == nil && !seen([]byte(subtree)) {
+			if err := w.txn.Del(w.m.entries, []byte(subtree), nil); err != nil {
+				return 0, err
+			}
+		}
+	}
+	n := 0
+	for k, _, err := cur.Get(prefix, nil, op); ; k, _, err = cur.Get(nil, nil, lmdb.Next) {
+		if lmdb.IsNotFound(err) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("manifest delete: %w", err)
+		}
+		if !bytes.HasPrefix(k, prefix) {
+			return n, nil
+		}
+		if seen(k) {
+			continue
+		}
+		if err := cur.Del(0); err != nil {
+			return n, fmt.Errorf("manifest delete %q: %w", k, err)
+		}
+		n++
+	}
 }
 
 // DeleteTree removes subtree and everything below it.

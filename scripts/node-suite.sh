@@ -19,11 +19,12 @@
 # the end of that log, then "node suite: X/23 tasks ok". Exit 0 only when all
 # 23 tasks pass (and node_modules is unchanged).
 #
+# PROJECT_DIR/vrift-node-suite and PROJECT_DIR/.vrift-node-suite-out are left
+# in place for inspection and wiped at the start of the next run. PROJECT_DIR
+# itself must be writable; node_modules need not be.
+#
 # Env: VRIFT_SUITE_TIMEOUT  per-task timeout in seconds (default 90; next build gets 2x)
 #      VRIFT_SUITE_NM_CHECK 0 to skip the node_modules change check
-#      VRIFT_SUITE_KEEP     1 to keep PROJECT_DIR/vrift-node-suite and the out dir
-#                           (they are kept anyway; this only documents it: both are
-#                           wiped at the start of the next run)
 set -euo pipefail
 
 TOTAL=23
@@ -164,6 +165,7 @@ t_eslint() {
 	local rc=0
 	"$BIN/eslint" --format json bad.js >"$TMPDIR/eslint-bad.json" || rc=$?
 	[ "$rc" = 1 ] || { echo "eslint on bad.js exited $rc, want 1"; cat "$TMPDIR/eslint-bad.json"; return 1; }
+	# shellcheck disable=SC2016 # JS template literal, not shell
 	same_output expected-bad.txt node -e '
 		const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
 		for (const m of r[0].messages) console.log(`${m.line}:${m.column} ${m.ruleId}`);
@@ -218,8 +220,8 @@ t_small_clis() {
 # Every CLI through its node_modules/.bin entry (symlink + exec bit + shebang).
 t_bin_versions() {
 	local tool pkg want out bad=0
-	for tool in tsc:typescript webpack:webpack webpack-cli:webpack-cli jest:jest vite:vite next:next \
-		eslint:eslint prettier:prettier sass:sass esbuild:esbuild rollup:rollup; do
+	for tool in tsc:typescript jest:jest vite:vite next:next eslint:eslint \
+		prettier:prettier sass:sass esbuild:esbuild rollup:rollup; do
 		pkg=${tool#*:}
 		tool=${tool%%:*}
 		want=$(pkg_version "$pkg")
@@ -227,6 +229,18 @@ t_bin_versions() {
 			echo "ok   $tool --version: $(echo "$out" | head -n 1)"
 		else
 			echo "FAIL $tool --version (want $want): $out"
+			bad=1
+		fi
+	done
+	# webpack-cli lists package versions from the package.json and node_modules of
+	# its cwd, so ask it from the project dir (read-only use).
+	out=$(cd "$NM/.." && "$BIN/webpack" --version 2>&1) || true
+	for pkg in webpack webpack-cli; do
+		want=$(pkg_version "$pkg")
+		if grep -Eq "^ +$pkg: .*=> $want" <<<"$out"; then
+			echo "ok   webpack --version reports $pkg $want"
+		else
+			echo "FAIL webpack --version does not report $pkg $want: $out"
 			bad=1
 		fi
 	done
@@ -267,8 +281,8 @@ done
 
 # ---------------------------------------------------------------- node_modules snapshot
 nm_listing() {
-	# -P: never follow symlinks; %y type, %m mode, %s size, %T@ mtime, %l link target.
-	find -P "$NM" -printf '%y %m %s %T@ %p -> %l\n' 2>&1 | LC_ALL=C sort
+	# -P: never follow symlinks; path, then %y type, %m mode, %s size, %T@ mtime, %l link target.
+	find -P "$NM" -printf '%p\t%y %m %s %T@ %l\n' 2>&1 | LC_ALL=C sort
 }
 nm_check=${VRIFT_SUITE_NM_CHECK:-1}
 if [ "$nm_check" != 0 ]; then

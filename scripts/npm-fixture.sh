@@ -107,7 +107,7 @@ install_variant() {
 
 	local tmp
 	tmp=$(mktemp -d "$fixture_dir/.tmp-$v.XXXXXX")
-	cleanup_tmp+=("$tmp")
+	cleanup_tmp+=("$tmp" "$tmp.log")
 	cp "$pj" "$tmp/package.json"
 
 	log "$v: installing into $tmp (this takes a minute or two)"
@@ -120,10 +120,8 @@ install_variant() {
 		--include=optional \
 		--loglevel=warn --prefix "$tmp" >"$tmp.log" 2>&1); then
 		tail -n 40 "$tmp.log" >&2 || true
-		cleanup_tmp+=("$tmp.log")
 		die "$v: npm install failed (full log above; tree discarded)"
 	fi
-	cleanup_tmp+=("$tmp.log")
 	[ -d "$tmp/node_modules" ] || die "$v: npm install produced no node_modules"
 	# npm may leave its own bookkeeping; none of it may name the registry.
 	rm -f "$tmp/package-lock.json" "$tmp/npm-shrinkwrap.json"

@@ -1,0 +1,201 @@
+package cas
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openTestStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "store"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestPutLayoutDedupAndExecVariant(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	data := []byte("hello, store\n")
+	r1, err := s.Put(ctx, bytes.NewReader(data), false)
+	if err != nil || !r1.New {
+		t.Fatalf("first put: %+v %v", r1, err)
+	}
+	want := filepath.Join(s.Root(), "blake3", r1.Key.Hex()[:2], r1.Key.Hex()[2:4], r1.Key.Hex()+"_13.bin")
+	if s.Path(r1.Key) != want {
+		t.Fatalf("path %s, want %s", s.Path(r1.Key), want)
+	}
+	info, err := os.Stat(want)
+	if err != nil || info.Mode().Perm() != 0o444 {
+		t.Fatalf("blob mode %v, %v", info.Mode(), err)
+	}
+	r2, err := s.Put(ctx, bytes.NewReader(data), false)
+	if err != nil || r2.New || r2.Key != r1.Key {
+		t.Fatalf("second put not deduplicated: %+v %v", r2, err)
+	}
+	rx, err := s.Put(ctx, bytes.NewReader(data), true)
+	if err != nil || !rx.New || rx.Key.Sum != r1.Key.Sum || !strings.HasSuffix(s.Path(rx.Key), "_13_x.bin") {
+		t.Fatalf("exec variant: %+v %v", rx, err)
+	}
+	if info, _ := os.Stat(s.Path(rx.Key)); info.Mode().Perm() != 0o555 {
+		t.Fatalf("exec blob mode %v", info.Mode())
+	}
+	if err := s.Check(ctx, r1.Key); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPutLargeStreamsAndStaysSparse(t *testing.T) {
+	s := openTestStore(t)
+	// 8 MiB: a little data, a large run of zeros, a little data.
+	size := int64(8 << 20)
+	r := io.MultiReader(strings.NewReader("head"), io.LimitReader(zeros{}, size-8), strings.NewReader("tail"))
+	res, err := s.Put(context.Background(), r, false)
+	if err != nil || res.Key.Size != size {
+		t.Fatalf("put: %+v %v", res, err)
+	}
+	var blob Blob
+	s.Walk(context.Background(), func(b Blob) error { blob = b; return nil })
+	if blob.DiskBytes > 1<<20 {
+		t.Fatalf("8 MiB mostly-zero blob uses %d bytes on disk: not sparse", blob.DiskBytes)
+	}
+	if err := s.Check(context.Background(), res.Key); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(s.Path(res.Key))
+	if string(got[:4]) != "head" || string(got[len(got)-4:]) != "tail" || int64(len(got)) != size {
+		t.Fatal("content differs")
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func TestConcurrentPutsOfSameContent(t *testing.T) {
+	s := openTestStore(t)
+	data := bytes.Repeat([]byte("x"), 3<<20) // large path: temp file, then rename
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	news := 0
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := s.Put(context.Background(), bytes.NewReader(data), false)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			if r.New {
+				news++
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if news != 1 {
+		t.Fatalf("%d puts claimed to add the blob, want exactly 1", news)
+	}
+	if left, _ := os.ReadDir(filepath.Join(s.Root(), tmpDir)); len(left) != 0 {
+		t.Fatalf("temp files left: %v", left)
+	}
+}
+
+type failingReader struct{ n int }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("disk on fire")
+	}
+	n := min(len(p), f.n)
+	f.n -= n
+	return n, nil
+}
+
+func TestFailedPutLeavesNothing(t *testing.T) {
+	s := openTestStore(t)
+	for _, n := range []int{10, 3 << 20} {
+		if _, err := s.Put(context.Background(), &failingReader{n: n}, false); err == nil {
+			t.Fatal("put of a failing reader succeeded")
+		}
+	}
+	count := 0
+	s.Walk(context.Background(), func(Blob) error { count++; return nil })
+	left, _ := os.ReadDir(filepath.Join(s.Root(), tmpDir))
+	if count != 0 || len(left) != 0 {
+		t.Fatalf("failed puts left %d blobs and %d temp files", count, len(left))
+	}
+}
+
+func TestCleanTempsOfDeadWriters(t *testing.T) {
+	s := openTestStore(t)
+	dir := filepath.Join(s.Root(), tmpDir)
+	// pid 2^22+1 is above the default pid_max: no such process.
+	dead := filepath.Join(dir, "put-4194305-123")
+	mine := filepath.Join(dir, fmt.Sprintf("put-%d-456", os.Getpid()))
+	for _, p := range []string{dead, mine} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.CleanTemps(time.Hour)
+	if err != nil || n != 1 {
+		t.Fatalf("removed %d (%v), want 1", n, err)
+	}
+	if _, err := os.Stat(dead); err == nil {
+		t.Error("dead writer's temp kept")
+	}
+	if _, err := os.Stat(mine); err != nil {
+		t.Error("live writer's temp removed")
+	}
+}
+
+func TestCheckAndQuarantine(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	r, _ := s.Put(ctx, strings.NewReader("precious"), false)
+	p := s.Path(r.Key)
+	os.Chmod(p, 0o644)
+	os.WriteFile(p, []byte("tampered"), 0o644)
+	os.Chmod(p, 0o444)
+	if err := s.Check(ctx, r.Key); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("check of a tampered blob: %v", err)
+	}
+	if _, err := s.Quarantine(r.Key); err != nil {
+		t.Fatal(err)
+	}
+	if s.Has(r.Key) {
+		t.Fatal("quarantined blob still in place")
+	}
+	again, err := s.Put(ctx, strings.NewReader("precious"), false)
+	if err != nil || !again.New || s.Check(ctx, r.Key) != nil {
+		t.Fatalf("re-put after quarantine: %+v %v", again, err)
+	}
+}
+
+func TestParseName(t *testing.T) {
+	k := Key{Size: 42, Exec: true}
+	k.Sum[0], k.Sum[31] = 0xab, 0xcd
+	got, err := ParseName(k.Name())
+	if err != nil || got != k {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	for _, bad := range []string{"", "x.bin", k.Hex() + ".bin", k.Hex() + "_-1.bin", k.Hex() + "_01.bin",
+		strings.ToUpper(k.Hex()) + "_1.bin", k.Hex()[2:] + "_1.bin", k.Hex() + "_1.tmp"} {
+		if _, err := ParseName(bad); err == nil {
+			t.Errorf("ParseName(%q) accepted", bad)
+		}
+	}
+}

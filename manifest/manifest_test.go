@@ -1,0 +1,129 @@
+package manifest
+
+import (
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func TestRoundTripWalkOrderAndOddNames(t *testing.T) {
+	path := filepath.Join(t.TempDir(), DirName, FileName)
+	m, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	odd := "a/\xff\xfe-not-utf8\nnewline"
+	entries := map[string]Entry{
+		"a":       {Kind: Dir, Mode: 0o755, MTime: 1},
+		"a/b":     {Kind: Dir, Mode: 0o555, MTime: 2},
+		"a/b/x":   {Kind: File, Mode: 0o755, MTime: 3, Size: 5, Ino: 7, CTime: 9},
+		"a-b":     {Kind: File, Mode: 0o644, MTime: 4, Size: 1},
+		"a/b.js":  {Kind: Symlink, Mode: 0o777, Target: []byte("b/x\x00?")[:4]},
+		odd:       {Kind: File, Mode: 0o600, Size: 0},
+		"a/b/y/z": {Kind: Symlink, Target: []byte("../../..")},
+	}
+	entries["a/b/x"] = Entry{Kind: File, Mode: 0o755, MTime: 3, Size: 5, Ino: 7, CTime: 9, Sum: [32]byte{1, 2, 3}}
+	err = m.Update(func(w *Writer) error {
+		for p, e := range entries {
+			if err := w.Put(p, e); err != nil {
+				return err
+			}
+		}
+		return w.SetMeta(Meta{Root: "/r", Subtrees: []string{"a"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+
+	m, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var order []string
+	err = m.View(func(r *Reader) error {
+		meta, err := r.Meta()
+		if err != nil || meta.Version != FormatVersion || meta.Root != "/r" {
+			t.Fatalf("meta %+v %v", meta, err)
+		}
+		return r.Walk("a", func(p string, e Entry) error {
+			order = append(order, p)
+			want := entries[p]
+			if e.Kind != want.Kind || e.Mode != want.Mode || e.MTime != want.MTime || e.Size != want.Size ||
+				e.Sum != want.Sum || e.Ino != want.Ino || e.CTime != want.CTime || string(e.Target) != string(want.Target) {
+				t.Errorf("%q: got %+v, want %+v", p, e, want)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The subtree "a" excludes its sibling "a-b"; parents precede children.
+	want := []string{"a", odd, "a/b", "a/b.js", "a/b/x", "a/b/y/z"}
+	slices.Sort(want[1:])
+	if !slices.Equal(order, want) {
+		t.Fatalf("walk order %q, want %q", order, want)
+	}
+}
+
+func TestPutIfChangedAndDeleteUnseen(t *testing.T) {
+	m, err := Create(filepath.Join(t.TempDir(), "m.lmdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	e := Entry{Kind: Dir, Mode: 0o755}
+	m.Update(func(w *Writer) error {
+		for _, p := range []string{"nm", "nm/a", "nm/b", "src"} {
+			w.Put(p, e)
+		}
+		return nil
+	})
+	err = m.Update(func(w *Writer) error {
+		if wrote, _ := w.PutIfChanged("nm/a", e); wrote {
+			t.Error("identical entry rewritten")
+		}
+		if wrote, _ := w.PutIfChanged("nm/a", Entry{Kind: Dir, Mode: 0o700}); !wrote {
+			t.Error("changed entry not written")
+		}
+		n, err := w.DeleteUnseen("nm", func(p []byte) bool { return string(p) != "nm/b" })
+		if n != 1 {
+			t.Errorf("deleted %d, want 1", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.View(func(r *Reader) error {
+		if _, ok, _ := r.Get("nm/b"); ok {
+			t.Error("nm/b survived")
+		}
+		if _, ok, _ := r.Get("src"); !ok {
+			t.Error("src, outside the subtree, was deleted")
+		}
+		return nil
+	})
+}
+
+func TestCheckPath(t *testing.T) {
+	for _, ok := range []string{".", "a", "a/b", "..a", "a/.b", "a b/\xff"} {
+		if err := CheckPath(ok); err != nil {
+			t.Errorf("CheckPath(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "/etc", "..", "../x", "a/../b", "a/./b", "a//b", "a/", "./a", "a\x00b"} {
+		if err := CheckPath(bad); !errors.Is(err, ErrUnsafePath) {
+			t.Errorf("CheckPath(%q) = %v, want ErrUnsafePath", bad, err)
+		}
+	}
+}
+
+func TestOpenRejectsNonManifest(t *testing.T) {
+	if _, err := Open(filepath.Join(t.TempDir(), "missing.lmdb")); err == nil {
+		t.Fatal("opened a missing manifest")
+	}
+}
