@@ -84,7 +84,7 @@ func copyProject(t *testing.T, src, dst string) {
 
 type ingestJSON struct {
 	Files, Bytes, Unique, NewBlobs, Reused, Dirs, Symlinks int64
-	ManifestPath                                          string `json:"manifest_path"`
+	ManifestPath                                           string `json:"manifest_path"`
 }
 
 func (r *ingestJSON) UnmarshalJSON(b []byte) error {
