@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# bench.sh — vrift against cp on the npm fixture, measured in the same run.
+#
+# Each round times a baseline and the matching vrift operation back to back,
+# alternating which goes first; the report gives medians over the rounds and
+# their ratio. Before every timed step the disk is let settle (sync + pause),
+# because deleting the previous round's trees keeps ext4 busy for seconds and
+# would be billed to whatever runs next.
+#
+#   cold ingest    vrift ingest (tier1, empty store, store creation included)
+#                  vs cp -a of the same project
+#   re-ingest      vrift ingest of the unchanged, already ingested tree vs cp -a
+#   link symlink   vrift link --to (symlinks into the store) vs cp -as
+#   link hardlink  vrift link --method hardlink --to vs cp -al
+#
+# Env: VRIFT (binary, default bin/vrift), VRIFT_FIXTURE_DIR, BENCH_RUNS
+# (default 5), BENCH_SETTLE seconds (default 2), BENCH_DIR (scratch parent,
+# default /var/tmp: keep it on the same filesystem as a real project).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+vrift=${VRIFT:-$here/bin/vrift}
+fixture=${VRIFT_FIXTURE_DIR:-$HOME/.cache/vrift/npm-fixture}/base
+runs=${BENCH_RUNS:-5}
+settle_s=${BENCH_SETTLE:-2}
+[ -d "$fixture/node_modules" ] || { echo "bench: no fixture at $fixture (run make fixture)" >&2; exit 1; }
+[ -x "$vrift" ] || { echo "bench: no vrift binary at $vrift (run make build)" >&2; exit 1; }
+
+w=$(mktemp -d "${BENCH_DIR:-/var/tmp}/vrift-bench.XXXXXX")
+trap 'chmod -R u+w "$w" 2>/dev/null; rm -rf "$w"' EXIT
+settle() { sync; sleep "$settle_s"; }
+# ms CMD...: run CMD, print its wall time in milliseconds.
+ms() {
+	local s e
+	s=$(date +%s%N)
+	"$@" >/dev/null 2>"$w/last.err" || { echo "bench: failed: $*" >&2; cat "$w/last.err" >&2; exit 1; }
+	e=$(date +%s%N)
+	echo $(((e - s) / 1000000))
+}
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+files=$(find "$fixture/node_modules" -type f | wc -l)
+echo "fixture: $fixture/node_modules: $files files, $(du -sh "$fixture/node_modules" | cut -f1)"
+echo "rounds: $runs; scratch: $w ($(df -T "$w" | awk 'NR==2{print $2}'))"
+
+declare -a cpa cold reing cpas lsym cpal lhard
+fresh() { chmod -R u+w "$@" 2>/dev/null || true; rm -rf "$@"; }
+for i in $(seq "$runs"); do
+	fresh "$w/cpa" "$w/proj" "$w/store" "$w/cpas" "$w/lsym" "$w/cpal" "$w/lhard"
+	cp -a "$fixture" "$w/proj"
+	store=(--store "$w/store")
+	if ((i % 2)); then
+		settle; cpa+=("$(ms cp -a "$fixture" "$w/cpa")")
+		settle; cold+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
+	else
+		settle; cold+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
+		settle; cpa+=("$(ms cp -a "$fixture" "$w/cpa")")
+	fi
+	settle; reing+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
+	if ((i % 2)); then
+		settle; cpas+=("$(ms cp -as "$w/cpa/node_modules" "$w/cpas")")
+		settle; lsym+=("$(ms "$vrift" "${store[@]}" link "$w/proj" --to "$w/lsym" --subtree node_modules)")
+		settle; cpal+=("$(ms cp -al "$w/cpa/node_modules" "$w/cpal")")
+		settle; lhard+=("$(ms "$vrift" "${store[@]}" link "$w/proj" --to "$w/lhard" --subtree node_modules --method hardlink)")
+	else
+		settle; lsym+=("$(ms "$vrift" "${store[@]}" link "$w/proj" --to "$w/lsym" --subtree node_modules)")
+		settle; cpas+=("$(ms cp -as "$w/cpa/node_modules" "$w/cpas")")
+		settle; lhard+=("$(ms "$vrift" "${store[@]}" link "$w/proj" --to "$w/lhard" --subtree node_modules --method hardlink)")
+		settle; cpal+=("$(ms cp -al "$w/cpa/node_modules" "$w/cpal")")
+	fi
+	echo "round $i: cp -a ${cpa[-1]} ms, ingest ${cold[-1]} ms, re-ingest ${reing[-1]} ms," \
+		"cp -as ${cpas[-1]} ms, link ${lsym[-1]} ms, cp -al ${cpal[-1]} ms, link hardlink ${lhard[-1]} ms"
+done
+
+row() { # name vrift-times baseline-name baseline-times target
+	local name=$1 v=$2 bname=$3 b=$4 target=$5 mv mb
+	mv=$(median $v)
+	mb=$(median $b)
+	awk -v n="$name" -v mv="$mv" -v bn="$bname" -v mb="$mb" -v t="$target" 'BEGIN {
+		r = mv / mb; verdict = (t == "-") ? "" : (r <= t ? "meets <= " t : "MISSES <= " t);
+		printf "%-16s %8.0f ms   %-7s %8.0f ms   ratio %5.2fx   %s\n", n, mv, bn, mb, r, verdict }'
+}
+echo
+echo "medians over $runs rounds:"
+row "cold ingest" "${cold[*]}" "cp -a" "${cpa[*]}" 1.5
+row "re-ingest" "${reing[*]}" "cp -a" "${cpa[*]}" 0.1
+row "link symlink" "${lsym[*]}" "cp -as" "${cpas[*]}" 1.1
+row "link hardlink" "${lhard[*]}" "cp -al" "${cpal[*]}" -
