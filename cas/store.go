@@ -89,9 +89,20 @@ type PutResult struct {
 // returns its key. Content already present is deduplicated and never
 // rewritten. The bytes hashed are exactly the bytes stored, so a reader that
 // changes underneath cannot produce a blob whose name does not match it.
+// The blob is durable when Put returns.
 func (s *Store) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, error) {
+	tmp, k, err := s.write(ctx, r, exec, s.Has)
+	if err != nil || tmp == nil {
+		return PutResult{Key: k}, err
+	}
+	return s.commit(tmp, k)
+}
+
+// write copies r into a temp file and returns it with the content's key, or
+// a nil file when present(key) says the content is already stored.
+func (s *Store) write(ctx context.Context, r io.Reader, exec bool, present func(Key) bool) (*os.File, Key, error) {
 	if err := ctx.Err(); err != nil {
-		return PutResult{}, err
+		return nil, Key{}, err
 	}
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
@@ -99,40 +110,44 @@ func (s *Store) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, err
 	n, err := io.ReadFull(r, buf)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		return s.putSmall(buf[:n], exec)
+		return s.writeSmall(buf[:n], exec, present)
 	case err != nil:
-		return PutResult{}, fmt.Errorf("put: read: %w", err)
+		return nil, Key{}, fmt.Errorf("put: read: %w", err)
 	}
-	return s.putStream(ctx, buf[:n], r, exec)
+	return s.writeStream(ctx, buf[:n], r, exec, present)
 }
 
-func (s *Store) putSmall(data []byte, exec bool) (PutResult, error) {
+func (s *Store) writeSmall(data []byte, exec bool, present func(Key) bool) (*os.File, Key, error) {
 	h := NewHasher()
 	h.Write(data)
 	k := Key{Size: int64(len(data)), Exec: exec}
 	h.Sum(k.Sum[:0])
-	if s.Has(k) {
-		return PutResult{Key: k}, nil
+	if present(k) {
+		return nil, k, nil
 	}
 	tmp, err := s.createTemp()
 	if err != nil {
-		return PutResult{}, err
+		return nil, k, err
 	}
 	if _, err := tmp.Write(data); err != nil {
 		discard(tmp)
-		return PutResult{}, fmt.Errorf("put %s: write: %w", k, err)
+		return nil, k, fmt.Errorf("put %s: write: %w", k, err)
 	}
-	return s.commit(tmp, k)
+	return tmp, k, nil
 }
 
 var zeroChunk [64 << 10]byte
 
-// putStream copies head and the rest of r into a temp file, hashing as it
+// writeStream copies head and the rest of r into a temp file, hashing as it
 // goes. Runs of zeros become holes, so a sparse input stays sparse.
-func (s *Store) putStream(ctx context.Context, head []byte, r io.Reader, exec bool) (PutResult, error) {
+func (s *Store) writeStream(ctx context.Context, head []byte, r io.Reader, exec bool, present func(Key) bool) (*os.File, Key, error) {
 	tmp, err := s.createTemp()
 	if err != nil {
-		return PutResult{}, err
+		return nil, Key{}, err
+	}
+	fail := func(err error) (*os.File, Key, error) {
+		discard(tmp)
+		return nil, Key{}, err
 	}
 	h := NewHasher()
 	var size int64
@@ -157,39 +172,34 @@ func (s *Store) putStream(ctx context.Context, head []byte, r io.Reader, exec bo
 	p := head
 	for {
 		if err := write(p); err != nil {
-			discard(tmp)
-			return PutResult{}, fmt.Errorf("put: write temp: %w", err)
+			return fail(fmt.Errorf("put: write temp: %w", err))
 		}
 		if err := ctx.Err(); err != nil {
-			discard(tmp)
-			return PutResult{}, err
+			return fail(err)
 		}
 		n, err := io.ReadFull(r, buf)
 		p = buf[:n]
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			if werr := write(p); werr != nil {
-				discard(tmp)
-				return PutResult{}, fmt.Errorf("put: write temp: %w", werr)
+			if err := write(p); err != nil {
+				return fail(fmt.Errorf("put: write temp: %w", err))
 			}
 			break
 		}
 		if err != nil {
-			discard(tmp)
-			return PutResult{}, fmt.Errorf("put: read: %w", err)
+			return fail(fmt.Errorf("put: read: %w", err))
 		}
 	}
 	// Seeks past trailing zeros leave the file short of its size.
 	if err := tmp.Truncate(size); err != nil {
-		discard(tmp)
-		return PutResult{}, fmt.Errorf("put: truncate temp: %w", err)
+		return fail(fmt.Errorf("put: truncate temp: %w", err))
 	}
 	k := Key{Size: size, Exec: exec}
 	h.Sum(k.Sum[:0])
-	if s.Has(k) {
+	if present(k) {
 		discard(tmp)
-		return PutResult{Key: k}, nil
+		return nil, k, nil
 	}
-	return s.commit(tmp, k)
+	return tmp, k, nil
 }
 
 func (s *Store) createTemp() (*os.File, error) {
@@ -207,15 +217,31 @@ func (s *Store) commit(tmp *os.File, k Key) (PutResult, error) {
 		discard(tmp)
 		return PutResult{}, fmt.Errorf("put %s: fsync: %w", k, err)
 	}
+	name, err := seal(tmp, k)
+	if err != nil {
+		return PutResult{}, err
+	}
+	added, err := s.publish(name, k)
+	return PutResult{Key: k, New: added}, err
+}
+
+// seal makes tmp read-only with k's mode and closes it, returning its path.
+func seal(tmp *os.File, k Key) (string, error) {
 	if err := tmp.Chmod(fs.FileMode(k.Mode())); err != nil {
 		discard(tmp)
-		return PutResult{}, fmt.Errorf("put %s: chmod: %w", k, err)
+		return "", fmt.Errorf("put %s: chmod: %w", k, err)
 	}
 	name := tmp.Name()
 	if err := tmp.Close(); err != nil {
 		os.Remove(name)
-		return PutResult{}, fmt.Errorf("put %s: close: %w", k, err)
+		return "", fmt.Errorf("put %s: close: %w", k, err)
 	}
+	return name, nil
+}
+
+// publish renames the sealed, durable temp file at name to k's blob path,
+// unless that blob already exists, and reports whether it added the blob.
+func (s *Store) publish(name string, k Key) (bool, error) {
 	final := s.Path(k)
 	err := renameNoReplace(name, final)
 	if errors.Is(err, syscall.ENOENT) {
@@ -225,14 +251,14 @@ func (s *Store) commit(tmp *os.File, k Key) (PutResult, error) {
 	}
 	switch {
 	case err == nil:
-		return PutResult{Key: k, New: true}, nil
+		return true, nil
 	case errors.Is(err, syscall.EEXIST):
 		// Another writer stored the same content first.
 		os.Remove(name)
-		return PutResult{Key: k}, nil
+		return false, nil
 	default:
 		os.Remove(name)
-		return PutResult{}, fmt.Errorf("put %s: %w", k, err)
+		return false, fmt.Errorf("put %s: %w", k, err)
 	}
 }
 

@@ -30,13 +30,15 @@ func OpenDirect(root string) (*Direct, error) {
 	return &Direct{Store: s, Roots: roots}, nil
 }
 
-// PutFile implements BlobWriter.
-func (d *Direct) PutFile(ctx context.Context, f *os.File, exec bool) (cas.PutResult, error) {
-	return d.Store.Put(ctx, f, exec)
+// batchWriter is the BlobWriter of a direct-mode ingest: puts into one
+// batch, made durable together.
+type batchWriter struct{ b *cas.Batch }
+
+func (w batchWriter) PutFile(ctx context.Context, f *os.File, exec bool) (cas.PutResult, error) {
+	return w.b.Put(ctx, f, exec)
 }
 
-// Sync implements BlobWriter.
-func (d *Direct) Sync(context.Context) error { return d.Store.Sync() }
+func (w batchWriter) Sync(context.Context) error { return w.b.Flush() }
 
 // Ingest runs an ingest against this store. It holds the store lock in shared
 // mode throughout, so that a concurrent gc cannot delete a blob this ingest
@@ -58,8 +60,11 @@ func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 	if err := d.Roots.Add(mpath); err != nil {
 		return nil, err
 	}
+	batch := d.Store.NewBatch()
+	// A failed ingest leaves no pending temp files behind.
+	defer batch.Discard()
 	opts.StoreRoot = d.Store.Root()
-	opts.Blobs = d
+	opts.Blobs = batchWriter{batch}
 	return Ingest(ctx, opts)
 }
 

@@ -264,6 +264,9 @@ const (
 	jobBatch    = 32
 )
 
+// swapWorkers is how many in-place swaps run at once.
+const swapWorkers = 16
+
 // errUnchanged aborts the manifest transaction of an ingest that found
 // nothing new: an unchanged tree costs no write and no fsync.
 var errUnchanged = errors.New("unchanged")
@@ -366,15 +369,16 @@ func (in *ingester) record(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		subtrees := addSubtree(oldMeta.Subtrees, in.subtree)
-		if !changed && deleted == 0 && slices.Equal(subtrees, oldMeta.Subtrees) {
-			return errUnchanged
-		}
-		// The manifest must never name a blob that a crash could lose.
+		// The manifest must never name a blob that a crash could lose (and
+		// a blob re-stored for an unchanged entry must be published too).
 		if in.res.NewBlobs > 0 {
 			if err := in.opts.Blobs.Sync(ctx); err != nil {
 				return err
 			}
+		}
+		subtrees := addSubtree(oldMeta.Subtrees, in.subtree)
+		if !changed && deleted == 0 && slices.Equal(subtrees, oldMeta.Subtrees) {
+			return errUnchanged
 		}
 		meta := oldMeta
 		meta.Root = in.root
@@ -691,11 +695,12 @@ func (in *ingester) projectInPlace(ctx context.Context) error {
 		entry manifest.Entry
 	}
 	// Swaps free the replaced files' blocks, which waits on the disk:
-	// several in flight overlap those waits.
+	// many in flight overlap those waits (measured on the npm fixture: 8.1 s
+	// with one worker, 4.8 s with 4, 3.8-4.6 s with 16).
 	g, gctx := errgroup.WithContext(ctx)
 	swaps := make(chan []swap, 8)
 	var projected atomic.Int64
-	for range 4 {
+	for range swapWorkers {
 		g.Go(func() error {
 			for batch := range swaps {
 				for _, s := range batch {

@@ -9,7 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/cas"
@@ -111,12 +114,7 @@ func Link(ctx context.Context, m *manifest.Manifest, opts LinkOptions) (*LinkRes
 		if err := l.prepareDest(); err != nil {
 			return err
 		}
-		return r.Walk(opts.Subtree, func(p string, e manifest.Entry) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return l.project(p, e)
-		})
+		return l.walk(ctx, r)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("link: %w", err)
@@ -130,9 +128,90 @@ func Link(ctx context.Context, m *manifest.Manifest, opts LinkOptions) (*LinkRes
 	return l.res, nil
 }
 
+// linkWorkers is how many files and symlinks are created at once. Creating
+// an inode waits on the disk; several in flight overlap those waits.
+const linkWorkers = 8
+
+// leaf is a file or symlink to project.
+type leaf struct {
+	p, abs string
+	e      manifest.Entry
+	// look is false when the parent was created by this run, so nothing
+	// can be there yet.
+	look bool
+}
+
+// walk projects the tree: directories in order on this goroutine, so that
+// a parent always exists before its children, and everything else by a
+// pool of workers.
+func (l *linker) walk(ctx context.Context, r *manifest.Reader) error {
+	g, gctx := errgroup.WithContext(ctx)
+	work := make(chan []leaf, linkWorkers)
+	for range linkWorkers {
+		g.Go(func() error {
+			for batch := range work {
+				for _, lf := range batch {
+					if err := l.project(lf); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+	}
+	var batch []leaf
+	send := func() error {
+		select {
+		case work <- batch:
+			batch = nil
+			return nil
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+	}
+	err := r.Walk(l.opts.Subtree, func(p string, e manifest.Entry) error {
+		if l.blocked != "" && manifest.Within(p, l.blocked) {
+			return nil
+		}
+		abs := l.abs(p)
+		look := !l.fresh[filepath.Dir(abs)] || p == l.opts.Subtree
+		if e.Kind == manifest.Dir {
+			return l.dir(p, abs, e, look)
+		}
+		batch = append(batch, leaf{p: p, abs: abs, e: e, look: look})
+		if len(batch) < 64 {
+			return nil
+		}
+		return send()
+	})
+	if err == nil && len(batch) > 0 {
+		err = send()
+	}
+	close(work)
+	// A worker's failure cancels the walk: report the failure, not the
+	// cancellation.
+	if werr := g.Wait(); werr != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = werr
+	}
+	return err
+}
+
+// lstat reports whether abs exists, filling st.
+func lstat(abs string, st *unix.Stat_t) (bool, error) {
+	switch err := unix.Lstat(abs, st); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.ENOENT):
+		return false, nil
+	default:
+		return false, fmt.Errorf("stat %s: %w", Quote(abs), err)
+	}
+}
+
 type linker struct {
 	opts LinkOptions
 	dest string
+	mu   sync.Mutex // guards res.Conflicts
 	res  *LinkResult
 	// fresh holds directories this run created: their children cannot
 	// exist yet, so they are created without a look first.
@@ -172,36 +251,38 @@ func (l *linker) prepareDest() error {
 }
 
 func (l *linker) conflict(abs, why string) {
+	l.mu.Lock()
 	l.res.Conflicts = append(l.res.Conflicts, Quote(abs)+": "+why)
+	l.mu.Unlock()
 }
 
-func (l *linker) project(p string, e manifest.Entry) error {
-	if l.blocked != "" && manifest.Within(p, l.blocked) {
-		return nil
-	}
-	abs := l.abs(p)
+func (l *linker) project(lf leaf) error {
 	var st unix.Stat_t
 	exists := false
-	if !l.fresh[filepath.Dir(abs)] || p == l.opts.Subtree {
-		switch err := unix.Lstat(abs, &st); {
-		case err == nil:
-			exists = true
-		case !errors.Is(err, unix.ENOENT):
-			return fmt.Errorf("stat %s: %w", Quote(abs), err)
+	if lf.look {
+		var err error
+		if exists, err = lstat(lf.abs, &st); err != nil {
+			return err
 		}
 	}
-	switch e.Kind {
-	case manifest.Dir:
-		return l.dir(p, abs, e, exists, &st)
+	switch lf.e.Kind {
 	case manifest.File:
-		return l.file(abs, e, exists, &st)
+		return l.file(lf.abs, lf.e, exists, &st)
 	case manifest.Symlink:
-		return l.symlink(abs, e, exists, &st)
+		return l.symlink(lf.abs, lf.e, exists, &st)
 	}
-	return fmt.Errorf("%s: unknown entry kind %v", Quote(abs), e.Kind)
+	return fmt.Errorf("%s: unknown entry kind %v", Quote(lf.abs), lf.e.Kind)
 }
 
-func (l *linker) dir(p, abs string, e manifest.Entry, exists bool, st *unix.Stat_t) error {
+func (l *linker) dir(p, abs string, e manifest.Entry, look bool) error {
+	var st unix.Stat_t
+	exists := false
+	if look {
+		var err error
+		if exists, err = lstat(abs, &st); err != nil {
+			return err
+		}
+	}
 	l.dirs = append(l.dirs, dirFix{abs: abs, mode: e.Mode, mtime: e.MTime})
 	if exists {
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
@@ -216,14 +297,14 @@ func (l *linker) dir(p, abs string, e manifest.Entry, exists bool, st *unix.Stat
 				return fmt.Errorf("chmod %s: %w", Quote(abs), unwrap(err))
 			}
 		}
-		l.res.Unchanged++
+		atomic.AddInt64(&l.res.Unchanged, 1)
 		return nil
 	}
 	if err := os.Mkdir(abs, 0o700|iofs.FileMode(e.Mode&0o777)); err != nil {
 		return fmt.Errorf("mkdir %s: %w", Quote(abs), unwrap(err))
 	}
 	l.fresh[abs] = true
-	l.res.Created++
+	atomic.AddInt64(&l.res.Created, 1)
 	return nil
 }
 
@@ -253,7 +334,7 @@ func (l *linker) matchesCopy(e manifest.Entry, st *unix.Stat_t) bool {
 func (l *linker) file(abs string, e manifest.Entry, exists bool, st *unix.Stat_t) error {
 	if exists {
 		if l.upToDate(abs, e, st) {
-			l.res.Unchanged++
+			atomic.AddInt64(&l.res.Unchanged, 1)
 			return nil
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
@@ -269,9 +350,9 @@ func (l *linker) file(abs string, e manifest.Entry, exists bool, st *unix.Stat_t
 		return err
 	}
 	if exists {
-		l.res.Fixed++
+		atomic.AddInt64(&l.res.Fixed, 1)
 	} else {
-		l.res.Created++
+		atomic.AddInt64(&l.res.Created, 1)
 	}
 	return nil
 }
@@ -374,7 +455,7 @@ func (l *linker) symlink(abs string, e manifest.Entry, exists bool, st *unix.Sta
 	if exists {
 		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 			if t, err := os.Readlink(abs); err == nil && t == string(e.Target) {
-				l.res.Unchanged++
+				atomic.AddInt64(&l.res.Unchanged, 1)
 				return nil
 			}
 		}
@@ -389,12 +470,12 @@ func (l *linker) symlink(abs string, e manifest.Entry, exists bool, st *unix.Sta
 		if err := replaceWith(abs, func(tmp string) error { return os.Symlink(string(e.Target), tmp) }); err != nil {
 			return err
 		}
-		l.res.Fixed++
+		atomic.AddInt64(&l.res.Fixed, 1)
 	} else {
 		if err := wrapOp("symlink", abs, os.Symlink(string(e.Target), abs)); err != nil {
 			return err
 		}
-		l.res.Created++
+		atomic.AddInt64(&l.res.Created, 1)
 	}
 	if l.opts.Method != Symlink {
 		ts := []unix.Timespec{unix.NsecToTimespec(e.MTime), unix.NsecToTimespec(e.MTime)}

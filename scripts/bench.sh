@@ -14,20 +14,37 @@
 #   link hardlink  vrift link --method hardlink --to vs cp -al
 #
 # Env: VRIFT (binary, default bin/vrift), VRIFT_FIXTURE_DIR, BENCH_RUNS
-# (default 5), BENCH_SETTLE seconds (default 2), BENCH_DIR (scratch parent,
+# (default 5), BENCH_SETTLE extra seconds after the disk is idle (default 1), BENCH_DIR (scratch parent,
 # default /var/tmp: keep it on the same filesystem as a real project).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 vrift=${VRIFT:-$here/bin/vrift}
 fixture=${VRIFT_FIXTURE_DIR:-$HOME/.cache/vrift/npm-fixture}/base
 runs=${BENCH_RUNS:-5}
-settle_s=${BENCH_SETTLE:-2}
+settle_s=${BENCH_SETTLE:-1}
 [ -d "$fixture/node_modules" ] || { echo "bench: no fixture at $fixture (run make fixture)" >&2; exit 1; }
 [ -x "$vrift" ] || { echo "bench: no vrift binary at $vrift (run make build)" >&2; exit 1; }
 
 w=$(mktemp -d "${BENCH_DIR:-/var/tmp}/vrift-bench.XXXXXX")
 trap 'chmod -R u+w "$w" 2>/dev/null; rm -rf "$w"' EXIT
-settle() { sync; sleep "$settle_s"; }
+dev=$(basename "$(df --output=source "$w" | tail -1)")
+# settle: flush, then wait until the disk has been idle (no sectors written
+# or discarded) for a second, at most 60 s; ext4 keeps discarding the blocks
+# of deleted trees long after rm returns.
+io_count() { awk -v d="$dev" '$3 == d {print $10 + $17}' /proc/diskstats; }
+settle() {
+	sync
+	local prev now idle=0
+	prev=$(io_count)
+	for _ in $(seq 60); do
+		sleep 1
+		now=$(io_count)
+		if [ "$now" = "$prev" ]; then idle=$((idle + 1)); else idle=0; fi
+		[ "$idle" -ge 1 ] && break
+		prev=$now
+	done
+	sleep "$settle_s"
+}
 # ms CMD...: run CMD, print its wall time in milliseconds.
 ms() {
 	local s e

@@ -1,0 +1,118 @@
+package cas
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+)
+
+// A batch is flushed once it holds this many blobs or bytes.
+const (
+	batchBlobs = 2048
+	batchBytes = 256 << 20
+)
+
+// Batch stores many blobs with one sync per batch instead of one fsync per
+// blob. Its puts write and seal temp files; Flush makes them durable with a
+// single syncfs(2) and only then gives them their names, so a crash still
+// never leaves a named blob with unsynced content. On a disk that bills
+// writes, per-blob fsyncs cost a journal commit each: about a quarter more
+// bytes written for a node_modules tree.
+//
+// Blobs put through a batch become visible under their names at the next
+// Flush; callers must Flush before relying on them (before a manifest names
+// them). A Batch is safe for concurrent use.
+type Batch struct {
+	s        *Store
+	mu       sync.Mutex
+	pending  map[Key]string // key -> sealed temp file
+	bytes    int64
+	flushing sync.Mutex
+}
+
+// NewBatch starts a batch of puts.
+func (s *Store) NewBatch() *Batch { return &Batch{s: s, pending: map[Key]string{}} }
+
+// Put is Store.Put without the durability: the blob is durable and named
+// after the next Flush. New reports content neither stored nor pending.
+func (b *Batch) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, error) {
+	tmp, k, err := b.s.write(ctx, r, exec, b.has)
+	if err != nil || tmp == nil {
+		return PutResult{Key: k}, err
+	}
+	name, err := seal(tmp, k)
+	if err != nil {
+		return PutResult{}, err
+	}
+	b.mu.Lock()
+	if _, dup := b.pending[k]; dup {
+		// Another goroutine of this batch stored the same content.
+		b.mu.Unlock()
+		os.Remove(name)
+		return PutResult{Key: k}, nil
+	}
+	b.pending[k] = name
+	b.bytes += k.Size
+	full := len(b.pending) >= batchBlobs || b.bytes >= batchBytes
+	b.mu.Unlock()
+	if full {
+		if err := b.Flush(); err != nil {
+			return PutResult{}, err
+		}
+	}
+	return PutResult{Key: k, New: true}, nil
+}
+
+func (b *Batch) has(k Key) bool {
+	b.mu.Lock()
+	_, ok := b.pending[k]
+	b.mu.Unlock()
+	return ok || b.s.Has(k)
+}
+
+// Flush makes every pending blob durable and gives it its name. When it
+// returns nil, every blob put so far is durable, name included.
+func (b *Batch) Flush() error {
+	b.flushing.Lock()
+	defer b.flushing.Unlock()
+	b.mu.Lock()
+	items := b.pending
+	b.pending, b.bytes = map[Key]string{}, 0
+	b.mu.Unlock()
+	if len(items) == 0 {
+		return nil
+	}
+	// Contents first: no name may appear before its bytes are on disk.
+	if err := b.s.Sync(); err != nil {
+		b.discard(items)
+		return err
+	}
+	var errs []error
+	for k, name := range items {
+		if _, err := b.s.publish(name, k); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// Then the names.
+	return b.s.Sync()
+}
+
+// Discard drops every pending blob; for a batch whose work failed.
+func (b *Batch) Discard() {
+	b.mu.Lock()
+	items := b.pending
+	b.pending, b.bytes = map[Key]string{}, 0
+	b.mu.Unlock()
+	b.discard(items)
+}
+
+func (b *Batch) discard(items map[Key]string) {
+	for _, name := range items {
+		os.Remove(name)
+	}
+}
