@@ -3,7 +3,6 @@ package cas
 import (
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -41,7 +40,9 @@ func (k Key) Name() string {
 // RelPath is the blob's path relative to the store root.
 func (k Key) RelPath() string {
 	h := k.Hex()
-	return filepath.Join(HashDir, h[0:2], h[2:4], k.Name())
+	// Concatenated, not filepath.Join: every part is clean, and this runs
+	// once per file on hot paths.
+	return HashDir + "/" + h[0:2] + "/" + h[2:4] + "/" + k.Name()
 }
 
 // Mode is the permission every blob of this key has on disk.

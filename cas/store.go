@@ -66,7 +66,7 @@ func Open(root string, opts Options) (*Store, error) {
 func (s *Store) Root() string { return s.root }
 
 // Path is the absolute path of the blob named by k.
-func (s *Store) Path(k Key) string { return filepath.Join(s.root, k.RelPath()) }
+func (s *Store) Path(k Key) string { return s.root + "/" + k.RelPath() }
 
 // Has reports whether the blob named by k is present.
 func (s *Store) Has(k Key) bool {

@@ -252,10 +252,7 @@ type recorded struct {
 }
 
 // hashJob is a regular file that must be read.
-type hashJob struct {
-	path, abs string
-	mode      uint32
-}
+type hashJob struct{ path, abs string }
 
 // Batch sizes between pipeline stages: handing items over one at a time
 // costs more in goroutine wake-ups than the syscalls they carry.
@@ -575,6 +572,9 @@ func (w *walker) walkDir(ctx context.Context, abs, key string) error {
 			continue
 		}
 		childAbs := filepath.Join(abs, name)
+		if abs != "/" {
+			childAbs = abs + "/" + name // clean already: skip Join's Clean on the hot path
+		}
 		childKey := manifest.Join(key, name)
 		var cst unix.Stat_t
 		if err := unix.Fstatat(fd, name, &cst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -651,14 +651,17 @@ func (w *walker) reuse(key string, st *unix.Stat_t) (recorded, bool, error) {
 func (w *walker) symlinkEntry(key string, target []byte, st *unix.Stat_t) (recorded, error) {
 	if e, ok, err := w.old.Get(key); err != nil {
 		return recorded{}, err
-	} else if ok && e.Kind == manifest.File && string(target) == w.blobPath(e.Key()) && exists(string(target)) {
+	} else if ok && e.Kind == manifest.File && string(target) == w.blobPath(e.Key()) {
+		// Not checked against the store: if the blob were gone, its
+		// content would be gone with it, and re-reading the dangling
+		// link could not bring it back (verify names such losses).
 		return recorded{path: key, entry: e, reused: true, projected: true}, nil
 	}
 	e := manifest.Entry{Kind: manifest.Symlink, Mode: 0o777, MTime: unix.TimespecToNsec(st.Mtim), Target: target}
 	return recorded{path: key, entry: e}, nil
 }
 
-func (w *walker) blobPath(k cas.Key) string { return filepath.Join(w.in.opts.StoreRoot, k.RelPath()) }
+func (w *walker) blobPath(k cas.Key) string { return w.in.opts.StoreRoot + "/" + k.RelPath() }
 
 func readlinkat(dirfd int, name string, size int64) ([]byte, error) {
 	for n := max(int(size)+1, 256); ; n *= 2 {
@@ -784,7 +787,7 @@ func (in *ingester) swapIfUnchanged(abs string, e manifest.Entry) (bool, error) 
 	return true, nil
 }
 
-func (in *ingester) blobPath(k cas.Key) string { return filepath.Join(in.opts.StoreRoot, k.RelPath()) }
+func (in *ingester) blobPath(k cas.Key) string { return in.opts.StoreRoot + "/" + k.RelPath() }
 
 func (in *ingester) abs(p string) string {
 	if p == manifest.RootPath {

@@ -235,7 +235,7 @@ func (l *linker) abs(p string) string {
 }
 
 func (l *linker) blob(e manifest.Entry) string {
-	return filepath.Join(l.opts.StoreRoot, e.Key().RelPath())
+	return l.opts.StoreRoot + "/" + e.Key().RelPath()
 }
 
 // prepareDest creates dest and the ancestors of the subtree below it.
