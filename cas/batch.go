@@ -25,10 +25,13 @@ const (
 // Flush; callers must Flush before relying on them (before a manifest names
 // them). A Batch is safe for concurrent use.
 type Batch struct {
-	s        *Store
-	mu       sync.Mutex
-	pending  map[Key]string // key -> sealed temp file
-	bytes    int64
+	s       *Store
+	mu      sync.Mutex
+	pending map[Key]string // key -> sealed temp file
+	bytes   int64
+	// inFlush holds the blobs the running Flush is publishing: until they
+	// have their names, puts of the same content must still see them.
+	inFlush  map[Key]string
 	flushing sync.Mutex
 }
 
@@ -47,7 +50,11 @@ func (b *Batch) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, err
 		return PutResult{}, err
 	}
 	b.mu.Lock()
-	if _, dup := b.pending[k]; dup {
+	_, dup := b.pending[k]
+	if _, flushing := b.inFlush[k]; flushing {
+		dup = true
+	}
+	if dup {
 		// Another goroutine of this batch stored the same content.
 		b.mu.Unlock()
 		os.Remove(name)
@@ -68,6 +75,9 @@ func (b *Batch) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, err
 func (b *Batch) has(k Key) bool {
 	b.mu.Lock()
 	_, ok := b.pending[k]
+	if _, flushing := b.inFlush[k]; flushing {
+		ok = true
+	}
 	b.mu.Unlock()
 	return ok || b.s.Has(k)
 }
@@ -79,8 +89,13 @@ func (b *Batch) Flush() error {
 	defer b.flushing.Unlock()
 	b.mu.Lock()
 	items := b.pending
-	b.pending, b.bytes = map[Key]string{}, 0
+	b.pending, b.bytes, b.inFlush = map[Key]string{}, 0, items
 	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.inFlush = nil
+		b.mu.Unlock()
+	}()
 	if len(items) == 0 {
 		return nil
 	}

@@ -199,3 +199,50 @@ func TestParseName(t *testing.T) {
 		}
 	}
 }
+
+func TestBatchCountsEachContentOnceAcrossFlushes(t *testing.T) {
+	s := openTestStore(t)
+	b := s.NewBatch()
+	ctx := context.Background()
+	var mu sync.Mutex
+	news := map[Key]int{}
+	var wg sync.WaitGroup
+	// 8 goroutines put the same 3000 contents (more than one batch), so
+	// puts race with flushes.
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 3000 {
+				r, err := b.Put(ctx, strings.NewReader(fmt.Sprint("content ", i)), false)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r.New {
+					mu.Lock()
+					news[r.Key]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(news) != 3000 {
+		t.Fatalf("%d contents reported new, want 3000", len(news))
+	}
+	for k, n := range news {
+		if n != 1 {
+			t.Fatalf("%s reported new %d times", k, n)
+		}
+		if err := s.Check(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(s.Root(), tmpDir)); len(left) != 0 {
+		t.Fatalf("%d temp files left", len(left))
+	}
+}

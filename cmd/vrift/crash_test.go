@@ -120,3 +120,34 @@ func runCode(bin string, args ...string) (string, int) {
 	}
 	return string(out), 0
 }
+
+// TestSparseGiBStreams ingests a 1 GiB sparse file in a separate process and
+// checks the process never held it in memory, and the blob stayed sparse.
+func TestSparseGiBStreams(t *testing.T) {
+	dir := t.TempDir()
+	bin := buildVrift(t, dir)
+	proj := filepath.Join(dir, "proj")
+	os.MkdirAll(filepath.Join(proj, "data"), 0o755)
+	os.WriteFile(filepath.Join(proj, "go.mod"), []byte("module x\n"), 0o644)
+	f, err := os.Create(filepath.Join(proj, "data", "disk.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("end"), 1<<30-3)
+	f.Close()
+	store := filepath.Join(dir, "store")
+	cmd := exec.Command(bin, "--store", store, "ingest", filepath.Join(proj, "data"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ingest: %v\n%s", err, out)
+	}
+	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB
+	t.Logf("peak RSS ingesting a 1 GiB sparse file: %d MiB", rss>>10)
+	if rss > 256<<10 {
+		t.Fatalf("peak RSS %d MiB: the file was not streamed", rss>>10)
+	}
+	var st syscall.Stat_t
+	blob, _ := filepath.EvalSymlinks(filepath.Join(proj, "data", "disk.img"))
+	if err := syscall.Stat(blob, &st); err != nil || st.Size != 1<<30 || st.Blocks*512 > 1<<20 {
+		t.Fatalf("blob %s: size %d, %d bytes on disk (%v)", blob, st.Size, st.Blocks*512, err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // These tests run vrift on the real npm fixture (scripts/npm-fixture.sh,
@@ -103,7 +104,7 @@ func (r *ingestJSON) UnmarshalJSON(b []byte) error {
 // treeListing describes every entry below dir: type, permission bits, size
 // and symlink target, following nothing. Two trees with equal listings and
 // equal `diff -r` are the same tree.
-func treeListing(t *testing.T, dir string, followFiles bool) map[string]string {
+func treeListing(t *testing.T, dir string, followFiles, withMtimes bool) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -133,6 +134,9 @@ func treeListing(t *testing.T, dir string, followFiles bool) map[string]string {
 			desc = "dir " + info.Mode().Perm().String()
 		default:
 			desc = "file exec=" + execBit(info.Mode())
+		}
+		if withMtimes && info.Mode()&fs.ModeSymlink == 0 {
+			desc += " mtime=" + info.ModTime().UTC().Format(time.RFC3339Nano)
 		}
 		out[rel] = desc
 		return nil
@@ -185,17 +189,18 @@ func TestNpmFixture(t *testing.T) {
 	orig := filepath.Join(fix, "base")
 	proj := filepath.Join(work, "app")
 	copyProject(t, orig, proj)
-	origListing := treeListing(t, filepath.Join(orig, "node_modules"), false)
+	origListing := treeListing(t, filepath.Join(orig, "node_modules"), false, false)
 
 	// Cold ingest, tier1: every file becomes a symlink into the store.
 	var first ingestJSON
 	jsonVrift(t, &first, "--store", store, "ingest", filepath.Join(proj, "node_modules"))
-	if first.Files < 10000 || first.NewBlobs == 0 || first.NewBlobs > first.Files {
+	// Into an empty store, every distinct content is stored exactly once.
+	if first.Files < 10000 || first.NewBlobs != first.Unique || first.Unique > first.Files {
 		t.Fatalf("implausible cold ingest: %+v", first)
 	}
 	t.Logf("cold ingest: %d files, %d unique, %d new blobs", first.Files, first.Unique, first.NewBlobs)
 	sh(t, "diff", "-r", filepath.Join(orig, "node_modules"), filepath.Join(proj, "node_modules"))
-	compareListings(t, origListing, treeListing(t, filepath.Join(proj, "node_modules"), true))
+	compareListings(t, origListing, treeListing(t, filepath.Join(proj, "node_modules"), true, false))
 
 	// Unchanged re-ingest reads nothing.
 	var again ingestJSON
@@ -208,7 +213,9 @@ func TestNpmFixture(t *testing.T) {
 	out := filepath.Join(work, "copy")
 	mustVrift(t, "--store", store, "link", proj, "--to", out, "--method", "copy")
 	sh(t, "diff", "-r", "--no-dereference", filepath.Join(orig, "node_modules"), filepath.Join(out, "node_modules"))
-	compareListings(t, origListing, treeListing(t, filepath.Join(out, "node_modules"), false))
+	// Copies restore mtimes too, of files and directories.
+	compareListings(t, treeListing(t, filepath.Join(orig, "node_modules"), false, true),
+		treeListing(t, filepath.Join(out, "node_modules"), false, true))
 
 	// A second project with a few versions bumped dedups against the first.
 	second := filepath.Join(work, "bumped")

@@ -76,6 +76,13 @@ func TestScripts(t *testing.T) {
 			"mkfifo": func(ts *testscript.TestScript, neg bool, args []string) {
 				ts.Check(syscall.Mkfifo(ts.MkAbs(args[0]), 0o644))
 			},
+			// mksocket PATH: a unix socket file, left behind.
+			"mksocket": func(ts *testscript.TestScript, neg bool, args []string) {
+				fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+				ts.Check(err)
+				defer syscall.Close(fd)
+				ts.Check(syscall.Bind(fd, &syscall.SockaddrUnix{Name: ts.MkAbs(args[0])}))
+			},
 			// mksparse PATH SIZE: a file of SIZE bytes that is all hole but
 			// for one byte at the end.
 			"mksparse": func(ts *testscript.TestScript, neg bool, args []string) {
