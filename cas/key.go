@@ -2,6 +2,7 @@ package cas
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -78,3 +79,8 @@ func ParseName(name string) (Key, error) {
 	k.Size = size
 	return k, nil
 }
+
+// ErrNotShared is returned by a shared store for content it keeps out on
+// purpose: a file that is not world-readable, which other users of the
+// store must not be able to read through it.
+var ErrNotShared = errors.New("not world-readable: kept out of the shared store")

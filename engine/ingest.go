@@ -71,6 +71,11 @@ type IngestOptions struct {
 	Progress func(files, bytes int64)
 	// Warn receives one line per thing the user should know about.
 	Warn func(msg string)
+	// Committed, if set, runs once the manifest is committed and before
+	// the project is touched; an error stops the ingest there. Daemon mode
+	// pins the manifest with the daemon here, so that no projection ever
+	// depends on blobs that are not held by a root.
+	Committed func(manifestPath string) error
 }
 
 // IngestResult reports one ingest. Files counts regular files.
@@ -88,6 +93,7 @@ type IngestResult struct {
 	Dirs         int64  `json:"dirs"`
 	Symlinks     int64  `json:"symlinks"`
 	Skipped      int64  `json:"skipped"`
+	Private      int64  `json:"private"`
 	Projected    int64  `json:"projected"`
 	Removed      int64  `json:"removed"`
 	Tier         Tier   `json:"tier"`
@@ -170,6 +176,11 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 		}
 		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
 	}
+	if opts.Committed != nil {
+		if err := opts.Committed(mpath); err != nil {
+			return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+		}
+	}
 	if in.sawNodeModules && opts.Tier == Tier1 && opts.Mode == Solid {
 		opts.Warn("node_modules is now a farm of symlinks into the store; Node resolves symlinks " +
 			"to their real path, so most Node tools will fail on it. Node-safe: " +
@@ -249,6 +260,9 @@ type recorded struct {
 	// projected is set for a file found already projected (a symlink to
 	// its blob), which needs no swap.
 	projected bool
+	// private is set for a file the shared store keeps out: it is not
+	// recorded and stays as it is.
+	private bool
 }
 
 // hashJob is a regular file that must be read.
@@ -338,6 +352,13 @@ func (in *ingester) record(ctx context.Context) error {
 		var lastProgress time.Time
 		for batch := range out {
 			for _, r := range batch {
+				if r.private {
+					in.res.Private++
+					in.opts.Warn(fmt.Sprintf("left in place, not shared: %s is not world-readable "+
+						"(the daemon keeps private files out of the shared store unless run with --share-private)",
+						vfs.Quote(in.abs(r.path))))
+					continue
+				}
 				seen[maphash.String(seed, r.path)] = struct{}{}
 				wrote, err := w.PutIfChanged(r.path, r.entry)
 				if err != nil {
@@ -462,6 +483,10 @@ func (in *ingester) hashFile(ctx context.Context, j hashJob) (recorded, error) {
 		}
 		mode := uint32(before.Mode) & 0o7777
 		pr, err := in.opts.Blobs.PutFile(ctx, f, mode&0o111 != 0)
+		if errors.Is(err, cas.ErrNotShared) {
+			f.Close()
+			return recorded{path: j.path, private: true}, nil
+		}
 		if err == nil {
 			err = unix.Fstat(int(f.Fd()), &after)
 		}

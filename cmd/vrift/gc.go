@@ -21,12 +21,18 @@ period. It waits for in-flight ingests and keeps new ones out while it runs.`,
   vrift gc --grace 0s`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := a.openDirect()
-			if err != nil {
-				return err
-			}
 			opts.Waiting = func() { fmt.Fprintln(a.stderr, "vrift: gc: waiting for in-flight ingests to finish") }
-			res, err := d.GC(cmd.Context(), opts)
+			var res *engine.GCResult
+			r, err := a.remote(cmd.Context())
+			if err == nil && r != nil {
+				defer r.Client.Close()
+				res, err = r.GC(cmd.Context(), opts)
+			} else if err == nil {
+				var d *engine.Direct
+				if d, err = a.openDirect(); err == nil {
+					res, err = d.GC(cmd.Context(), opts)
+				}
+			}
 			if err != nil {
 				return err
 			}

@@ -36,10 +36,6 @@ projections are not read again.`,
   vrift ingest --mode phantom node_modules && vrift link --method hardlink`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := a.openDirect()
-			if err != nil {
-				return err
-			}
 			opts := engine.IngestOptions{Dir: args[0], ManifestPath: manifestPath,
 				Tier: engine.Tier(tier), Mode: engine.Mode(mode), Warn: a.warn}
 			bar := a.progress()
@@ -49,7 +45,17 @@ projections are not read again.`,
 					bar.Set64(bytes)
 				}
 			}
-			res, err := d.Ingest(cmd.Context(), opts)
+			var res *engine.IngestResult
+			r, err := a.remote(cmd.Context())
+			if err == nil && r != nil {
+				defer r.Client.Close()
+				res, err = r.Ingest(cmd.Context(), opts)
+			} else if err == nil {
+				var d *engine.Direct
+				if d, err = a.openDirect(); err == nil {
+					res, err = d.Ingest(cmd.Context(), opts)
+				}
+			}
 			if bar != nil {
 				bar.Finish()
 				fmt.Fprintln(a.stderr)
@@ -90,6 +96,9 @@ func printIngest(w io.Writer, r *engine.IngestResult) {
 		fmt.Fprintf(w, "  phantom: removed %d paths; restore with vrift link or vrift mount\n", r.Removed)
 	case r.Tier == engine.Tier1:
 		fmt.Fprintf(w, "  projected in place: %d files\n", r.Projected)
+	}
+	if r.Private > 0 {
+		fmt.Fprintf(w, "  private files left in place (not world-readable): %d\n", r.Private)
 	}
 	if r.Skipped > 0 {
 		fmt.Fprintf(w, "  skipped special files: %d\n", r.Skipped)

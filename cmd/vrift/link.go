@@ -38,10 +38,6 @@ Methods:
 			if err != nil {
 				return usageError{err}
 			}
-			d, err := a.openDirect()
-			if err != nil {
-				return err
-			}
 			opts := engine.LinkOptions{To: to, Subtree: subtree, Method: m, Force: force, Warn: a.warn}
 			if len(args) == 1 {
 				opts.Project = args[0]
@@ -51,7 +47,17 @@ Methods:
 					return err
 				}
 			}
-			res, err := d.Link(cmd.Context(), opts)
+			var res *vfs.LinkResult
+			r, err := a.remote(cmd.Context())
+			if err == nil && r != nil {
+				defer r.Client.Close()
+				res, err = r.Link(cmd.Context(), opts)
+			} else if err == nil {
+				var d *engine.Direct
+				if d, err = a.openDirect(); err == nil {
+					res, err = d.Link(cmd.Context(), opts)
+				}
+			}
 			if res != nil {
 				if perr := a.emit(res, func(w io.Writer) { printLink(w, res) }); perr != nil {
 					return perr

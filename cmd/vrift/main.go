@@ -44,10 +44,12 @@ type usageError struct{ error }
 
 // app holds what every command shares: global flags and output streams.
 type app struct {
-	storeFlag string
-	jsonOut   bool
-	stdout    io.Writer
-	stderr    io.Writer
+	storeFlag  string
+	socketFlag string
+	direct     bool
+	jsonOut    bool
+	stdout     io.Writer
+	stderr     io.Writer
 }
 
 func main() {
@@ -88,8 +90,11 @@ once in a content-addressed store keyed by BLAKE3, records the tree in an LMDB
 manifest (<project>/.vrift/manifest.lmdb) and projects it back as symlinks,
 hardlinks, reflinks or copies.
 
-Without a daemon, vrift works in direct mode on a per-user store at
-~/.vrift/the_source (override with --store or VRIFT_STORE).
+When a vrift daemon answers on its socket (--socket, VRIFT_SOCKET, default
+/run/vrift/daemon.sock), vrift works in daemon mode: files go into the shared
+store owned by the daemon, which reads them only through descriptors vrift
+passes. Otherwise, or with --direct, vrift works in direct mode on a per-user
+store at ~/.vrift/the_source (override with --store or VRIFT_STORE).
 
 Exit codes:
   0  success
@@ -103,6 +108,8 @@ Exit codes:
 	}
 	root.PersistentFlags().StringVar(&a.storeFlag, "store", "", "store directory (default $VRIFT_STORE or ~/.vrift/the_source)")
 	root.PersistentFlags().BoolVar(&a.jsonOut, "json", false, "print one JSON object on stdout instead of text")
+	root.PersistentFlags().StringVar(&a.socketFlag, "socket", "", "daemon socket (default $VRIFT_SOCKET or "+engine.DefaultSocket()+")")
+	root.PersistentFlags().BoolVar(&a.direct, "direct", false, "never use a daemon: work on the per-user store")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.statusCommand(), a.gcCommand(), a.verifyCommand())
 	return root
@@ -121,6 +128,26 @@ func (a *app) storeRoot() (string, error) {
 		return "", fmt.Errorf("no --store given and no home directory: %w", err)
 	}
 	return filepath.Join(home, ".vrift", "the_source"), nil
+}
+
+// remote returns the daemon to use, or nil for direct mode: with --direct,
+// or when no daemon answers on the socket.
+func (a *app) remote(ctx context.Context) (*engine.Remote, error) {
+	if a.direct {
+		return nil, nil
+	}
+	socket := a.socketFlag
+	if socket == "" {
+		socket = os.Getenv("VRIFT_SOCKET")
+	}
+	if socket == "" {
+		if a.storeFlag != "" || os.Getenv("VRIFT_STORE") != "" {
+			// A store named explicitly is a direct-mode store.
+			return nil, nil
+		}
+		socket = engine.DefaultSocket()
+	}
+	return engine.Connect(ctx, socket)
 }
 
 func (a *app) openDirect() (*engine.Direct, error) {

@@ -7,12 +7,21 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/rpc"
 )
 
 type statusOutput struct {
 	Mode    string                `json:"mode"`
 	Store   engine.StoreStatus    `json:"store"`
 	Project *engine.ProjectStatus `json:"project,omitempty"`
+	// Daemon mode: the daemon's version and the caller's pinned roots.
+	Daemon *daemonStatus `json:"daemon,omitempty"`
+}
+
+type daemonStatus struct {
+	Version  string     `json:"version"`
+	Roots    []rpc.Root `json:"roots"`
+	Sessions int        `json:"sessions"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -27,13 +36,29 @@ bytes of distinct content.`,
   vrift status ~/src/app --json`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := a.openDirect()
+			var out statusOutput
+			r, err := a.remote(cmd.Context())
 			if err != nil {
 				return err
 			}
-			out := statusOutput{Mode: "direct"}
-			if out.Store, err = d.Status(cmd.Context()); err != nil {
-				return err
+			if r != nil {
+				defer r.Client.Close()
+				st, err := r.Status(cmd.Context())
+				if err != nil {
+					return fmt.Errorf("status: daemon: %w", err)
+				}
+				out = statusOutput{Mode: "daemon", Store: engine.StoreStatus{Store: st.Store, Blobs: st.Blobs,
+					Bytes: st.Bytes, DiskBytes: st.DiskBytes, Roots: len(st.Roots)},
+					Daemon: &daemonStatus{Version: st.Version, Roots: st.Roots, Sessions: st.Sessions}}
+			} else {
+				d, err := a.openDirect()
+				if err != nil {
+					return err
+				}
+				out.Mode = "direct"
+				if out.Store, err = d.Status(cmd.Context()); err != nil {
+					return err
+				}
 			}
 			project := "."
 			if len(args) == 1 {
@@ -60,6 +85,12 @@ func printStatus(w io.Writer, s statusOutput) {
 	fmt.Fprintf(w, "store:   %s\n", s.Store.Store)
 	fmt.Fprintf(w, "blobs:   %d (%s, %s on disk)\n", s.Store.Blobs, humanBytes(s.Store.Bytes), humanBytes(s.Store.DiskBytes))
 	fmt.Fprintf(w, "roots:   %d\n", s.Store.Roots)
+	if s.Daemon != nil {
+		fmt.Fprintf(w, "daemon:  %s, %d ingests in flight\n", s.Daemon.Version, s.Daemon.Sessions)
+		for _, r := range s.Daemon.Roots {
+			fmt.Fprintf(w, "  root:  %s (uid %d, %d files)\n", r.ManifestPath, r.UID, r.Files)
+		}
+	}
 	if p := s.Project; p != nil {
 		t := p.Totals
 		fmt.Fprintf(w, "project: %s\n", p.Root)

@@ -5,6 +5,8 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vrift/vrift/engine"
 )
 
 func (a *app) verifyCommand() *cobra.Command {
@@ -20,11 +22,21 @@ that the next ingest of that content stores it again.`,
   vrift verify --repair --json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := a.openDirect()
-			if err != nil {
-				return err
+			var res *engine.VerifyResult
+			r, err := a.remote(cmd.Context())
+			switch {
+			case err == nil && r != nil:
+				defer r.Client.Close()
+				if repair {
+					return usageError{fmt.Errorf("verify --repair changes the shared store: run it as the daemon's user, with --direct --store on the daemon's store")}
+				}
+				res, err = r.Verify(cmd.Context())
+			case err == nil:
+				var d *engine.Direct
+				if d, err = a.openDirect(); err == nil {
+					res, err = d.Verify(cmd.Context(), repair)
+				}
 			}
-			res, err := d.Verify(cmd.Context(), repair)
 			if err != nil {
 				return err
 			}
@@ -37,6 +49,10 @@ that the next ingest of that content stores it again.`,
 					fmt.Fprintf(w, "  moved aside: %s\n", q)
 				}
 				for _, m := range res.Missing {
+					if m.Manifest == "" {
+						fmt.Fprintf(w, "  missing: %s\n", m.Blob)
+						continue
+					}
 					fmt.Fprintf(w, "  missing: %s (%s in %s)\n", m.Blob, m.Path, m.Manifest)
 				}
 			}); err != nil {

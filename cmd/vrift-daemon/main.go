@@ -1,0 +1,193 @@
+// Command vrift-daemon owns the shared vrift store and serves the vrift
+// protocol (JSON-RPC 2.0) on a unix socket. It runs as the unprivileged
+// vrift user; see docs/protocol.md and the README's daemon section.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/vrift/vrift/rpc"
+	"github.com/vrift/vrift/service"
+)
+
+var version = "dev"
+
+// config is the daemon's configuration: the TOML file's keys, overridden by
+// flags given on the command line.
+type config struct {
+	Store        string `toml:"store"`
+	Socket       string `toml:"socket"`
+	State        string `toml:"state"`
+	SharePrivate bool   `toml:"share_private"`
+	MaxFrame     int    `toml:"max_frame"`
+	LogLevel     string `toml:"log_level"`
+}
+
+const defaultConfigFile = "/etc/vrift/config.toml"
+
+func defaults() config {
+	c := config{Store: "/var/lib/vrift/the_source", State: "/var/lib/vrift/state",
+		Socket: "/run/vrift/daemon.sock", MaxFrame: rpc.DefaultMaxFrame, LogLevel: "info"}
+	if runtime.GOOS == "darwin" {
+		if home, err := os.UserHomeDir(); err == nil {
+			c.Socket = filepath.Join(home, "Library", "Application Support", "vrift", "daemon.sock")
+		}
+	}
+	return c
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	fl := flag.NewFlagSet("vrift-daemon", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	cfgFile := fl.String("config", "", "TOML config file (default "+defaultConfigFile+" if present)")
+	store := fl.String("store", "", "shared store directory (default /var/lib/vrift/the_source)")
+	socket := fl.String("socket", "", "unix socket path (default /run/vrift/daemon.sock)")
+	state := fl.String("state", "", "state directory: roots, audit log (default /var/lib/vrift/state)")
+	sharePrivate := fl.Bool("share-private", false, "let files without o+r into the shared store")
+	maxFrame := fl.Int("max-frame", 0, "largest accepted frame in bytes (default 16 MiB)")
+	allowRoot := fl.Bool("allow-root", false, "run as root (the store would then be root-owned)")
+	logLevel := fl.String("log-level", "", "debug, info, warn or error")
+	showVersion := fl.Bool("version", false, "print the version and exit")
+	fl.Usage = func() {
+		fmt.Fprintf(stderr, "usage: vrift-daemon [flags]\n\nServes the shared vrift store on a unix socket. Flags override the config file.\n\n")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Println("vrift-daemon", version)
+		return 0
+	}
+	cfg := defaults()
+	path, explicit := *cfgFile, *cfgFile != ""
+	if !explicit {
+		path = defaultConfigFile
+	}
+	if _, err := toml.DecodeFile(path, &cfg); err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)) {
+		fmt.Fprintf(stderr, "vrift-daemon: config %s: %v\n", path, err)
+		return 2
+	}
+	set := map[string]bool{}
+	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["store"] {
+		cfg.Store = *store
+	}
+	if set["socket"] {
+		cfg.Socket = *socket
+	}
+	if set["state"] {
+		cfg.State = *state
+	}
+	if set["share-private"] {
+		cfg.SharePrivate = *sharePrivate
+	}
+	if set["max-frame"] {
+		cfg.MaxFrame = *maxFrame
+	}
+	if set["log-level"] {
+		cfg.LogLevel = *logLevel
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		fmt.Fprintf(stderr, "vrift-daemon: log level %q: %v\n", cfg.LogLevel, err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if os.Geteuid() == 0 && !*allowRoot {
+		log.Error("refusing to run as root: the shared store would become root-owned; run as the vrift user (or pass --allow-root)")
+		return 1
+	}
+	if err := serve(cfg, log); err != nil {
+		log.Error("daemon failed", "err", err)
+		daemon.SdNotify(false, "STATUS=failed: "+err.Error())
+		return 1
+	}
+	return 0
+}
+
+func serve(cfg config, log *slog.Logger) error {
+	svc, err := service.New(service.Config{Store: cfg.Store, State: cfg.State, SharePrivate: cfg.SharePrivate,
+		Version: version, Log: log})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	l, activated, err := listen(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv := &rpc.Server{Handler: svc, Log: log, MaxFrame: cfg.MaxFrame, ShutdownTimeout: 20 * time.Second}
+	log.Info("serving", "socket", cfg.Socket, "store", cfg.Store, "state", cfg.State, "socket_activated", activated,
+		"uid", os.Getuid(), "version", version)
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+	daemon.SdNotify(false, "STATUS=serving "+cfg.Store+" on "+cfg.Socket)
+	err = srv.Serve(ctx, l)
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	if !activated {
+		os.Remove(cfg.Socket)
+	}
+	log.Info("stopped")
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// listen returns the socket systemd passed (socket activation) or binds
+// path itself with mode 0666: every user may connect, and the daemon tells
+// them apart by SO_PEERCRED.
+func listen(path string) (*net.UnixListener, bool, error) {
+	ls, err := activation.Listeners()
+	if err != nil {
+		return nil, false, fmt.Errorf("socket activation: %w", err)
+	}
+	for _, l := range ls {
+		if ul, ok := l.(*net.UnixListener); ok {
+			return ul, true, nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, false, err
+	}
+	// A socket file left by a daemon that died answers no one: replace it.
+	// One that answers belongs to a running daemon: refuse.
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, false, fmt.Errorf("%s: another daemon is already serving it", path)
+	}
+	os.Remove(path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, false, err
+	}
+	l.SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o666); err != nil {
+		l.Close()
+		return nil, false, err
+	}
+	return l, false, nil
+}

@@ -1,0 +1,5 @@
+package engine
+
+import "runtime"
+
+const isDarwin = runtime.GOOS == "darwin"

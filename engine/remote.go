@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/rpc"
+)
+
+// Remote is the shared store of a daemon. The CLI walks and opens files as
+// the user and passes descriptors; the daemon stores what it reads through
+// them; the CLI writes the manifest and the projections, which live in the
+// user's tree, and pins the manifest with the daemon as a GC root.
+type Remote struct {
+	Client *rpc.Client
+}
+
+// Ingest runs the engine's ingest with the daemon as blob writer, then pins
+// the new manifest.
+func (r *Remote) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
+	real, _, mpath, _, err := Target(opts.Dir, opts.ManifestPath)
+	if err != nil {
+		return nil, err
+	}
+	var begin rpc.BeginResult
+	if err := r.Client.Call(ctx, rpc.MethodIngestBegin, rpc.BeginParams{Path: real}, &begin); err != nil {
+		return nil, fmt.Errorf("ingest %s: daemon: %w", opts.Dir, err)
+	}
+	putter := rpc.NewPutter(r.Client, begin.Session)
+	defer putter.Close()
+	opts.StoreRoot = begin.Store
+	opts.Blobs = putter
+	if opts.Workers == 0 {
+		opts.Workers = rpc.Workers
+	}
+	opts.Committed = func(string) error {
+		if _, err := r.pin(ctx, mpath, begin.Session); err != nil {
+			return fmt.Errorf("pin manifest with the daemon: %w", err)
+		}
+		return nil
+	}
+	return Ingest(ctx, opts)
+}
+
+func (r *Remote) pin(ctx context.Context, mpath, session string) (*rpc.LinkResult, error) {
+	f, err := os.Open(mpath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var res rpc.LinkResult
+	err = r.Client.CallWithFiles(ctx, rpc.MethodLink, rpc.LinkParams{ManifestPath: mpath, Session: session},
+		[]*os.File{f}, &res)
+	return &res, err
+}
+
+// storeRoot asks the daemon where its store is.
+func (r *Remote) storeRoot(ctx context.Context) (string, error) {
+	st, err := r.Status(ctx)
+	return st.Store, err
+}
+
+// Link pins the manifest with the daemon, which confirms every blob it needs
+// is present, then projects it as the user.
+func (r *Remote) Link(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) {
+	if opts.ManifestPath == "" {
+		p, err := ProjectManifest(orDot(opts.Project))
+		if err != nil {
+			return nil, fmt.Errorf("link %w", err)
+		}
+		opts.ManifestPath = p
+	}
+	res, err := r.pin(ctx, opts.ManifestPath, "")
+	if err != nil {
+		return nil, fmt.Errorf("link: daemon: %w", err)
+	}
+	if len(res.Missing) > 0 {
+		return nil, fmt.Errorf("link: %d blobs of %s are missing from the shared store, e.g. %s",
+			len(res.Missing), opts.ManifestPath, res.Missing[0])
+	}
+	if opts.StoreRoot, err = r.storeRoot(ctx); err != nil {
+		return nil, err
+	}
+	return Link(ctx, opts)
+}
+
+// Status asks the daemon for the store and the caller's roots.
+func (r *Remote) Status(ctx context.Context) (rpc.StatusResult, error) {
+	var st rpc.StatusResult
+	err := r.Client.Call(ctx, rpc.MethodStatus, nil, &st)
+	return st, err
+}
+
+// GC drops the caller's roots whose manifest is gone (only the caller can
+// see that) and runs the daemon's sweep.
+func (r *Remote) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
+	st, err := r.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	uid := uint32(os.Getuid())
+	var drop []string
+	for _, root := range st.Roots {
+		if root.UID != uid {
+			continue
+		}
+		if _, err := os.Stat(root.ManifestPath); errors.Is(err, fs.ErrNotExist) {
+			drop = append(drop, root.ManifestPath)
+		}
+	}
+	var res rpc.GCResult
+	err = r.Client.Call(ctx, rpc.MethodGC, rpc.GCParams{DryRun: opts.DryRun, Grace: opts.Grace, Drop: drop}, &res)
+	if err != nil {
+		return nil, fmt.Errorf("gc: daemon: %w", err)
+	}
+	return &GCResult{DryRun: res.DryRun, Roots: res.Roots, DroppedRoots: res.DroppedRoots, Removed: res.Removed,
+		FreedBytes: res.FreedBytes, Kept: res.Kept, KeptYoung: res.KeptYoung}, nil
+}
+
+// Verify asks the daemon to re-hash the store and check the caller's roots.
+func (r *Remote) Verify(ctx context.Context) (*VerifyResult, error) {
+	var res rpc.VerifyResult
+	if err := r.Client.Call(ctx, rpc.MethodVerify, nil, &res); err != nil {
+		return nil, fmt.Errorf("verify: daemon: %w", err)
+	}
+	out := &VerifyResult{Blobs: res.Blobs, Bytes: res.Bytes, Corrupt: res.Corrupt, Roots: res.Roots,
+		Quarantined: []string{}, Missing: []MissingBlob{}}
+	for _, m := range res.Missing {
+		out.Missing = append(out.Missing, MissingBlob{Blob: m})
+	}
+	return out, nil
+}
+
+// DefaultSocket is where the CLI looks for a daemon.
+func DefaultSocket() string {
+	if home, err := os.UserHomeDir(); err == nil && isDarwin {
+		return filepath.Join(home, "Library", "Application Support", "vrift", "daemon.sock")
+	}
+	return "/run/vrift/daemon.sock"
+}
+
+// Connect dials the daemon at socket, returning nil (no error) when no
+// daemon answers there: the caller then works in direct mode.
+func Connect(ctx context.Context, socket string) (*Remote, error) {
+	if _, err := os.Stat(socket); err != nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := rpc.Dial(ctx, socket)
+	if err != nil {
+		// A socket file nobody answers on (a daemon that died): direct mode.
+		return nil, nil
+	}
+	return &Remote{Client: c}, nil
+}

@@ -1,0 +1,58 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+
+	"github.com/sourcegraph/jsonrpc2"
+)
+
+// Client is a connection to the daemon. Its calls are serialized, so that
+// descriptors attached to a call travel with that call's frame.
+type Client struct {
+	mu     sync.Mutex
+	stream *Stream
+	conn   *jsonrpc2.Conn
+}
+
+// Dial connects to the daemon's socket.
+func Dial(ctx context.Context, path string) (*Client, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	stream := NewStream(c.(*net.UnixConn), 0)
+	return &Client{stream: stream, conn: jsonrpc2.NewConn(context.Background(), stream, noHandler{})}, nil
+}
+
+// Call invokes method and decodes its result.
+func (c *Client) Call(ctx context.Context, method string, params, result any) error {
+	return c.CallWithFiles(ctx, method, params, nil, result)
+}
+
+// CallWithFiles invokes method with files passed as descriptors.
+func (c *Client) CallWithFiles(ctx context.Context, method string, params any, files []*os.File, result any) error {
+	if len(files) > MaxFDs {
+		return fmt.Errorf("rpc: %d descriptors in one call, at most %d", len(files), MaxFDs)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stream.AttachFDs(files)
+	return c.conn.Call(ctx, method, params, result)
+}
+
+// Close hangs up.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// noHandler refuses the (never sent) requests from the daemon.
+type noHandler struct{}
+
+func (noHandler) Handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.Request) {
+	if !req.Notif {
+		conn.ReplyWithError(ctx, req.ID, &jsonrpc2.Error{Code: CodeMethodNotFound, Message: "client serves no methods"})
+	}
+}
