@@ -12,6 +12,7 @@ all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/vrift ./cmd/vrift
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/vrift-daemon ./cmd/vrift-daemon
 
 ## demo: ingest, link and show status on the embedded sample (direct mode)
 demo: build

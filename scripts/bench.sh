@@ -58,10 +58,10 @@ files=$(find "$fixture/node_modules" -type f | wc -l)
 echo "fixture: $fixture/node_modules: $files files, $(du -sh "$fixture/node_modules" | cut -f1)"
 echo "rounds: $runs; scratch: $w ($(df -T "$w" | awk 'NR==2{print $2}'))"
 
-declare -a cpa cold reing cpas lsym cpal lhard
+declare -a cpa cpasync cold reing cpas lsym cpal lhard
 fresh() { chmod -R u+w "$@" 2>/dev/null || true; rm -rf "$@"; }
 for i in $(seq "$runs"); do
-	fresh "$w/cpa" "$w/proj" "$w/store" "$w/cpas" "$w/lsym" "$w/cpal" "$w/lhard"
+	fresh "$w/cpa" "$w/cpa2" "$w/proj" "$w/store" "$w/cpas" "$w/lsym" "$w/cpal" "$w/lhard"
 	cp -a "$fixture" "$w/proj"
 	store=(--store "$w/store")
 	if ((i % 2)); then
@@ -71,6 +71,10 @@ for i in $(seq "$runs"); do
 		settle; cold+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
 		settle; cpa+=("$(ms cp -a "$fixture" "$w/cpa")")
 	fi
+	# cp -a returns with its data still in the page cache; an ingest must
+	# make blobs durable before it touches the project. This baseline pays
+	# for durability too.
+	settle; cpasync+=("$(ms sh -c 'cp -a "$1" "$2" && sync' sh "$fixture" "$w/cpa2")")
 	settle; reing+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
 	if ((i % 2)); then
 		settle; cpas+=("$(ms cp -as "$w/cpa/node_modules" "$w/cpas")")
@@ -83,7 +87,7 @@ for i in $(seq "$runs"); do
 		settle; lhard+=("$(ms "$vrift" "${store[@]}" link "$w/proj" --to "$w/lhard" --subtree node_modules --method hardlink)")
 		settle; cpal+=("$(ms cp -al "$w/cpa/node_modules" "$w/cpal")")
 	fi
-	echo "round $i: cp -a ${cpa[-1]} ms, ingest ${cold[-1]} ms, re-ingest ${reing[-1]} ms," \
+	echo "round $i: cp -a ${cpa[-1]} ms, cp -a + sync ${cpasync[-1]} ms, ingest ${cold[-1]} ms, re-ingest ${reing[-1]} ms," \
 		"cp -as ${cpas[-1]} ms, link ${lsym[-1]} ms, cp -al ${cpal[-1]} ms, link hardlink ${lhard[-1]} ms"
 done
 
@@ -104,6 +108,34 @@ row() {
 echo
 echo "medians over $runs rounds (target judged on the median of per-round ratios):"
 row "cold ingest" "${cold[*]}" "cp -a" "${cpa[*]}" 1.5
+row "cold ingest" "${cold[*]}" "cp+sync" "${cpasync[*]}" -
 row "re-ingest" "${reing[*]}" "cp -a" "${cpa[*]}" 0.1
 row "link symlink" "${lsym[*]}" "cp -as" "${cpas[*]}" 1.1
 row "link hardlink" "${lhard[*]}" "cp -al" "${cpal[*]}" -
+
+# Daemon mode against direct mode: the same cold ingest, once through a
+# daemon (descriptor passing) and once on a direct store.
+dvrift=${VRIFT_DAEMON:-$here/bin/vrift-daemon}
+if [ -x "$dvrift" ]; then
+	as_root=()
+	[ "$(id -u)" = 0 ] && as_root=(--allow-root)
+	declare -a dcold direct
+	for i in $(seq "$runs"); do
+		fresh "$w/dproj" "$w/dstore" "$w/dstate" "$w/xproj" "$w/xstore"
+		cp -a "$fixture" "$w/dproj"
+		cp -a "$fixture" "$w/xproj"
+		"$dvrift" "${as_root[@]}" --config /dev/null --store "$w/dstore" --state "$w/dstate" --socket "$w/d.sock" 2>"$w/daemon.log" &
+		dpid=$!
+		for _ in $(seq 50); do [ -S "$w/d.sock" ] && break; sleep 0.1; done
+		if ((i % 2)); then
+			settle; dcold+=("$(ms "$vrift" --socket "$w/d.sock" ingest "$w/dproj/node_modules")")
+			settle; direct+=("$(ms "$vrift" --direct --store "$w/xstore" ingest "$w/xproj/node_modules")")
+		else
+			settle; direct+=("$(ms "$vrift" --direct --store "$w/xstore" ingest "$w/xproj/node_modules")")
+			settle; dcold+=("$(ms "$vrift" --socket "$w/d.sock" ingest "$w/dproj/node_modules")")
+		fi
+		kill "$dpid"; wait "$dpid" || true
+		echo "round $i: daemon-mode ingest ${dcold[-1]} ms, direct-mode ingest ${direct[-1]} ms"
+	done
+	row "daemon ingest" "${dcold[*]}" "direct" "${direct[*]}" 1.15
+fi

@@ -541,3 +541,64 @@ func repoRoot(t *testing.T) string {
 	}
 	return p
 }
+
+// TestDaemonSocketActivation passes the daemon a listening socket the way
+// systemd does (LISTEN_FDS, LISTEN_PID, fd 3) and checks it serves on it.
+func TestDaemonSocketActivation(t *testing.T) {
+	e := newDaemonEnv(t)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: e.socket, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(e.socket, 0o666)
+	lf, err := l.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false) // the socket file outlives this handle, as with systemd
+	l.Close()
+	// LISTEN_PID must be the daemon's pid: the shell execs setpriv, which
+	// execs the daemon, so $$ is it.
+	script := `LISTEN_PID=$$ LISTEN_FDS=1 exec setpriv --reuid=vrift --regid=vrift --init-groups -- "$0" "$@"`
+	cmd := exec.Command("sh", "-c", script, e.dbin, "--store", e.store, "--state", e.state,
+		"--socket", filepath.Join(e.base, "run", "unused.sock"), "--config", "/dev/null")
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.ExtraFiles = []*os.File{lf}
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lf.Close()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	e.log = &log
+	for range 100 {
+		if strings.Contains(log.String(), "serving") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(log.String(), "socket_activated=true") {
+		t.Fatalf("daemon did not take the passed socket:\n%s", log.String())
+	}
+	e.serving("socket activation")
+	if _, err := os.Stat(filepath.Join(e.base, "run", "unused.sock")); err == nil {
+		t.Error("an activated daemon bound its own socket too")
+	}
+}
+
+// TestDaemonRefusesRoot: without --allow-root the daemon will not run as
+// root, so the shared store never becomes root-owned.
+func TestDaemonRefusesRoot(t *testing.T) {
+	e := newDaemonEnv(t)
+	out, err := exec.Command(e.dbin, "--store", e.store, "--state", e.state, "--socket", e.socket, "--config", "/dev/null").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refusing to run as root") {
+		t.Fatalf("daemon as root: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(e.store); err == nil {
+		t.Error("the refused daemon created the store anyway")
+	}
+}
