@@ -470,7 +470,7 @@ func (in *ingester) hashFile(ctx context.Context, j hashJob) (recorded, error) {
 	for attempt := 0; ; attempt++ {
 		f, err := os.OpenFile(j.abs, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
 		if err != nil {
-			return recorded{}, fmt.Errorf("read %s: %w", vfs.Quote(j.abs), unwrapPath(err))
+			return recorded{}, fmt.Errorf("read %s: %w", vfs.Quote(j.abs), vfs.Cause(err))
 		}
 		var before, after unix.Stat_t
 		if err := unix.Fstat(int(f.Fd()), &before); err != nil {
@@ -573,7 +573,7 @@ func (w *walker) flushJobs(ctx context.Context) error {
 func (w *walker) walkDir(ctx context.Context, abs, key string) error {
 	d, err := os.Open(abs)
 	if err != nil {
-		return fmt.Errorf("open dir %s: %w", vfs.Quote(abs), unwrapPath(err))
+		return fmt.Errorf("open dir %s: %w", vfs.Quote(abs), vfs.Cause(err))
 	}
 	defer d.Close()
 	var st unix.Stat_t
@@ -586,7 +586,7 @@ func (w *walker) walkDir(ctx context.Context, abs, key string) error {
 	}
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return fmt.Errorf("read dir %s: %w", vfs.Quote(abs), unwrapPath(err))
+		return fmt.Errorf("read dir %s: %w", vfs.Quote(abs), vfs.Cause(err))
 	}
 	fd := int(d.Fd())
 	for _, name := range names {
@@ -836,11 +836,11 @@ func swapSymlink(target, path string) error {
 		err = os.Symlink(target, tmp)
 	}
 	if err != nil {
-		return fmt.Errorf("project %s: %w", vfs.Quote(path), unwrapPath(err))
+		return fmt.Errorf("project %s: %w", vfs.Quote(path), vfs.Cause(err))
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("project %s: %w", vfs.Quote(path), unwrapPath(err))
+		return fmt.Errorf("project %s: %w", vfs.Quote(path), vfs.Cause(err))
 	}
 	return nil
 }
@@ -890,7 +890,7 @@ func (in *ingester) removeTree(ctx context.Context) error {
 				err = os.Remove(abs)
 			}
 			if err != nil {
-				return fmt.Errorf("phantom: remove %s: %w", vfs.Quote(abs), unwrapPath(err))
+				return fmt.Errorf("phantom: remove %s: %w", vfs.Quote(abs), vfs.Cause(err))
 			}
 			in.res.Removed++
 			return nil
@@ -927,16 +927,4 @@ func within(p, dir string) bool {
 		return false
 	}
 	return p == dir || strings.HasPrefix(p, dir+string(filepath.Separator))
-}
-
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	return err
 }

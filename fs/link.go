@@ -245,7 +245,7 @@ func (l *linker) prepareDest() error {
 		top = filepath.Dir(l.abs(l.opts.Subtree))
 	}
 	if err := os.MkdirAll(top, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", Quote(top), unwrap(err))
+		return fmt.Errorf("create %s: %w", Quote(top), Cause(err))
 	}
 	return nil
 }
@@ -294,14 +294,14 @@ func (l *linker) dir(p, abs string, e manifest.Entry, look bool) error {
 			// Read-only directories (Go's module cache) are made writable
 			// while we work and get their mode back at the end.
 			if err := os.Chmod(abs, iofs.FileMode(st.Mode&0o777|0o700)); err != nil {
-				return fmt.Errorf("chmod %s: %w", Quote(abs), unwrap(err))
+				return fmt.Errorf("chmod %s: %w", Quote(abs), Cause(err))
 			}
 		}
 		atomic.AddInt64(&l.res.Unchanged, 1)
 		return nil
 	}
 	if err := os.Mkdir(abs, 0o700|iofs.FileMode(e.Mode&0o777)); err != nil {
-		return fmt.Errorf("mkdir %s: %w", Quote(abs), unwrap(err))
+		return fmt.Errorf("mkdir %s: %w", Quote(abs), Cause(err))
 	}
 	l.fresh[abs] = true
 	atomic.AddInt64(&l.res.Created, 1)
@@ -419,7 +419,7 @@ func (l *linker) copyBlob(blob, tmp string, e manifest.Entry) error {
 	if errors.Is(err, iofs.ErrNotExist) {
 		return missingBlob(tmp, e)
 	} else if err != nil {
-		return fmt.Errorf("open blob %s: %w", e.Key().Name(), unwrap(err))
+		return fmt.Errorf("open blob %s: %w", e.Key().Name(), Cause(err))
 	}
 	defer src.Close()
 	dst, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -532,10 +532,12 @@ func wrapOp(op, path string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%s %s: %w", op, Quote(path), unwrap(err))
+	return fmt.Errorf("%s %s: %w", op, Quote(path), Cause(err))
 }
 
-func unwrap(err error) error {
+// Cause returns the errno behind a path or link error, so that messages
+// name the path once, in their own words.
+func Cause(err error) error {
 	var pe *iofs.PathError
 	if errors.As(err, &pe) {
 		return pe.Err

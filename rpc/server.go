@@ -58,6 +58,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*jsonrpc2.Conn]struct{}
 	inflight sync.WaitGroup
+	closing  bool // guarded by mu; set once shutdown begins
 }
 
 // Serve accepts connections until ctx ends, then stops accepting, lets
@@ -86,6 +87,10 @@ func (s *Server) Serve(ctx context.Context, l *net.UnixListener) error {
 		}
 		s.serveConn(connCtx, conn)
 	}
+	// Calls that arrive on open connections from now on are told to retry.
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.inflight.Wait(); close(done) }()
 	timeout := s.ShutdownTimeout
@@ -116,7 +121,13 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 	stream := NewStream(conn, s.MaxFrame)
 	conCtx, hangUp := context.WithCancel(ctx)
 	h := jsonrpc2.HandlerWithError(func(ctx context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.Request) (any, error) {
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			return nil, Errorf(CodeBusy, "the daemon is shutting down; retry")
+		}
 		s.inflight.Add(1)
+		s.mu.Unlock()
 		defer s.inflight.Done()
 		c := &Call{Method: req.Method, Peer: peer, Conn: conCtx, stream: stream}
 		if req.Params != nil {

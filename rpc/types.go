@@ -106,6 +106,15 @@ type StatusResult struct {
 	Roots    []Root `json:"roots"`
 	Sessions int    `json:"sessions"`
 	Caller   Peer   `json:"caller"`
+	// Usage sums the caller's own roots.
+	Usage Usage `json:"usage"`
+}
+
+// Usage is what one user's pinned manifests reference.
+type Usage struct {
+	Roots int   `json:"roots"`
+	Files int64 `json:"files"`
+	Bytes int64 `json:"bytes"`
 }
 
 // GCParams run a collection.

@@ -197,11 +197,7 @@ func (s *Service) endSession(sess *session, result string) {
 
 func (s *Service) put(ctx context.Context, c *rpc.Call) (any, error) {
 	files := c.Files()
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
+	defer closeAll(files)
 	var p rpc.PutParams
 	if err := c.Decode(&p); err != nil {
 		return nil, err
@@ -307,11 +303,7 @@ func rootID(manifestPath string) string {
 // file it could not open), so the copy is a GC root owned by the caller.
 func (s *Service) link(ctx context.Context, c *rpc.Call) (any, error) {
 	files := c.Files()
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
+	defer closeAll(files)
 	var p rpc.LinkParams
 	if err := c.Decode(&p); err != nil {
 		return nil, err
@@ -463,6 +455,11 @@ func (s *Service) status(ctx context.Context, c *rpc.Call) (any, error) {
 		Bytes: st.Bytes, DiskBytes: st.DiskBytes, Roots: []rpc.Root{}, Caller: c.Peer}
 	for _, r := range recs {
 		res.Roots = append(res.Roots, rpc.Root{UID: r.UID, ManifestPath: r.ManifestPath, Files: r.Files, Bytes: r.Bytes, PinnedAt: r.PinnedAt})
+		if r.UID == c.Peer.UID {
+			res.Usage.Roots++
+			res.Usage.Files += r.Files
+			res.Usage.Bytes += r.Bytes
+		}
 	}
 	s.mu.Lock()
 	res.Sessions = len(s.sessions)
@@ -546,4 +543,10 @@ func (s *Service) verify(ctx context.Context, c *rpc.Call) (any, error) {
 		res.Missing = append(res.Missing, m.Blob+" ("+m.Path+")")
 	}
 	return res, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }

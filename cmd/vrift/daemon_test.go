@@ -35,6 +35,9 @@ type daemonEnv struct {
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	notify chan string
+	// notified holds every sd_notify message received, in order.
+	notifiedMu sync.Mutex
+	notified   []string
 }
 
 func newDaemonEnv(t *testing.T) *daemonEnv {
@@ -85,6 +88,9 @@ func (e *daemonEnv) start(extra ...string) {
 			}
 			for _, line := range strings.Split(string(buf[:n]), "\n") {
 				if line != "" {
+					e.notifiedMu.Lock()
+					e.notified = append(e.notified, line)
+					e.notifiedMu.Unlock()
 					e.notify <- line
 				}
 			}
@@ -288,14 +294,14 @@ func TestDaemonUsers(t *testing.T) {
 	if err := e.cmd.Wait(); err != nil {
 		t.Fatalf("daemon exit after SIGTERM: %v\n%s", err, e.log)
 	}
-	sawStopping := false
-	for len(e.notify) > 0 {
-		if <-e.notify == "STOPPING=1" {
-			sawStopping = true
+	time.Sleep(100 * time.Millisecond) // let the last datagram arrive
+	e.notifiedMu.Lock()
+	got := strings.Join(e.notified, "\n")
+	e.notifiedMu.Unlock()
+	for _, want := range []string{"READY=1", "STATUS=serving " + e.store, "STOPPING=1"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q among the sd_notify messages:\n%s", want, got)
 		}
-	}
-	if !sawStopping {
-		t.Error("no STOPPING=1 notification")
 	}
 }
 
@@ -455,11 +461,7 @@ func TestDaemonProtocolAbuse(t *testing.T) {
 func TestDaemonKill9(t *testing.T) {
 	e := newDaemonEnv(t)
 	orig := filepath.Join(e.base, "orig")
-	files := map[string]string{"package.json": "{}"}
-	for i := range 1500 {
-		files[fmt.Sprintf("data/d%02d/f%04d.txt", i%40, i)] = strings.Repeat(fmt.Sprintf("file %d line\n", i), 200+i%700)
-	}
-	e.tree("alice", orig, files)
+	e.tree("alice", orig, generatedTree(1500))
 	proj := filepath.Join(e.base, "alice", "proj")
 	interrupted := 0
 	for i := range 20 {
@@ -601,4 +603,80 @@ func TestDaemonRefusesRoot(t *testing.T) {
 	if _, err := os.Stat(e.store); err == nil {
 		t.Error("the refused daemon created the store anyway")
 	}
+}
+
+// TestDaemonConfigFile: the TOML config is read and flags override it;
+// share_private from the file lets a 0600 file into the store.
+func TestDaemonConfigFile(t *testing.T) {
+	e := newDaemonEnv(t)
+	cfg := filepath.Join(e.base, "config.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("store = %q\nstate = %q\nsocket = %q\nshare_private = true\n",
+		e.store, e.state, filepath.Join(e.base, "run", "from-file.sock"))), 0o644)
+	// The flag's socket wins over the file's.
+	e.start("--config", cfg)
+	if _, err := os.Stat(filepath.Join(e.base, "run", "from-file.sock")); err == nil {
+		t.Error("the config file's socket was used although --socket was given")
+	}
+	proj := filepath.Join(e.base, "alice", "cfg")
+	secret := "shared on purpose " + strconv.FormatInt(time.Now().UnixNano(), 10)
+	e.tree("alice", proj, map[string]string{"go.mod": "module c\n", "data/p.txt": secret})
+	os.Chmod(filepath.Join(proj, "data/p.txt"), 0o600)
+	e.mustAs("alice", "ingest", filepath.Join(proj, "data"))
+	if _, err := os.Stat(blobPathOf(e.store, secret, false)); err != nil {
+		t.Fatalf("share_private = true in the config did not take effect: %v", err)
+	}
+}
+
+// generatedTree is a project of n files of 2-20 KiB in 40 directories.
+func generatedTree(n int) map[string]string {
+	files := map[string]string{"package.json": "{}"}
+	for i := range n {
+		files[fmt.Sprintf("data/d%02d/f%04d.txt", i%40, i)] = strings.Repeat(fmt.Sprintf("file %d line\n", i), 200+i%700)
+	}
+	return files
+}
+
+// TestDaemonGCDuringIngest: bob sweeps with no grace, over and over, while
+// alice's ingest deduplicates against blobs that no root references any
+// more. Her session is an in-flight root: nothing she relies on is swept.
+func TestDaemonGCDuringIngest(t *testing.T) {
+	e := newDaemonEnv(t)
+	e.start()
+	files := generatedTree(1500)
+	first := filepath.Join(e.base, "alice", "first")
+	e.tree("alice", first, files)
+	e.mustAs("alice", "ingest", "--tier", "tier2", filepath.Join(first, "data"))
+	os.RemoveAll(first)
+	e.mustAs("alice", "gc", "--grace", "1h") // drops the root; the blobs stay, young
+
+	orig := filepath.Join(e.base, "orig")
+	e.tree("alice", orig, files)
+	second := filepath.Join(e.base, "alice", "second")
+	sh(t, "cp", "-a", orig, second)
+	ingest := exec.Command("setpriv", "--reuid=alice", "--regid=alice", "--init-groups", "--",
+		e.bin, "--json", "ingest", filepath.Join(second, "data"))
+	ingest.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Join(e.base, "alice"), "VRIFT_SOCKET=" + e.socket}
+	var out bytes.Buffer
+	ingest.Stdout, ingest.Stderr = &out, &out
+	if err := ingest.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ingest.Wait() }()
+	sweeps := 0
+	for running := true; running; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("alice's ingest: %v\n%s", err, out.String())
+			}
+			running = false
+		default:
+			e.mustAs("bob", "gc", "--grace", "0s")
+			sweeps++
+		}
+	}
+	t.Logf("%d sweeps by bob during alice's ingest", sweeps)
+	e.mustAs("alice", "verify")
+	sh(t, "diff", "-r", filepath.Join(orig, "data"), filepath.Join(second, "data"))
 }

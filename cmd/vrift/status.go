@@ -22,6 +22,7 @@ type daemonStatus struct {
 	Version  string     `json:"version"`
 	Roots    []rpc.Root `json:"roots"`
 	Sessions int        `json:"sessions"`
+	Usage    rpc.Usage  `json:"usage"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -49,7 +50,7 @@ bytes of distinct content.`,
 				}
 				out = statusOutput{Mode: "daemon", Store: engine.StoreStatus{Store: st.Store, Blobs: st.Blobs,
 					Bytes: st.Bytes, DiskBytes: st.DiskBytes, Roots: len(st.Roots)},
-					Daemon: &daemonStatus{Version: st.Version, Roots: st.Roots, Sessions: st.Sessions}}
+					Daemon: &daemonStatus{Version: st.Version, Roots: st.Roots, Sessions: st.Sessions, Usage: st.Usage}}
 			} else {
 				d, err := a.openDirect()
 				if err != nil {
@@ -87,6 +88,8 @@ func printStatus(w io.Writer, s statusOutput) {
 	fmt.Fprintf(w, "roots:   %d\n", s.Store.Roots)
 	if s.Daemon != nil {
 		fmt.Fprintf(w, "daemon:  %s, %d ingests in flight\n", s.Daemon.Version, s.Daemon.Sessions)
+		u := s.Daemon.Usage
+		fmt.Fprintf(w, "yours:   %d roots, %d files, %s\n", u.Roots, u.Files, humanBytes(u.Bytes))
 		for _, r := range s.Daemon.Roots {
 			fmt.Fprintf(w, "  root:  %s (uid %d, %d files)\n", r.ManifestPath, r.UID, r.Files)
 		}
