@@ -397,3 +397,52 @@ func (r *Reader) Count() (Totals, error) {
 	})
 	return t, err
 }
+
+// Children calls fn for each direct child of dir, in key order, without
+// visiting grandchildren: on meeting a child's subtree (one contiguous key
+// range, "x/" up to "x0") it seeks past it, so listing a directory costs
+// about its children, not its subtree.
+func (r *Reader) Children(dir string, fn func(name string, e Entry) error) error {
+	cur, err := r.txn.OpenCursor(r.m.entries)
+	if err != nil {
+		return fmt.Errorf("manifest children: %w", err)
+	}
+	defer cur.Close()
+	var prefix []byte
+	op := uint(lmdb.First)
+	if dir != RootPath && dir != "" {
+		prefix = []byte(dir + "/")
+		op = lmdb.SetRange
+	}
+	seek := prefix
+	for k, v, err := cur.Get(seek, nil, op); ; k, v, err = cur.Get(seek, nil, op) {
+		if lmdb.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("manifest children: %w", err)
+		}
+		if !bytes.HasPrefix(k, prefix) {
+			return nil
+		}
+		rest := k[len(prefix):]
+		if i := bytes.IndexByte(rest, '/'); i >= 0 {
+			// A descendant of child rest[:i], reached because keys such
+			// as "a-b" sort between "a" and "a/...": skip that subtree.
+			seek = append(append(append([]byte{}, prefix...), rest[:i]...), '/'+1)
+			op = lmdb.SetRange
+			continue
+		}
+		op, seek = lmdb.Next, nil
+		if string(k) == RootPath {
+			continue
+		}
+		e, err := decodeEntry(v)
+		if err != nil {
+			return fmt.Errorf("manifest entry %q: %w", k, err)
+		}
+		if err := fn(string(rest), e); err != nil {
+			return err
+		}
+	}
+}

@@ -127,3 +127,39 @@ func TestOpenRejectsNonManifest(t *testing.T) {
 		t.Fatal("opened a missing manifest")
 	}
 }
+
+func TestChildren(t *testing.T) {
+	m, err := Create(filepath.Join(t.TempDir(), "m.lmdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	dir := Entry{Kind: Dir, Mode: 0o755}
+	file := Entry{Kind: File, Mode: 0o644}
+	m.Update(func(w *Writer) error {
+		for _, p := range []string{"a", "a/b", "a/b/deep", "a/b/deep/er", "a-b", "a/b-c", "a/b.js", "a/c", "a/c/x", "a/z", "b"} {
+			e := file
+			if p == "a" || p == "a/b" || p == "a/b/deep" || p == "a/c" {
+				e = dir
+			}
+			w.Put(p, e)
+		}
+		return nil
+	})
+	list := func(d string) []string {
+		var out []string
+		m.View(func(r *Reader) error {
+			return r.Children(d, func(name string, _ Entry) error { out = append(out, name); return nil })
+		})
+		return out
+	}
+	if got, want := list("a"), []string{"b", "b-c", "b.js", "c", "z"}; !slices.Equal(got, want) {
+		t.Errorf("children of a: %q, want %q", got, want)
+	}
+	if got, want := list("."), []string{"a", "a-b", "b"}; !slices.Equal(got, want) {
+		t.Errorf("children of the root: %q, want %q", got, want)
+	}
+	if got := list("a/b/deep/er"); len(got) != 0 {
+		t.Errorf("children of a file: %q", got)
+	}
+}

@@ -111,7 +111,8 @@ Exit codes:
 	root.PersistentFlags().StringVar(&a.socketFlag, "socket", "", "daemon socket (default $VRIFT_SOCKET or "+engine.DefaultSocket()+")")
 	root.PersistentFlags().BoolVar(&a.direct, "direct", false, "never use a daemon: work on the per-user store")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.statusCommand(), a.gcCommand(), a.verifyCommand())
+	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
+		a.statusCommand(), a.gcCommand(), a.verifyCommand())
 	return root
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
+	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/rpc"
 )
 
@@ -16,6 +17,8 @@ type statusOutput struct {
 	Project *engine.ProjectStatus `json:"project,omitempty"`
 	// Daemon mode: the daemon's version and the caller's pinned roots.
 	Daemon *daemonStatus `json:"daemon,omitempty"`
+	// Mounts are the vrift views mounted in this namespace.
+	Mounts []vfs.Mount `json:"mounts"`
 }
 
 type daemonStatus struct {
@@ -61,6 +64,12 @@ bytes of distinct content.`,
 					return err
 				}
 			}
+			if out.Mounts, err = vfs.Mounts(); err != nil {
+				return fmt.Errorf("status: mounts: %w", err)
+			}
+			if out.Mounts == nil {
+				out.Mounts = []vfs.Mount{}
+			}
 			project := "."
 			if len(args) == 1 {
 				project = args[0]
@@ -93,6 +102,13 @@ func printStatus(w io.Writer, s statusOutput) {
 		for _, r := range s.Daemon.Roots {
 			fmt.Fprintf(w, "  root:  %s (uid %d, %d files)\n", r.ManifestPath, r.UID, r.Files)
 		}
+	}
+	for _, m := range s.Mounts {
+		state := "live"
+		if m.Stale {
+			state = "STALE (server gone; vrift umount it)"
+		}
+		fmt.Fprintf(w, "mount:   %s <- %s (%s)\n", m.Mountpoint, m.Source, state)
 	}
 	if p := s.Project; p != nil {
 		t := p.Totals
