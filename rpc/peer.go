@@ -3,8 +3,6 @@ package rpc
 import (
 	"fmt"
 	"net"
-
-	"golang.org/x/sys/unix"
 )
 
 // Peer is the identity of the process at the other end of a connection, as
@@ -21,16 +19,14 @@ func PeerOf(conn *net.UnixConn) (Peer, error) {
 	if err != nil {
 		return Peer{}, err
 	}
-	var cred *unix.Ucred
+	var p Peer
 	var serr error
-	err = raw.Control(func(fd uintptr) {
-		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
+	err = raw.Control(func(fd uintptr) { p, serr = peerOfFD(int(fd)) })
 	if err == nil {
 		err = serr
 	}
 	if err != nil {
 		return Peer{}, fmt.Errorf("peer credentials: %w", err)
 	}
-	return Peer{UID: cred.Uid, GID: cred.Gid, PID: cred.Pid}, nil
+	return p, nil
 }
