@@ -9,8 +9,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // smallBlob is the size up to which Put reads a blob into memory first, so
@@ -37,6 +41,14 @@ type Store struct {
 	root    string
 	dirMode fs.FileMode
 	bufs    sync.Pool
+	// tempPrefix names this process's temp files (see CleanTemps).
+	tempPrefix string
+	tempSeq    atomic.Uint64
+	// fanout remembers the blake3/ab/cd directories known to exist, so a
+	// put into one costs no mkdir and no failed rename.
+	fanout sync.Map
+	// chmodDirs is set when the umask would strip bits from dirMode.
+	chmodDirs bool
 }
 
 // Open opens the store at root, creating its skeleton if needed.
@@ -48,7 +60,7 @@ func Open(root string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
-	s := &Store{root: abs, dirMode: opts.DirMode}
+	s := &Store{root: abs, dirMode: opts.DirMode, tempPrefix: tempPrefix(), chmodDirs: umaskStrips(opts.DirMode)}
 	s.bufs.New = func() any { b := make([]byte, smallBlob+1); return &b }
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -202,12 +214,21 @@ func (s *Store) writeStream(ctx context.Context, head []byte, r io.Reader, exec 
 	return tmp, k, nil
 }
 
+// createTemp makes a temp file for a put. It opens with unix.Open rather
+// than os.CreateTemp: a regular file needs none of the poller set-up os.Open
+// does, and puts are a per-file hot path.
 func (s *Store) createTemp() (*os.File, error) {
-	f, err := os.CreateTemp(filepath.Join(s.root, tmpDir), tempPrefix())
-	if err != nil {
-		return nil, fmt.Errorf("put: create temp: %w", err)
+	for {
+		name := filepath.Join(s.root, tmpDir, s.tempPrefix+strconv.FormatUint(s.tempSeq.Add(1), 36))
+		fd, err := unix.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		if err == unix.EEXIST {
+			continue // left by an earlier process with a recycled pid
+		}
+		if err != nil {
+			return nil, fmt.Errorf("put: create temp: %w", err)
+		}
+		return os.NewFile(uintptr(fd), name), nil
 	}
-	return f, nil
 }
 
 // commit makes tmp durable and read-only, then gives it k's name unless a
@@ -243,9 +264,18 @@ func seal(tmp *os.File, k Key) (string, error) {
 // unless that blob already exists, and reports whether it added the blob.
 func (s *Store) publish(name string, k Key) (bool, error) {
 	final := s.Path(k)
+	dir := filepath.Dir(final)
+	if _, known := s.fanout.Load(dir); !known {
+		if err := s.mkdirFanout(dir); err != nil {
+			os.Remove(name)
+			return false, fmt.Errorf("put %s: %w", k, err)
+		}
+		s.fanout.Store(dir, struct{}{})
+	}
 	err := renameNoReplace(name, final)
 	if errors.Is(err, syscall.ENOENT) {
-		if err = s.mkdirFanout(filepath.Dir(final)); err == nil {
+		// The directory went away behind the cache's back.
+		if err = s.mkdirFanout(dir); err == nil {
 			err = renameNoReplace(name, final)
 		}
 	}
@@ -281,7 +311,7 @@ func (s *Store) mkdir(dir string) error {
 	if errors.Is(err, fs.ErrExist) {
 		return nil
 	}
-	if err != nil {
+	if err != nil || !s.chmodDirs {
 		return err
 	}
 	return os.Chmod(dir, s.dirMode)

@@ -25,7 +25,7 @@ func linkThenRemove(oldpath, newpath string) error {
 
 // tempPrefix names temp files after the writing process, so that a later
 // process can tell an abandoned temp file from one still being written.
-func tempPrefix() string { return "put-" + strconv.Itoa(os.Getpid()) + "-*" }
+func tempPrefix() string { return "put-" + strconv.Itoa(os.Getpid()) + "-" }
 
 // CleanTemps removes temp files left by writers that are gone: those whose
 // process no longer exists, and any older than maxAge. It returns how many it
