@@ -37,6 +37,7 @@ lint:
 bench: build fixture
 	$(GO) test -run '^$$' -bench Hash -benchtime 1s ./cas
 	scripts/bench.sh
+	scripts/bench-fuse.sh
 
 clean:
 	rm -rf bin dist

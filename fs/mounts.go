@@ -3,7 +3,10 @@ package fs
 import (
 	"bufio"
 	"errors"
+	"hash/fnv"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -19,6 +22,25 @@ type Mount struct {
 	// Stale is set when the serving process is gone: the kernel answers
 	// ENOTCONN for the mountpoint.
 	Stale bool `json:"stale"`
+	// Reads says how file content is served: "passthrough" (the kernel
+	// reads blobs directly) or "fuse" (through the server); empty when
+	// the server left no note (another user's mount).
+	Reads string `json:"reads,omitempty"`
+}
+
+// readsNote is where a server notes how its mount serves reads, for
+// status: a small file per mountpoint in the user's temp directory.
+func readsNote(mountpoint string) string {
+	sum := fnv.New64a()
+	sum.Write([]byte(mountpoint))
+	return filepath.Join(os.TempDir(), "vrift-"+strconv.Itoa(os.Getuid()), "mounts", strconv.FormatUint(sum.Sum64(), 16))
+}
+
+func writeReadsNote(mountpoint, reads string) {
+	p := readsNote(mountpoint)
+	if os.MkdirAll(filepath.Dir(p), 0o700) == nil {
+		os.WriteFile(p, []byte(reads), 0o600)
+	}
 }
 
 // Mounts lists the vrift views in this mount namespace.
@@ -45,6 +67,9 @@ func Mounts() ([]Mount, error) {
 		}
 		m := Mount{Mountpoint: unescapeMountinfo(lf[4]), Source: unescapeMountinfo(rf[1])}
 		m.Stale = IsStale(m.Mountpoint)
+		if b, err := os.ReadFile(readsNote(m.Mountpoint)); err == nil {
+			m.Reads = string(b)
+		}
 		out = append(out, m)
 	}
 	return out, sc.Err()

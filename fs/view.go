@@ -25,15 +25,19 @@ type View struct {
 	storeRoot string
 	subtree   string
 	uid, gid  uint32
-	// passthrough is set when the kernel accepted FUSE passthrough for at
-	// least one open (reported in status).
-	passthrough bool
+	// passthrough is set when the kernel offers FUSE passthrough and the
+	// server may use it.
+	passthrough   bool
+	noPassthrough bool
 }
 
 // ViewOptions configure a view.
 type ViewOptions struct {
 	StoreRoot string
 	Subtree   string
+	// NoPassthrough serves every read through this process even where
+	// FUSE passthrough is possible (for measurements and debugging).
+	NoPassthrough bool
 }
 
 // NewView prepares a view of m. The caller keeps m open while it serves.
@@ -45,7 +49,8 @@ func NewView(m *manifest.Manifest, opts ViewOptions) (*View, error) {
 	if err := manifest.CheckPath(sub); err != nil {
 		return nil, err
 	}
-	return &View{m: m, storeRoot: opts.StoreRoot, subtree: sub, uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}, nil
+	return &View{m: m, storeRoot: opts.StoreRoot, subtree: sub, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
+		noPassthrough: opts.NoPassthrough}, nil
 }
 
 // cacheFor is how long the kernel may trust what the view told it: names
@@ -219,13 +224,16 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		return nil, 0, syscall.EIO // the blob is missing: vrift verify names it
 	}
 	// Content under a name never changes: keep the page cache across opens.
-	return &blobFile{f: f, v: n.v}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	bf := &blobFile{f: f}
+	if n.v.noPassthrough {
+		return bf, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	}
+	return withPassthrough(bf), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 // blobFile is an open blob.
 type blobFile struct {
 	f *os.File
-	v *View
 }
 
 var (
@@ -256,7 +264,14 @@ func (v *View) Serve(ctx context.Context, mountpoint, source string, ready func(
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	v.passthrough = os.Geteuid() == 0 && server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0
+	v.passthrough = !v.noPassthrough && passthroughSupported &&
+		os.Geteuid() == 0 && server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0
+	reads := "fuse"
+	if v.passthrough {
+		reads = "passthrough"
+	}
+	writeReadsNote(mountpoint, reads)
+	defer os.Remove(readsNote(mountpoint))
 	if ready != nil {
 		ready(v.passthrough)
 	}

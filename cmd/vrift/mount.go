@@ -22,7 +22,7 @@ import (
 
 func (a *app) mountCommand() *cobra.Command {
 	var subtree string
-	var foreground bool
+	var foreground, noPassthrough bool
 	var readyFD int
 	cmd := &cobra.Command{
 		Use:   "mount [PROJECT] MOUNTPOINT",
@@ -61,20 +61,21 @@ killed) at MOUNTPOINT is cleaned up first.`,
 				}
 			}
 			if !foreground {
-				return a.mountDetached(args, mp, subtree)
+				return a.mountDetached(args, mp, subtree, noPassthrough)
 			}
-			return a.serveMount(cmd.Context(), project, mp, subtree, readyFD)
+			return a.serveMount(cmd.Context(), project, mp, subtree, noPassthrough, readyFD)
 		},
 	}
 	cmd.Flags().StringVar(&subtree, "subtree", "", "serve only this path of the manifest, e.g. node_modules")
 	cmd.Flags().BoolVar(&foreground, "foreground", false, "serve in the foreground until unmounted or interrupted")
+	cmd.Flags().BoolVar(&noPassthrough, "no-passthrough", false, "serve every read through vrift, even where FUSE passthrough is possible")
 	cmd.Flags().IntVar(&readyFD, "ready-fd", 0, "internal: descriptor to report readiness on")
 	cmd.Flags().MarkHidden("ready-fd")
 	return cmd
 }
 
 // serveMount serves the view in this process.
-func (a *app) serveMount(ctx context.Context, project, mp, subtree string, readyFD int) error {
+func (a *app) serveMount(ctx context.Context, project, mp, subtree string, noPassthrough bool, readyFD int) error {
 	report := func(msg string) {
 		if readyFD > 0 {
 			f := os.NewFile(uintptr(readyFD), "ready")
@@ -113,7 +114,7 @@ func (a *app) serveMount(ctx context.Context, project, mp, subtree string, ready
 				return fmt.Errorf("mount: %q is not a directory in %s", sub, mpath)
 			}
 		}
-		v, err := vfs.NewView(m, vfs.ViewOptions{StoreRoot: storeRoot, Subtree: sub})
+		v, err := vfs.NewView(m, vfs.ViewOptions{StoreRoot: storeRoot, Subtree: sub, NoPassthrough: noPassthrough})
 		if err != nil {
 			return fmt.Errorf("mount: %w", err)
 		}
@@ -124,7 +125,7 @@ func (a *app) serveMount(ctx context.Context, project, mp, subtree string, ready
 			source += ":" + sub
 		}
 		return v.Serve(ctx, mp, source, func(passthrough bool) {
-			mode := "reads through vrift (no FUSE passthrough: needs root and kernel support)"
+			mode := "reads through vrift: no FUSE passthrough (it needs root and kernel support, and no --no-passthrough)"
 			if passthrough {
 				mode = "FUSE passthrough (the kernel reads blobs directly)"
 			}
@@ -139,7 +140,7 @@ func (a *app) serveMount(ctx context.Context, project, mp, subtree string, ready
 
 // mountDetached re-runs the mount in the foreground as a detached process
 // and returns once it reports the mount live (or failed).
-func (a *app) mountDetached(args []string, mp, subtree string) error {
+func (a *app) mountDetached(args []string, mp, subtree string, noPassthrough bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -151,6 +152,9 @@ func (a *app) mountDetached(args []string, mp, subtree string) error {
 	childArgs := append([]string{"mount", "--foreground", "--ready-fd", "3"}, passGlobal(a)...)
 	if subtree != "" {
 		childArgs = append(childArgs, "--subtree", subtree)
+	}
+	if noPassthrough {
+		childArgs = append(childArgs, "--no-passthrough")
 	}
 	childArgs = append(childArgs, args...)
 	cmd := exec.Command(self, childArgs...)

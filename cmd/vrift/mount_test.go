@@ -59,6 +59,9 @@ func TestMountNpm(t *testing.T) {
 	out := mountAt(t, bin, "--store", store, proj, "--subtree", "node_modules", nm)
 	t.Logf("%s", strings.TrimSpace(out))
 
+	if st := mustVrift(t, "--store", store, "status"); !strings.Contains(st, nm+" <- ") || !strings.Contains(st, "reads: ") {
+		t.Errorf("status does not list the mount and how it reads:\n%s", st)
+	}
 	orig := filepath.Join(fix, "base", "node_modules")
 	sh(t, "diff", "-r", "--no-dereference", orig, nm)
 	compareListings(t, treeListing(t, orig, false, true), treeListing(t, nm, false, true))

@@ -105,6 +105,9 @@ func printStatus(w io.Writer, s statusOutput) {
 	}
 	for _, m := range s.Mounts {
 		state := "live"
+		if m.Reads != "" {
+			state += ", reads: " + m.Reads
+		}
 		if m.Stale {
 			state = "STALE (server gone; vrift umount it)"
 		}
