@@ -1,12 +1,15 @@
 # vrift — see README.md.
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Package versions must start with a digit: a tag vX.Y.Z gives X.Y.Z, an
+# untagged tree 0.0.0~git<commit>.
+PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 LDFLAGS   := -X main.version=$(VERSION)
 FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
 STATICCHECK_VERSION ?= 2025.1.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
-.PHONY: all build demo test test-go fixture lint bench clean
+.PHONY: all build demo test test-go fixture lint bench package systemd-test clean
 
 all: build
 
@@ -38,6 +41,16 @@ bench: build fixture
 	$(GO) test -run '^$$' -bench Hash -benchtime 1s ./cas
 	scripts/bench.sh
 	scripts/bench-fuse.sh
+
+## package: dist/vrift_<version>_amd64.deb and dist/vrift-<version>.x86_64.rpm (nfpm)
+package: build
+	rm -rf dist && mkdir -p dist/completions
+	bin/vrift completion bash >dist/completions/vrift.bash
+	bin/vrift completion zsh >dist/completions/vrift.zsh
+	bin/vrift completion fish >dist/completions/vrift.fish
+	VERSION=$(PKG_VERSION) $(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target dist/vrift_$(PKG_VERSION)_amd64.deb
+	VERSION=$(PKG_VERSION) $(GO) tool nfpm package --config packaging/nfpm.yaml --packager rpm --target dist/vrift-$(PKG_VERSION).x86_64.rpm
+	ls -l dist
 
 clean:
 	rm -rf bin dist

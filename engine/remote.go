@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	vfs "github.com/vrift/vrift/fs"
@@ -137,10 +136,12 @@ func (r *Remote) Verify(ctx context.Context) (*VerifyResult, error) {
 	return out, nil
 }
 
-// DefaultSocket is where the CLI looks for a daemon.
+// DefaultSocket is where the CLI looks for a daemon: the RFC's path, which
+// on macOS lies in the home of the daemon's user, _vrift (see
+// packaging/launchd).
 func DefaultSocket() string {
-	if home, err := os.UserHomeDir(); err == nil && isDarwin {
-		return filepath.Join(home, "Library", "Application Support", "vrift", "daemon.sock")
+	if isDarwin {
+		return "/Users/_vrift/Library/Application Support/vrift/daemon.sock"
 	}
 	return "/run/vrift/daemon.sock"
 }

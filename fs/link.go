@@ -434,7 +434,7 @@ func (l *linker) copyBlob(blob, tmp string, e manifest.Entry) error {
 		}
 	}()
 	if l.opts.Method == Reflink {
-		if err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())); err != nil {
+		if err := cloneFile(dst, src); err != nil {
 			return fmt.Errorf("reflink %s: %w (%v); use --method copy or hardlink", Quote(l.dest), ErrReflinkUnsupported, err)
 		}
 	} else if _, err := io.Copy(dst, src); err != nil {

@@ -46,6 +46,8 @@ func defaults() config {
 	c := config{Store: "/var/lib/vrift/the_source", State: "/var/lib/vrift/state",
 		Socket: "/run/vrift/daemon.sock", MaxFrame: rpc.DefaultMaxFrame, LogLevel: "info"}
 	if runtime.GOOS == "darwin" {
+		// The RFC's ~/Library/Application Support/vrift/daemon.sock, in the
+		// home of the daemon's user.
 		if home, err := os.UserHomeDir(); err == nil {
 			c.Socket = filepath.Join(home, "Library", "Application Support", "vrift", "daemon.sock")
 		}

@@ -680,3 +680,35 @@ func TestDaemonGCDuringIngest(t *testing.T) {
 	e.mustAs("alice", "verify")
 	sh(t, "diff", "-r", filepath.Join(orig, "data"), filepath.Join(second, "data"))
 }
+
+// TestDaemonMount: in daemon mode alice's FUSE view serves blobs from the
+// shared store (world-readable 0444, so her own unprivileged server can
+// read them), after a phantom ingest.
+func TestDaemonMount(t *testing.T) {
+	requireFUSE(t)
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		t.Fatal("fusermount3 missing (package fuse3)")
+	}
+	e := newDaemonEnv(t)
+	info, _ := os.Stat("/dev/fuse")
+	if info.Mode().Perm() != 0o666 {
+		os.Chmod("/dev/fuse", 0o666)
+		t.Cleanup(func() { os.Chmod("/dev/fuse", info.Mode().Perm()) })
+	}
+	e.start()
+	proj := filepath.Join(e.base, "alice", "web")
+	e.tree("alice", proj, map[string]string{"package.json": "{}", "node_modules/pkg/index.js": "module.exports = 42\n",
+		"node_modules/.keep": ""})
+	e.mustAs("alice", "ingest", "--mode", "phantom", filepath.Join(proj, "node_modules"))
+	nm := filepath.Join(proj, "node_modules")
+	out := e.mustAs("alice", "mount", proj, nm, "--subtree", "node_modules")
+	t.Cleanup(func() { e.as("alice", "umount", nm) })
+	t.Logf("%s", strings.TrimSpace(out))
+	if got, code := runAs(t, "alice", nil, "cat", filepath.Join(nm, "pkg", "index.js")); code != 0 || got != "module.exports = 42\n" {
+		t.Fatalf("alice reads her view: %q (exit %d)", got, code)
+	}
+	if st := e.mustAs("alice", "status"); !strings.Contains(st, "mode:    daemon") || !strings.Contains(st, nm+" <- ") {
+		t.Errorf("status in daemon mode does not list the mount:\n%s", st)
+	}
+	e.mustAs("alice", "umount", nm)
+}

@@ -30,7 +30,12 @@ func requireRoot(t *testing.T) {
 func ensureUser(t *testing.T, name string) (int, int) {
 	t.Helper()
 	if _, err := user.Lookup(name); err != nil {
-		sh(t, "useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name)
+		args := []string{"--no-create-home", "--shell", "/usr/sbin/nologin", name}
+		if name == "vrift" {
+			// As the package makes it: a system user.
+			args = append([]string{"--system"}, args...)
+		}
+		sh(t, "useradd", args...)
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
