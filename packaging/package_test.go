@@ -1,0 +1,246 @@
+// Package packaging holds vrift's service files and package definitions;
+// this test builds the real .deb and .rpm, installs the .deb on this machine
+// and runs what it installed.
+package packaging
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		if _, err := exec.LookPath("dpkg"); err == nil {
+			return
+		}
+	}
+	if os.Getenv("VRIFT_REQUIRE_ROOT") != "" {
+		t.Fatal("needs root and dpkg to install the package, and VRIFT_REQUIRE_ROOT is set")
+	}
+	t.Skip("needs root and dpkg: installs the .deb on this machine; CI runs it")
+}
+
+// TestLaunchdPlistParses checks the macOS LaunchDaemon is a valid plist.
+func TestLaunchdPlistParses(t *testing.T) {
+	script := `import plistlib, sys
+p = plistlib.load(open(sys.argv[1], "rb"))
+assert p["Label"] == "com.velorift.vrift-daemon", p["Label"]
+assert p["UserName"] == "_vrift"
+assert p["ProgramArguments"][0].endswith("vrift-daemon")
+print("ok")`
+	out, err := exec.Command("python3", "-c", script, "launchd/com.velorift.vrift-daemon.plist").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("plist: %v\n%s", err, out)
+	}
+}
+
+// TestDebInstall builds the packages and installs the .deb for real.
+func TestDebInstall(t *testing.T) {
+	requireRoot(t)
+	repo, _ := filepath.Abs("..")
+	run(t, "make", "-C", repo, "package")
+	debs, _ := filepath.Glob(filepath.Join(repo, "dist", "vrift_*_amd64.deb"))
+	rpms, _ := filepath.Glob(filepath.Join(repo, "dist", "vrift-*.x86_64.rpm"))
+	if len(debs) != 1 || len(rpms) != 1 {
+		t.Fatalf("make package made %v and %v", debs, rpms)
+	}
+	deb := debs[0]
+	// Leave the machine as we found it, whatever happens.
+	t.Cleanup(func() { exec.Command("dpkg", "-P", "vrift").Run() })
+
+	run(t, "dpkg", "-i", deb)
+	checkInstalled(t)
+	// Installing again is a no-op.
+	run(t, "dpkg", "-i", deb)
+	checkInstalled(t)
+
+	// The installed units verify.
+	if out, err := exec.Command("systemd-analyze", "verify",
+		"/usr/lib/systemd/system/vrift-daemon.socket", "/usr/lib/systemd/system/vrift-daemon.service").CombinedOutput(); err != nil {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("systemd-analyze", "security", "--offline=yes",
+		"/usr/lib/systemd/system/vrift-daemon.service").CombinedOutput(); err == nil {
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		t.Logf("systemd-analyze security: %s", lines[len(lines)-1])
+	}
+
+	// The installed daemon, started as vrift without systemd (PID 1 is not
+	// systemd here), reads /etc/vrift/config.toml, notifies READY=1 and
+	// serves a non-root client on /run/vrift/daemon.sock.
+	serveInstalled(t)
+
+	// Remove keeps the store and the config; purge deletes both, and says so.
+	run(t, "dpkg", "-r", "vrift")
+	for _, gone := range []string{"/usr/bin/vrift", "/usr/bin/vrift-daemon", "/usr/lib/systemd/system/vrift-daemon.service"} {
+		if _, err := os.Stat(gone); err == nil {
+			t.Errorf("%s still there after dpkg -r", gone)
+		}
+	}
+	for _, kept := range []string{"/var/lib/vrift/the_source", "/etc/vrift/config.toml"} {
+		if _, err := os.Stat(kept); err != nil {
+			t.Errorf("%s removed by dpkg -r: %v", kept, err)
+		}
+	}
+	out := run(t, "dpkg", "-P", "vrift")
+	if !strings.Contains(out, "removing the shared store /var/lib/vrift") {
+		t.Errorf("purge does not say it removes the store:\n%s", out)
+	}
+	for _, gone := range []string{"/var/lib/vrift", "/etc/vrift/config.toml"} {
+		if _, err := os.Stat(gone); err == nil {
+			t.Errorf("%s still there after dpkg -P", gone)
+		}
+	}
+
+	// The .rpm carries the same files and scripts.
+	if _, err := exec.LookPath("rpm"); err != nil {
+		if os.Getenv("VRIFT_REQUIRE_ROOT") != "" {
+			t.Fatal("rpm (apt package rpm) is needed to inspect the .rpm")
+		}
+		t.Skip("no rpm to inspect the .rpm with")
+	}
+	files := run(t, "rpm", "-qpl", rpms[0])
+	for _, want := range []string{"/usr/bin/vrift", "/usr/bin/vrift-daemon", "/usr/lib/systemd/system/vrift-daemon.socket",
+		"/usr/lib/sysusers.d/vrift.conf", "/usr/lib/tmpfiles.d/vrift.conf", "/etc/vrift/config.toml",
+		"/usr/share/bash-completion/completions/vrift"} {
+		if !strings.Contains(files, want) {
+			t.Errorf("rpm lacks %s:\n%s", want, files)
+		}
+	}
+	scripts := run(t, "rpm", "-qp", "--scripts", rpms[0])
+	for _, want := range []string{"useradd -r -g vrift", "systemctl disable --now vrift-daemon.socket", "rm -rf /var/lib/vrift"} {
+		if !strings.Contains(scripts, want) {
+			t.Errorf("rpm scripts lack %q", want)
+		}
+	}
+}
+
+func checkInstalled(t *testing.T) {
+	t.Helper()
+	u, err := user.Lookup("vrift")
+	if err != nil {
+		t.Fatalf("no vrift user after install: %v", err)
+	}
+	if uid, _ := strconv.Atoi(u.Uid); uid >= 1000 {
+		t.Errorf("vrift is not a system user (uid %d)", uid)
+	}
+	if _, err := user.LookupGroup("vrift"); err != nil {
+		t.Errorf("no vrift group: %v", err)
+	}
+	if pw := run(t, "getent", "passwd", "vrift"); !strings.Contains(pw, "nologin") {
+		t.Errorf("vrift can log in: %s", pw)
+	}
+	for path, mode := range map[string]os.FileMode{"/var/lib/vrift": 0o755, "/var/lib/vrift/the_source": 0o755, "/var/lib/vrift/state": 0o700} {
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Errorf("%s: %v", path, err)
+			continue
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		if strconv.Itoa(int(st.Uid)) != u.Uid || info.Mode().Perm() != mode {
+			t.Errorf("%s: uid %d mode %v, want vrift %v", path, st.Uid, info.Mode().Perm(), mode)
+		}
+	}
+	for _, p := range []string{"/usr/bin/vrift", "/usr/bin/vrift-daemon", "/usr/lib/systemd/system/vrift-daemon.service",
+		"/usr/lib/systemd/system/vrift-daemon.socket", "/usr/lib/sysusers.d/vrift.conf", "/usr/lib/tmpfiles.d/vrift.conf",
+		"/etc/vrift/config.toml", "/usr/share/bash-completion/completions/vrift", "/usr/share/doc/vrift/protocol.md"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("missing after install: %s", p)
+		}
+	}
+	for _, bin := range []string{"/usr/bin/vrift", "/usr/bin/vrift-daemon"} {
+		if out, err := exec.Command(bin, "--version").CombinedOutput(); err != nil || strings.Contains(string(out), "dev") {
+			t.Errorf("%s --version: %q %v (want the git version)", bin, out, err)
+		}
+	}
+}
+
+func serveInstalled(t *testing.T) {
+	t.Helper()
+	// The daemon (as vrift) and alice must reach into it: not t.TempDir,
+	// whose parent is private.
+	dir, err := os.MkdirTemp("/tmp", "vrift-pkg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	notifyPath := filepath.Join(dir, "notify.sock")
+	nl, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	os.Chmod(notifyPath, 0o666)
+	cmd := exec.Command("setpriv", "--reuid=vrift", "--regid=vrift", "--init-groups", "--", "/usr/bin/vrift-daemon")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "NOTIFY_SOCKET=" + notifyPath}
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("installed daemon after SIGTERM: %v\n%s", err, log.String())
+		}
+	}()
+	nl.SetReadDeadline(time.Now().Add(15 * time.Second))
+	buf := make([]byte, 4096)
+	for ready := false; !ready; {
+		n, err := nl.Read(buf)
+		if err != nil {
+			t.Fatalf("no READY=1 from the installed daemon: %v\n%s", err, log.String())
+		}
+		ready = strings.Contains(string(buf[:n]), "READY=1")
+	}
+	if info, err := os.Stat("/run/vrift/daemon.sock"); err != nil || info.Mode().Perm() != 0o666 {
+		t.Fatalf("socket: %v %v", info, err)
+	}
+
+	// A non-root client ingests through the default socket.
+	if _, err := user.Lookup("alice"); err != nil {
+		run(t, "useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "alice")
+	}
+	home := filepath.Join(dir, "alice")
+	proj := filepath.Join(home, "proj")
+	os.MkdirAll(filepath.Join(proj, "lib"), 0o755)
+	os.WriteFile(filepath.Join(proj, "package.json"), []byte("{}"), 0o644)
+	os.WriteFile(filepath.Join(proj, "lib", "a.js"), []byte(fmt.Sprintf("// %d\n", time.Now().UnixNano())), 0o644)
+	run(t, "chown", "-R", "alice:alice", home)
+	c := exec.Command("setpriv", "--reuid=alice", "--regid=alice", "--init-groups", "--", "/usr/bin/vrift", "ingest", filepath.Join(proj, "lib"))
+	c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home}
+	out, err := c.CombinedOutput()
+	if err != nil {
+		t.Fatalf("alice's ingest through the installed daemon: %v\n%s\n%s", err, out, log.String())
+	}
+	target, err := os.Readlink(filepath.Join(proj, "lib", "a.js"))
+	if err != nil || !strings.HasPrefix(target, "/var/lib/vrift/the_source/blake3/") {
+		t.Fatalf("projection points at %q (%v), want the shared store", target, err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		t.Log(sc.Text())
+	}
+}
