@@ -52,5 +52,9 @@ package: build
 	VERSION=$(PKG_VERSION) $(GO) tool nfpm package --config packaging/nfpm.yaml --packager rpm --target dist/vrift-$(PKG_VERSION).x86_64.rpm
 	ls -l dist
 
+## systemd-test: boot real systemd in a container with the installed .deb
+systemd-test:
+	VRIFT_SYSTEMD_TEST=1 $(GO) test -count=1 -run TestSystemdBoot -v ./packaging
+
 clean:
 	rm -rf bin dist

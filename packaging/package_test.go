@@ -244,3 +244,54 @@ func serveInstalled(t *testing.T) {
 		t.Log(sc.Text())
 	}
 }
+
+// TestSystemdBoot boots real systemd as PID 1 in a container
+// (systemd-nspawn over this machine's /usr, volatile root) with the
+// installed package: the socket activates the daemon, which reaches
+// "active (running)" through Type=notify under its hardening, and an
+// unprivileged client's ingest works inside. Run by `make systemd-test`.
+func TestSystemdBoot(t *testing.T) {
+	if os.Getenv("VRIFT_SYSTEMD_TEST") == "" {
+		t.Skip("boots a container: run with make systemd-test")
+	}
+	requireRoot(t)
+	if _, err := exec.LookPath("systemd-nspawn"); err != nil {
+		t.Fatal("systemd-nspawn missing (package systemd-container)")
+	}
+	repo, _ := filepath.Abs("..")
+	run(t, "make", "-C", repo, "package")
+	debs, _ := filepath.Glob(filepath.Join(repo, "dist", "vrift_*_amd64.deb"))
+	t.Cleanup(func() { exec.Command("dpkg", "-P", "vrift").Run() })
+	run(t, "dpkg", "-i", debs[0])
+
+	out, err := os.MkdirTemp("/tmp", "vrift-nspawn-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(out)
+	script, _ := os.ReadFile("testdata/nspawn-check.sh")
+	os.WriteFile(filepath.Join(out, "check.sh"), script, 0o755)
+	cmd := exec.Command("timeout", "150", "systemd-nspawn", "-D", "/", "--volatile=yes", "--register=no", "--keep-unit",
+		"--bind="+out+":/out", "--boot", "--",
+		"systemd.firstboot=off", "systemd.wants=vrift-daemon.socket", "systemd.run=/out/check.sh",
+		"systemd.run_success_action=poweroff", "systemd.run_failure_action=poweroff")
+	console, err := cmd.CombinedOutput()
+	result, rerr := os.ReadFile(filepath.Join(out, "result"))
+	if err != nil || rerr != nil {
+		t.Fatalf("container: %v / %v\nconsole:\n%s\nresult:\n%s", err, rerr, tailOf(string(console), 3000), result)
+	}
+	t.Logf("inside the container:\n%s", result)
+	for _, want := range []string{"ingest exit: 0", "mode:    daemon", "Type=notify", "User=vrift", "ActiveState=active",
+		"SubState=running", "socket_activated=true", "StatusText=serving /var/lib/vrift/the_source", "DONE"} {
+		if !strings.Contains(string(result), want) {
+			t.Errorf("container result lacks %q", want)
+		}
+	}
+}
+
+func tailOf(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
