@@ -22,17 +22,10 @@ period. It waits for in-flight ingests and keeps new ones out while it runs.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Waiting = func() { fmt.Fprintln(a.stderr, "vrift: gc: waiting for in-flight ingests to finish") }
-			var res *engine.GCResult
-			r, err := a.remote(cmd.Context())
-			if err == nil && r != nil {
-				defer r.Client.Close()
-				res, err = r.GC(cmd.Context(), opts)
-			} else if err == nil {
-				var d *engine.Direct
-				if d, err = a.openDirect(); err == nil {
-					res, err = d.GC(cmd.Context(), opts)
-				}
-			}
+			ctx := cmd.Context()
+			res, err := onStore(ctx, a,
+				func(r *engine.Remote) (*engine.GCResult, error) { return r.GC(ctx, opts) },
+				func(d *engine.Direct) (*engine.GCResult, error) { return d.GC(ctx, opts) })
 			if err != nil {
 				return err
 			}

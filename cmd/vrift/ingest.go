@@ -45,17 +45,10 @@ projections are not read again.`,
 					bar.Set64(bytes)
 				}
 			}
-			var res *engine.IngestResult
-			r, err := a.remote(cmd.Context())
-			if err == nil && r != nil {
-				defer r.Client.Close()
-				res, err = r.Ingest(cmd.Context(), opts)
-			} else if err == nil {
-				var d *engine.Direct
-				if d, err = a.openDirect(); err == nil {
-					res, err = d.Ingest(cmd.Context(), opts)
-				}
-			}
+			ctx := cmd.Context()
+			res, err := onStore(ctx, a,
+				func(r *engine.Remote) (*engine.IngestResult, error) { return r.Ingest(ctx, opts) },
+				func(d *engine.Direct) (*engine.IngestResult, error) { return d.Ingest(ctx, opts) })
 			if bar != nil {
 				bar.Finish()
 				fmt.Fprintln(a.stderr)

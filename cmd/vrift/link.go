@@ -47,17 +47,10 @@ Methods:
 					return err
 				}
 			}
-			var res *vfs.LinkResult
-			r, err := a.remote(cmd.Context())
-			if err == nil && r != nil {
-				defer r.Client.Close()
-				res, err = r.Link(cmd.Context(), opts)
-			} else if err == nil {
-				var d *engine.Direct
-				if d, err = a.openDirect(); err == nil {
-					res, err = d.Link(cmd.Context(), opts)
-				}
-			}
+			ctx := cmd.Context()
+			res, err := onStore(ctx, a,
+				func(r *engine.Remote) (*vfs.LinkResult, error) { return r.Link(ctx, opts) },
+				func(d *engine.Direct) (*vfs.LinkResult, error) { return d.Link(ctx, opts) })
 			if res != nil {
 				if perr := a.emit(res, func(w io.Writer) { printLink(w, res) }); perr != nil {
 					return perr

@@ -151,6 +151,25 @@ func (a *app) remote(ctx context.Context) (*engine.Remote, error) {
 	return engine.Connect(ctx, socket)
 }
 
+// onStore runs daemon when a daemon answers, direct otherwise: every
+// command has the same two front doors onto the same engine.
+func onStore[T any](ctx context.Context, a *app, daemon func(*engine.Remote) (T, error), direct func(*engine.Direct) (T, error)) (T, error) {
+	var zero T
+	r, err := a.remote(ctx)
+	if err != nil {
+		return zero, err
+	}
+	if r != nil {
+		defer r.Client.Close()
+		return daemon(r)
+	}
+	d, err := a.openDirect()
+	if err != nil {
+		return zero, err
+	}
+	return direct(d)
+}
+
 func (a *app) openDirect() (*engine.Direct, error) {
 	root, err := a.storeRoot()
 	if err != nil {

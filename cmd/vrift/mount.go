@@ -210,23 +210,15 @@ func cleanKey(s string) string {
 // storeRootForProjection is the store blobs are read from: the daemon's in
 // daemon mode, the per-user store otherwise.
 func (a *app) storeRootForProjection(ctx context.Context) (string, error) {
-	r, err := a.remote(ctx)
-	if err != nil {
-		return "", err
-	}
-	if r != nil {
-		defer r.Client.Close()
-		st, err := r.Status(ctx)
-		if err != nil {
-			return "", fmt.Errorf("daemon status: %w", err)
-		}
-		return st.Store, nil
-	}
-	d, err := a.openDirect()
-	if err != nil {
-		return "", err
-	}
-	return d.Store.Root(), nil
+	return onStore(ctx, a,
+		func(r *engine.Remote) (string, error) {
+			st, err := r.Status(ctx)
+			if err != nil {
+				return "", fmt.Errorf("daemon status: %w", err)
+			}
+			return st.Store, nil
+		},
+		func(d *engine.Direct) (string, error) { return d.Store.Root(), nil })
 }
 
 func (a *app) umountCommand() *cobra.Command {

@@ -22,21 +22,15 @@ that the next ingest of that content stores it again.`,
   vrift verify --repair --json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var res *engine.VerifyResult
-			r, err := a.remote(cmd.Context())
-			switch {
-			case err == nil && r != nil:
-				defer r.Client.Close()
-				if repair {
-					return usageError{fmt.Errorf("verify --repair changes the shared store: run it as the daemon's user, with --direct --store on the daemon's store")}
-				}
-				res, err = r.Verify(cmd.Context())
-			case err == nil:
-				var d *engine.Direct
-				if d, err = a.openDirect(); err == nil {
-					res, err = d.Verify(cmd.Context(), repair)
-				}
-			}
+			ctx := cmd.Context()
+			res, err := onStore(ctx, a,
+				func(r *engine.Remote) (*engine.VerifyResult, error) {
+					if repair {
+						return nil, usageError{fmt.Errorf("verify --repair changes the shared store: run it as the daemon's user, with --direct --store on the daemon's store")}
+					}
+					return r.Verify(ctx)
+				},
+				func(d *engine.Direct) (*engine.VerifyResult, error) { return d.Verify(ctx, repair) })
 			if err != nil {
 				return err
 			}
