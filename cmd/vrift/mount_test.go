@@ -268,3 +268,31 @@ func mounted(mp string) bool {
 	}
 	return false
 }
+
+// TestMountSIGTERM: the server unmounts and exits 0 on SIGTERM.
+func TestMountSIGTERM(t *testing.T) {
+	requireFUSE(t)
+	dir := t.TempDir()
+	bin := buildVrift(t, dir)
+	store := filepath.Join(dir, "store")
+	proj := filepath.Join(dir, "proj")
+	writeTree(t, proj, map[string]string{"go.mod": "module m\n", "lib/a.txt": "alpha\n"})
+	if out, err := exec.Command(bin, "--store", store, "ingest", "--tier", "tier2", filepath.Join(proj, "lib")).CombinedOutput(); err != nil {
+		t.Fatalf("ingest: %v\n%s", err, out)
+	}
+	mp := filepath.Join(dir, "view")
+	os.Mkdir(mp, 0o755)
+	server := exec.Command(bin, "--store", store, "mount", "--foreground", proj, mp)
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Command(bin, "umount", mp).Run() })
+	waitFor(t, func() bool { return mounted(mp) })
+	server.Process.Signal(syscall.SIGTERM)
+	if err := server.Wait(); err != nil {
+		t.Fatalf("server exit after SIGTERM: %v", err)
+	}
+	if mounted(mp) {
+		t.Fatal("still mounted after the server's SIGTERM")
+	}
+}
