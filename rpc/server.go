@@ -1,9 +1,11 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -32,7 +34,7 @@ func (c *Call) Decode(v any) error {
 	if len(c.Params) == 0 {
 		return Errorf(CodeInvalidParams, "%s: params required", c.Method)
 	}
-	dec := json.NewDecoder(bytesReader(c.Params))
+	dec := json.NewDecoder(bytes.NewReader(c.Params))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return Errorf(CodeInvalidParams, "%s: bad params: %v", c.Method, err)
@@ -167,5 +169,5 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 type slogLogger struct{ l *slog.Logger }
 
 func (s slogLogger) Printf(format string, v ...any) {
-	s.l.Debug("jsonrpc2", "msg", sprintf(format, v...))
+	s.l.Debug("jsonrpc2", "msg", fmt.Sprintf(format, v...))
 }

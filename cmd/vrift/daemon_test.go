@@ -305,8 +305,8 @@ func TestDaemonUsers(t *testing.T) {
 	}
 }
 
-// rawCall sends one raw frame on a fresh connection. The path-based ingest
-// is refused whoever asks, so the test's own (root) connection serves.
+// rawCallFresh sends one raw frame on a fresh connection. The path-based
+// ingest is refused whoever asks, so the test's own (root) connection serves.
 func rawCallFresh(t *testing.T, e *daemonEnv, body string) string {
 	t.Helper()
 	c, err := net.Dial("unix", e.socket)
