@@ -331,36 +331,6 @@ func (w *Writer) DeleteUnseen(subtree string, seen func(p []byte) bool) (int, er
 	}
 }
 
-// DeleteTree removes subtree and everything below it.
-func (w *Writer) DeleteTree(subtree string) error {
-	if subtree == RootPath || subtree == "" {
-		return w.txn.Drop(w.m.entries, false)
-	}
-	if err := w.txn.Del(w.m.entries, []byte(subtree), nil); err != nil && !lmdb.IsNotFound(err) {
-		return fmt.Errorf("manifest delete %q: %w", subtree, err)
-	}
-	cur, err := w.txn.OpenCursor(w.m.entries)
-	if err != nil {
-		return err
-	}
-	defer cur.Close()
-	prefix := []byte(subtree + "/")
-	for k, _, err := cur.Get(prefix, nil, lmdb.SetRange); ; k, _, err = cur.Get(nil, nil, lmdb.Next) {
-		if lmdb.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("manifest delete %q: %w", subtree, err)
-		}
-		if !bytes.HasPrefix(k, prefix) {
-			return nil
-		}
-		if err := cur.Del(0); err != nil {
-			return fmt.Errorf("manifest delete %q: %w", k, err)
-		}
-	}
-}
-
 // SetMeta replaces the manifest's metadata.
 func (w *Writer) SetMeta(meta Meta) error {
 	meta.Version = FormatVersion

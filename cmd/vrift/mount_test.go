@@ -111,16 +111,7 @@ func blobsLine(statusJSON string) string {
 // over a stale one cleans it up first).
 func TestMountStaleAfterKill(t *testing.T) {
 	requireFUSE(t)
-	dir := t.TempDir()
-	bin := buildVrift(t, dir)
-	store := filepath.Join(dir, "store")
-	proj := filepath.Join(dir, "proj")
-	writeTree(t, proj, map[string]string{"go.mod": "module m\n", "lib/a.txt": "alpha\n", "lib/sub/b.txt": "beta\n"})
-	if out, err := exec.Command(bin, "--store", store, "ingest", "--tier", "tier2", filepath.Join(proj, "lib")).CombinedOutput(); err != nil {
-		t.Fatalf("ingest: %v\n%s", err, out)
-	}
-	mp := filepath.Join(dir, "view")
-	os.Mkdir(mp, 0o755)
+	bin, store, proj, mp := smallProject(t)
 
 	// A foreground server we can kill.
 	server := exec.Command(bin, "--store", store, "mount", "--foreground", proj, mp)
@@ -272,16 +263,7 @@ func mounted(mp string) bool {
 // TestMountSIGTERM: the server unmounts and exits 0 on SIGTERM.
 func TestMountSIGTERM(t *testing.T) {
 	requireFUSE(t)
-	dir := t.TempDir()
-	bin := buildVrift(t, dir)
-	store := filepath.Join(dir, "store")
-	proj := filepath.Join(dir, "proj")
-	writeTree(t, proj, map[string]string{"go.mod": "module m\n", "lib/a.txt": "alpha\n"})
-	if out, err := exec.Command(bin, "--store", store, "ingest", "--tier", "tier2", filepath.Join(proj, "lib")).CombinedOutput(); err != nil {
-		t.Fatalf("ingest: %v\n%s", err, out)
-	}
-	mp := filepath.Join(dir, "view")
-	os.Mkdir(mp, 0o755)
+	bin, store, proj, mp := smallProject(t)
 	server := exec.Command(bin, "--store", store, "mount", "--foreground", proj, mp)
 	if err := server.Start(); err != nil {
 		t.Fatal(err)
@@ -295,4 +277,21 @@ func TestMountSIGTERM(t *testing.T) {
 	if mounted(mp) {
 		t.Fatal("still mounted after the server's SIGTERM")
 	}
+}
+
+// smallProject builds vrift and ingests a two-file project (tier2) into a
+// fresh store, returning the binary, store, project and an empty mountpoint.
+func smallProject(t *testing.T) (bin, store, proj, mp string) {
+	t.Helper()
+	dir := t.TempDir()
+	bin = buildVrift(t, dir)
+	store = filepath.Join(dir, "store")
+	proj = filepath.Join(dir, "proj")
+	writeTree(t, proj, map[string]string{"go.mod": "module m\n", "lib/a.txt": "alpha\n", "lib/sub/b.txt": "beta\n"})
+	if out, err := exec.Command(bin, "--store", store, "ingest", "--tier", "tier2", filepath.Join(proj, "lib")).CombinedOutput(); err != nil {
+		t.Fatalf("ingest: %v\n%s", err, out)
+	}
+	mp = filepath.Join(dir, "view")
+	os.Mkdir(mp, 0o755)
+	return bin, store, proj, mp
 }
