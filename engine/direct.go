@@ -71,18 +71,36 @@ func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 // Link projects a manifest from this store. The manifest is (re)registered
 // as a root, since a linked tree depends on its blobs.
 func (d *Direct) Link(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) {
-	opts.StoreRoot = d.Store.Root()
-	if opts.ManifestPath == "" {
-		p, err := ProjectManifest(orDot(opts.Project))
-		if err != nil {
-			return nil, fmt.Errorf("link %w", err)
-		}
-		opts.ManifestPath = p
+	if err := resolveManifest(&opts); err != nil {
+		return nil, err
 	}
-	if err := d.Roots.Add(opts.ManifestPath); err != nil {
+	var err error
+	if opts.StoreRoot, err = d.Pin(opts.ManifestPath); err != nil {
 		return nil, err
 	}
 	return Link(ctx, opts)
+}
+
+// Pin registers the manifest at mpath as a root and returns the store root
+// to project from (see Remote.Pin).
+func (d *Direct) Pin(mpath string) (string, error) {
+	if err := d.Roots.Add(mpath); err != nil {
+		return "", err
+	}
+	return d.Store.Root(), nil
+}
+
+// resolveManifest fills opts.ManifestPath from opts.Project when unset.
+func resolveManifest(opts *LinkOptions) error {
+	if opts.ManifestPath != "" {
+		return nil
+	}
+	p, err := ProjectManifest(orDot(opts.Project))
+	if err != nil {
+		return fmt.Errorf("link %w", err)
+	}
+	opts.ManifestPath = p
+	return nil
 }
 
 func orDot(s string) string {

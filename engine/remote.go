@@ -59,32 +59,29 @@ func (r *Remote) pin(ctx context.Context, mpath, session string) (*rpc.LinkResul
 	return &res, err
 }
 
-// storeRoot asks the daemon where its store is.
-func (r *Remote) storeRoot(ctx context.Context) (string, error) {
-	st, err := r.Status(ctx)
-	return st.Store, err
-}
-
-// Link pins the manifest with the daemon, which confirms every blob it needs
-// is present, then projects it as the user.
-func (r *Remote) Link(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) {
-	if opts.ManifestPath == "" {
-		p, err := ProjectManifest(orDot(opts.Project))
-		if err != nil {
-			return nil, fmt.Errorf("link %w", err)
-		}
-		opts.ManifestPath = p
-	}
-	res, err := r.pin(ctx, opts.ManifestPath, "")
+// Pin makes the manifest at mpath a GC root with the daemon, which confirms
+// every blob it needs is present, and returns the store root to project
+// from. Anything that projects a manifest (link, mount) pins it first.
+func (r *Remote) Pin(ctx context.Context, mpath string) (string, error) {
+	res, err := r.pin(ctx, mpath, "")
 	if err != nil {
-		return nil, fmt.Errorf("link: daemon: %w", err)
+		return "", fmt.Errorf("daemon: %w", err)
 	}
 	if len(res.Missing) > 0 {
-		return nil, fmt.Errorf("link: %d blobs of %s are missing from the shared store, e.g. %s",
-			len(res.Missing), opts.ManifestPath, res.Missing[0])
+		return "", fmt.Errorf("%d blobs of %s are missing from the shared store, e.g. %s",
+			len(res.Missing), mpath, res.Missing[0])
 	}
-	if opts.StoreRoot, err = r.storeRoot(ctx); err != nil {
+	return res.Store, nil
+}
+
+// Link pins the manifest, then projects it as the user.
+func (r *Remote) Link(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) {
+	if err := resolveManifest(&opts); err != nil {
 		return nil, err
+	}
+	var err error
+	if opts.StoreRoot, err = r.Pin(ctx, opts.ManifestPath); err != nil {
+		return nil, fmt.Errorf("link: %w", err)
 	}
 	return Link(ctx, opts)
 }

@@ -207,14 +207,29 @@ func (r *Reader) Walk(subtree string, fn func(p string, e Entry) error) error {
 			return err
 		}
 	}
+	return r.scanBelow(subtree, func(_ *lmdb.Cursor, k, v []byte) error {
+		if string(k) == RootPath {
+			return nil
+		}
+		e, err := decodeEntry(v)
+		if err != nil {
+			return fmt.Errorf("manifest entry %q: %w", k, err)
+		}
+		return fn(string(k), e)
+	})
+}
+
+// scanBelow calls fn for every key strictly below subtree ("." for all),
+// in key order, with the cursor positioned on it.
+func (r *Reader) scanBelow(subtree string, fn func(cur *lmdb.Cursor, k, v []byte) error) error {
 	cur, err := r.txn.OpenCursor(r.m.entries)
 	if err != nil {
-		return fmt.Errorf("manifest walk: %w", err)
+		return fmt.Errorf("manifest scan: %w", err)
 	}
 	defer cur.Close()
 	var prefix []byte
 	op := uint(lmdb.First)
-	if subtree != RootPath {
+	if subtree != RootPath && subtree != "" {
 		prefix = []byte(subtree + "/")
 		op = lmdb.SetRange
 	}
@@ -223,19 +238,12 @@ func (r *Reader) Walk(subtree string, fn func(p string, e Entry) error) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("manifest walk: %w", err)
+			return fmt.Errorf("manifest scan: %w", err)
 		}
 		if !bytes.HasPrefix(k, prefix) {
 			return nil
 		}
-		if string(k) == RootPath {
-			continue
-		}
-		e, err := decodeEntry(v)
-		if err != nil {
-			return fmt.Errorf("manifest entry %q: %w", k, err)
-		}
-		if err := fn(string(k), e); err != nil {
+		if err := fn(cur, k, v); err != nil {
 			return err
 		}
 	}
@@ -294,16 +302,7 @@ func (w *Writer) PutIfChanged(p string, e Entry) (bool, error) {
 // DeleteUnseen removes every entry at or below subtree for which seen
 // returns false, and reports how many it removed.
 func (w *Writer) DeleteUnseen(subtree string, seen func(p []byte) bool) (int, error) {
-	cur, err := w.txn.OpenCursor(w.m.entries)
-	if err != nil {
-		return 0, err
-	}
-	defer cur.Close()
-	var prefix []byte
-	op := uint(lmdb.First)
 	if subtree != RootPath && subtree != "" {
-		prefix = []byte(subtree + "/")
-		op = lmdb.SetRange
 		if _, err := w.txn.Get(w.m.entries, []byte(subtree)); err == nil && !seen([]byte(subtree)) {
 			if err := w.txn.Del(w.m.entries, []byte(subtree), nil); err != nil {
 				return 0, err
@@ -311,24 +310,17 @@ func (w *Writer) DeleteUnseen(subtree string, seen func(p []byte) bool) (int, er
 		}
 	}
 	n := 0
-	for k, _, err := cur.Get(prefix, nil, op); ; k, _, err = cur.Get(nil, nil, lmdb.Next) {
-		if lmdb.IsNotFound(err) {
-			return n, nil
-		}
-		if err != nil {
-			return n, fmt.Errorf("manifest delete: %w", err)
-		}
-		if !bytes.HasPrefix(k, prefix) {
-			return n, nil
-		}
+	err := w.scanBelow(subtree, func(cur *lmdb.Cursor, k, _ []byte) error {
 		if seen(k) {
-			continue
+			return nil
 		}
 		if err := cur.Del(0); err != nil {
-			return n, fmt.Errorf("manifest delete %q: %w", k, err)
+			return fmt.Errorf("manifest delete %q: %w", k, err)
 		}
 		n++
-	}
+		return nil
+	})
+	return n, err
 }
 
 // SetMeta replaces the manifest's metadata.

@@ -83,6 +83,8 @@ type LinkParams struct {
 type LinkResult struct {
 	Files   int64    `json:"files"`
 	Missing []string `json:"missing"`
+	// Store is the store root the manifest's blobs are in, for projecting.
+	Store string `json:"store"`
 }
 
 // Root is one pinned manifest.

@@ -389,7 +389,7 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	if err != nil {
 		return rootRecord{}, rpc.LinkResult{}, rpc.Errorf(rpc.CodeInvalidParams, "link: unreadable manifest: %v", err)
 	}
-	res.Files = rec.Files
+	res.Files, res.Store = rec.Files, s.store.Root()
 	final := filepath.Join(dir, id+".lmdb")
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, err

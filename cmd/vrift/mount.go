@@ -89,9 +89,11 @@ func (a *app) serveMount(ctx context.Context, project, mp, subtree string, noPas
 		if err != nil {
 			return fmt.Errorf("mount %w", err)
 		}
-		storeRoot, err := a.storeRootForProjection(ctx)
+		storeRoot, err := onStore(ctx, a,
+			func(r *engine.Remote) (string, error) { return r.Pin(ctx, mpath) },
+			func(d *engine.Direct) (string, error) { return d.Pin(mpath) })
 		if err != nil {
-			return err
+			return fmt.Errorf("mount: %w", err)
 		}
 		info, err := os.Stat(mp)
 		if err != nil || !info.IsDir() {
@@ -205,20 +207,6 @@ func cleanKey(s string) string {
 		return manifest.RootPath
 	}
 	return s
-}
-
-// storeRootForProjection is the store blobs are read from: the daemon's in
-// daemon mode, the per-user store otherwise.
-func (a *app) storeRootForProjection(ctx context.Context) (string, error) {
-	return onStore(ctx, a,
-		func(r *engine.Remote) (string, error) {
-			st, err := r.Status(ctx)
-			if err != nil {
-				return "", fmt.Errorf("daemon status: %w", err)
-			}
-			return st.Store, nil
-		},
-		func(d *engine.Direct) (string, error) { return d.Store.Root(), nil })
 }
 
 func (a *app) umountCommand() *cobra.Command {
