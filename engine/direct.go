@@ -2,9 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/cas"
 	vfs "github.com/vrift/vrift/fs"
@@ -15,10 +19,22 @@ import (
 type Direct struct {
 	Store *cas.Store
 	Roots *Roots
+	// shared is set when other users can reach the store's blobs (every
+	// directory from / down to the store lets others search it): files
+	// others could not read are then kept out, as the daemon does.
+	shared bool
 }
 
-// OpenDirect opens (creating) the per-user store at root.
+// OpenDirect opens (creating) the per-user store at root. A new store's
+// directory is 0700: blobs are 0444 and the store holds every file the user
+// ingests, including ones only they could read, so nobody else may reach it.
 func OpenDirect(root string) (*Direct, error) {
+	if err := os.MkdirAll(filepath.Dir(root), 0o755); err != nil {
+		return nil, fmt.Errorf("create store %s: %w", root, err)
+	}
+	if err := os.Mkdir(root, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create store %s: %w", root, err)
+	}
 	s, err := cas.Open(root, cas.Options{DirMode: 0o755})
 	if err != nil {
 		return nil, err
@@ -27,14 +43,46 @@ func OpenDirect(root string) (*Direct, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Direct{Store: s, Roots: roots}, nil
+	return &Direct{Store: s, Roots: roots, shared: reachableByOthers(s.Root())}, nil
+}
+
+// reachableByOthers reports whether users other than the owner can reach
+// paths below dir: every directory from / down to dir has o+x.
+func reachableByOthers(dir string) bool {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for p := dir; ; p = filepath.Dir(p) {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) != nil || st.Mode&0o001 == 0 {
+			return false
+		}
+		if p == filepath.Dir(p) {
+			return true
+		}
+	}
 }
 
 // batchWriter is the BlobWriter of a direct-mode ingest: puts into one
 // batch, made durable together.
-type batchWriter struct{ b *cas.Batch }
+type batchWriter struct {
+	b *cas.Batch
+	// share, when set, decides which files may go in: a store others can
+	// reach must not turn a 0600 .env into a 0444 blob anyone can read.
+	share func(st *unix.Stat_t) bool
+}
 
 func (w batchWriter) PutFile(ctx context.Context, f *os.File, exec bool) (cas.PutResult, error) {
+	if w.share != nil {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return cas.PutResult{}, err
+		}
+		if !w.share(&st) {
+			return cas.PutResult{}, cas.ErrNotShared
+		}
+	}
 	return w.b.Put(ctx, f, exec)
 }
 
@@ -64,7 +112,15 @@ func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 	// A failed ingest leaves no pending temp files behind.
 	defer batch.Discard()
 	opts.StoreRoot = d.Store.Root()
-	opts.Blobs = batchWriter{batch}
+	w := batchWriter{b: batch}
+	if d.shared {
+		// A store others can reach (made before stores were private, or
+		// opened up by its owner) takes only what others could read
+		// anyway: files with o+r in a directory others can reach.
+		reachable := reachableByOthers(opts.Dir)
+		w.share = func(st *unix.Stat_t) bool { return reachable && st.Mode&0o004 != 0 }
+	}
+	opts.Blobs = w
 	return Ingest(ctx, opts)
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/vrift/vrift/cas"
 	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/fs/tree"
 	"github.com/vrift/vrift/manifest"
 )
 
@@ -76,6 +76,10 @@ type IngestOptions struct {
 	// pins the manifest with the daemon here, so that no projection ever
 	// depends on blobs that are not held by a root.
 	Committed func(manifestPath string) error
+	// AllowOtherOwner lets the ingest work in a project or directory
+	// another user owns (refused by default, see tree.CheckOwner). Every
+	// change stays confined to the tree either way.
+	AllowOtherOwner bool
 }
 
 // IngestResult reports one ingest. Files counts regular files.
@@ -157,6 +161,16 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	if within(dir, opts.StoreRoot) {
 		return nil, fmt.Errorf("ingest %s: refusing to ingest the store itself", opts.Dir)
 	}
+	// Everything below the project root is reached by descriptor, and a
+	// tree another user controls is refused before anything is written.
+	t, err := tree.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+	}
+	defer t.Close()
+	if err := checkOwners(t, subtree, opts.AllowOtherOwner); err != nil {
+		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+	}
 	fresh := !exists(mpath)
 	m, err := manifest.Create(mpath)
 	if err != nil {
@@ -164,15 +178,14 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	}
 	defer m.Close()
 
-	in := &ingester{opts: opts, root: root, dir: dir, subtree: subtree, m: m,
-		unique: make(map[cas.Key]struct{})}
+	in := &ingester{opts: opts, root: root, dir: dir, subtree: subtree, m: m, t: t,
+		unique: make(map[cas.Key]struct{}), writable: dirUnlocker{t: t}}
 	in.res.ManifestPath, in.res.Root, in.res.Subtree = mpath, root, subtree
 	in.res.Tier, in.res.Mode = opts.Tier, opts.Mode
 	if err := in.record(ctx); err != nil {
 		if fresh {
 			// Leave no trace of an ingest that recorded nothing.
-			m.Close()
-			manifest.Remove(mpath)
+			m.Discard()
 		}
 		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
 	}
@@ -204,6 +217,7 @@ type ingester struct {
 	opts           IngestOptions
 	root, dir      string
 	subtree        string
+	t              *tree.Tree
 	m              *manifest.Manifest
 	res            IngestResult
 	unique         map[cas.Key]struct{}
@@ -215,30 +229,38 @@ type ingester struct {
 
 // dirUnlocker makes the user's read-only directories (Go's module cache is
 // all 0555) writable while files in them are swapped or removed, and gives
-// them their mode back afterwards.
+// them their mode back afterwards. Directories are named by key and changed
+// through descriptors opened without following symlinks.
 type dirUnlocker struct {
+	t     *tree.Tree
 	mu    sync.Mutex
-	modes map[string]fs.FileMode
+	modes map[string]uint32
 }
 
-// unlock adds u+w to dir, once, and reports whether that changed anything.
+// unlock adds u+w to the directory dir (a key), once, and reports whether
+// that changed anything.
 func (u *dirUnlocker) unlock(dir string) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if _, done := u.modes[dir]; done {
 		return true // another worker already did
 	}
-	info, err := os.Lstat(dir)
-	if err != nil || !info.IsDir() || info.Mode().Perm()&0o200 != 0 {
+	fd, err := u.t.OpenDir(dir)
+	if err != nil {
 		return false
 	}
-	if os.Chmod(dir, info.Mode().Perm()|0o200) != nil {
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&0o200 != 0 {
+		return false
+	}
+	if unix.Fchmod(fd, st.Mode&0o7777|0o200) != nil {
 		return false
 	}
 	if u.modes == nil {
-		u.modes = map[string]fs.FileMode{}
+		u.modes = map[string]uint32{}
 	}
-	u.modes[dir] = info.Mode().Perm()
+	u.modes[dir] = st.Mode & 0o7777
 	return true
 }
 
@@ -246,9 +268,30 @@ func (u *dirUnlocker) restore() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for dir, mode := range u.modes {
-		os.Chmod(dir, mode)
+		if fd, err := u.t.OpenDir(dir); err == nil {
+			unix.Fchmod(fd, mode)
+			unix.Close(fd)
+		}
 	}
 	u.modes = nil
+}
+
+// checkOwners refuses a project root or ingested directory another user
+// owns, unless allowed.
+func checkOwners(t *tree.Tree, subtree string, allow bool) error {
+	if err := t.CheckOwner(allow); err != nil {
+		return err
+	}
+	fd, err := t.OpenDir(subtree)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	return tree.CheckOwner(filepath.Join(t.Path(), filepath.FromSlash(subtree)), st.Uid, allow)
 }
 
 // recorded is one path ready for the manifest.
@@ -316,7 +359,11 @@ func (in *ingester) record(ctx context.Context) error {
 		defer done()
 		defer close(jobs)
 		w := walker{in: in, old: old, jobs: jobs, out: out}
-		if err := w.walkDir(gctx, in.dir, in.subtree); err != nil {
+		fd, err := in.t.OpenDir(in.subtree)
+		if err != nil {
+			return fmt.Errorf("open dir %s: %w", vfs.Quote(in.dir), vfs.Cause(err))
+		}
+		if err := w.walkDir(gctx, os.NewFile(uintptr(fd), in.dir), in.dir, in.subtree); err != nil {
 			return err
 		}
 		return w.flush(gctx)
@@ -354,8 +401,9 @@ func (in *ingester) record(ctx context.Context) error {
 			for _, r := range batch {
 				if r.private {
 					in.res.Private++
-					in.opts.Warn(fmt.Sprintf("left in place, not shared: %s is not world-readable "+
-						"(the daemon keeps private files out of the shared store unless run with --share-private)",
+					in.opts.Warn(fmt.Sprintf("left in place, not stored: %s is not world-readable and other users "+
+						"can reach the store (the daemon stores such files only with --share-private; a direct-mode "+
+						"store is private once its directory is, e.g. chmod 700 ~/.vrift)",
 						vfs.Quote(in.abs(r.path))))
 					continue
 				}
@@ -468,11 +516,12 @@ func addSubtree(list []string, s string) []string {
 // of a different version.
 func (in *ingester) hashFile(ctx context.Context, j hashJob) (recorded, error) {
 	for attempt := 0; ; attempt++ {
-		// unix.Open, not os.Open: a regular file needs none of the poller
-		// set-up os.Open does, and this runs once per file.
-		fd, err := unix.Open(j.abs, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		// By descriptor below the root (one openat2, no symlink followed),
+		// and not os.Open: a regular file needs none of the poller set-up
+		// os.Open does, and this runs once per file.
+		fd, err := in.t.OpenFile(j.path, unix.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK)
 		if err != nil {
-			return recorded{}, fmt.Errorf("read %s: %w", vfs.Quote(j.abs), err)
+			return recorded{}, fmt.Errorf("read %s: %w", vfs.Quote(j.abs), vfs.Cause(err))
 		}
 		f := os.NewFile(uintptr(fd), j.abs)
 		var before, after unix.Stat_t
@@ -573,11 +622,10 @@ func (w *walker) flushJobs(ctx context.Context) error {
 	}
 }
 
-func (w *walker) walkDir(ctx context.Context, abs, key string) error {
-	d, err := os.Open(abs)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", vfs.Quote(abs), vfs.Cause(err))
-	}
+// walkDir walks the open directory d (abs, key). Subdirectories are opened
+// relative to it with O_NOFOLLOW, so a directory swapped for a symlink
+// during the walk fails instead of leading the walk outside the tree.
+func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error {
 	defer d.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
@@ -616,11 +664,15 @@ func (w *walker) walkDir(ctx context.Context, abs, key string) error {
 		}
 		switch cst.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
-			if err := w.walkDir(ctx, childAbs, childKey); err != nil {
+			cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("open dir %s: %w", vfs.Quote(childAbs), err)
+			}
+			if err := w.walkDir(ctx, os.NewFile(uintptr(cfd), childAbs), childAbs, childKey); err != nil {
 				return err
 			}
 		case unix.S_IFLNK:
-			target, err := readlinkat(fd, name, cst.Size)
+			target, err := tree.Readlink(fd, name, cst.Size)
 			if err != nil {
 				return fmt.Errorf("readlink %s: %w", vfs.Quote(childAbs), err)
 			}
@@ -691,19 +743,6 @@ func (w *walker) symlinkEntry(key string, target []byte, st *unix.Stat_t) (recor
 
 func (w *walker) blobPath(k cas.Key) string { return w.in.opts.StoreRoot + "/" + k.RelPath() }
 
-func readlinkat(dirfd int, name string, size int64) ([]byte, error) {
-	for n := max(int(size)+1, 256); ; n *= 2 {
-		buf := make([]byte, n)
-		got, err := unix.Readlinkat(dirfd, name, buf)
-		if err != nil {
-			return nil, err
-		}
-		if got < n {
-			return buf[:got], nil
-		}
-	}
-}
-
 func fileType(mode uint32) string {
 	switch mode & unix.S_IFMT {
 	case unix.S_IFIFO:
@@ -722,7 +761,7 @@ func fileType(mode uint32) string {
 // blob, but only where the file is still the version that was hashed.
 func (in *ingester) projectInPlace(ctx context.Context) error {
 	type swap struct {
-		abs   string
+		p     string
 		entry manifest.Entry
 	}
 	// Swaps free the replaced files' blocks, which waits on the disk:
@@ -733,9 +772,11 @@ func (in *ingester) projectInPlace(ctx context.Context) error {
 	var projected atomic.Int64
 	for range swapWorkers {
 		g.Go(func() error {
+			dirs := in.t.NewDirs()
+			defer dirs.Close()
 			for batch := range swaps {
 				for _, s := range batch {
-					ok, err := in.swapIfUnchanged(s.abs, s.entry)
+					ok, err := in.swapIfUnchanged(dirs, s.p, s.entry)
 					if err != nil {
 						return err
 					}
@@ -763,9 +804,9 @@ func (in *ingester) projectInPlace(ctx context.Context) error {
 					return nil
 				}
 				if mt, ok := dirTimes[path.Dir(p)]; ok {
-					touched[in.abs(path.Dir(p))] = mt
+					touched[path.Dir(p)] = mt
 				}
-				batch = append(batch, swap{in.abs(p), e})
+				batch = append(batch, swap{p, e})
 				if len(batch) < jobBatch {
 					return nil
 				}
@@ -786,15 +827,24 @@ func (in *ingester) projectInPlace(ctx context.Context) error {
 	err := g.Wait()
 	in.res.Projected = projected.Load()
 	in.writable.restore()
-	restoreDirTimes(touched)
+	in.restoreDirTimes(touched)
 	return err
 }
 
-// swapIfUnchanged replaces the regular file at abs by a symlink to e's blob
-// if it is still the version that was stored.
-func (in *ingester) swapIfUnchanged(abs string, e manifest.Entry) (bool, error) {
+// swapIfUnchanged replaces the regular file p by a symlink to e's blob if it
+// is still the version that was stored: a symlink is made under a
+// temporary name beside it and renamed over it, in its directory's
+// descriptor, so the path is never missing and no rename is redirected.
+func (in *ingester) swapIfUnchanged(dirs *tree.Dirs, p string, e manifest.Entry) (bool, error) {
+	parent, name := tree.Split(p)
+	abs := in.abs(p)
+	dfd, err := dirs.Get(parent)
+	if err != nil {
+		in.opts.Warn(fmt.Sprintf("not projecting %s: %v", vfs.Quote(abs), vfs.Cause(err)))
+		return false, nil
+	}
 	var st unix.Stat_t
-	if err := unix.Lstat(abs, &st); err != nil {
+	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		in.opts.Warn(fmt.Sprintf("not projecting %s: %v", vfs.Quote(abs), err))
 		return false, nil
 	}
@@ -805,12 +855,14 @@ func (in *ingester) swapIfUnchanged(abs string, e manifest.Entry) (bool, error) 
 		in.opts.Warn(fmt.Sprintf("not projecting %s: changed since it was stored", vfs.Quote(abs)))
 		return false, nil
 	}
-	err := swapSymlink(in.blobPath(e.Key()), abs)
-	if errors.Is(err, fs.ErrPermission) && in.writable.unlock(filepath.Dir(abs)) {
-		err = swapSymlink(in.blobPath(e.Key()), abs)
+	target := in.blobPath(e.Key())
+	symlink := func(dirfd int, tmp string) error { return unix.Symlinkat(target, dirfd, tmp) }
+	err = tree.Replace(dfd, name, swapPrefix, symlink)
+	if errors.Is(err, unix.EACCES) && in.writable.unlock(parent) {
+		err = tree.Replace(dfd, name, swapPrefix, symlink)
 	}
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("project %s: %w", vfs.Quote(abs), err)
 	}
 	return true, nil
 }
@@ -824,51 +876,49 @@ func (in *ingester) abs(p string) string {
 	return filepath.Join(in.root, filepath.FromSlash(p))
 }
 
-// swapSymlink atomically replaces path by a symlink to target: the symlink is
-// made under a temporary name beside it and renamed over it, so path is never
-// missing.
-func swapSymlink(target, path string) error {
-	tmp := filepath.Join(filepath.Dir(path), swapPrefix+filepath.Base(path))
-	if len(filepath.Base(tmp)) > 255 {
-		tmp = filepath.Join(filepath.Dir(path), fmt.Sprintf("%s%d", swapPrefix, time.Now().UnixNano()))
-	}
-	err := os.Symlink(target, tmp)
-	if errors.Is(err, fs.ErrExist) {
-		// Left by an interrupted swap.
-		os.Remove(tmp)
-		err = os.Symlink(target, tmp)
-	}
-	if err != nil {
-		return fmt.Errorf("project %s: %w", vfs.Quote(path), vfs.Cause(err))
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("project %s: %w", vfs.Quote(path), vfs.Cause(err))
-	}
-	return nil
-}
-
 // removeTree deletes the ingested files for phantom mode: recorded files and
 // symlinks that are unchanged, then the directories that are left empty,
 // deepest first. The subtree's own directory stays, as a mount point.
 func (in *ingester) removeTree(ctx context.Context) error {
-	var dirs []string
+	dirs := in.t.NewDirs()
+	defer dirs.Close()
+	// remove unlinks p through its parent's descriptor, making the parent
+	// writable for the time of the ingest if it is read-only.
+	remove := func(p string, flags int) error {
+		parent, name := tree.Split(p)
+		dfd, err := dirs.Get(parent)
+		if err != nil {
+			return err
+		}
+		err = unix.Unlinkat(dfd, name, flags)
+		if errors.Is(err, unix.EACCES) && in.writable.unlock(parent) {
+			err = unix.Unlinkat(dfd, name, flags)
+		}
+		return err
+	}
+	var subdirs []string
 	err := in.m.View(func(r *manifest.Reader) error {
 		return r.Walk(in.subtree, func(p string, e manifest.Entry) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			if e.Kind == manifest.Dir {
+				if p != in.subtree {
+					subdirs = append(subdirs, p)
+				}
+				return nil
+			}
 			abs := in.abs(p)
+			parent, name := tree.Split(p)
+			dfd, err := dirs.Get(parent)
+			if err != nil {
+				return nil // its directory is gone or no longer a directory
+			}
 			var st unix.Stat_t
-			if err := unix.Lstat(abs, &st); err != nil {
+			if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return nil
 			}
 			switch e.Kind {
-			case manifest.Dir:
-				if p != in.subtree {
-					dirs = append(dirs, abs)
-				}
-				return nil
 			case manifest.File:
 				switch st.Mode & unix.S_IFMT {
 				case unix.S_IFREG:
@@ -877,22 +927,21 @@ func (in *ingester) removeTree(ctx context.Context) error {
 						return nil
 					}
 				case unix.S_IFLNK:
-					if t, err := os.Readlink(abs); err != nil || t != in.blobPath(e.Key()) {
+					if t, err := tree.Readlink(dfd, name, st.Size); err != nil || string(t) != in.blobPath(e.Key()) {
 						return nil
 					}
 				default:
 					return nil
 				}
 			case manifest.Symlink:
-				if t, err := os.Readlink(abs); err != nil || t != string(e.Target) {
+				if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+					return nil
+				}
+				if t, err := tree.Readlink(dfd, name, st.Size); err != nil || string(t) != string(e.Target) {
 					return nil
 				}
 			}
-			err := os.Remove(abs)
-			if errors.Is(err, fs.ErrPermission) && in.writable.unlock(filepath.Dir(abs)) {
-				err = os.Remove(abs)
-			}
-			if err != nil {
+			if err := remove(p, 0); err != nil {
 				return fmt.Errorf("phantom: remove %s: %w", vfs.Quote(abs), vfs.Cause(err))
 			}
 			in.res.Removed++
@@ -902,14 +951,10 @@ func (in *ingester) removeTree(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for i := len(dirs) - 1; i >= 0; i-- {
+	for i := len(subdirs) - 1; i >= 0; i-- {
 		// A directory that is not empty holds something that was not
 		// ingested, and stays.
-		err := os.Remove(dirs[i])
-		if errors.Is(err, fs.ErrPermission) && in.writable.unlock(filepath.Dir(dirs[i])) {
-			err = os.Remove(dirs[i])
-		}
-		if err == nil {
+		if remove(subdirs[i], unix.AT_REMOVEDIR) == nil {
 			in.res.Removed++
 		}
 	}
@@ -917,10 +962,14 @@ func (in *ingester) removeTree(ctx context.Context) error {
 	return nil
 }
 
-func restoreDirTimes(dirs map[string]int64) {
+// restoreDirTimes gives directories (by key) their recorded mtime back,
+// without following a symlink at any component.
+func (in *ingester) restoreDirTimes(dirs map[string]int64) {
 	for dir, mtime := range dirs {
-		ts := []unix.Timespec{{Sec: 0, Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(mtime)}
-		unix.UtimesNanoAt(unix.AT_FDCWD, dir, ts, unix.AT_SYMLINK_NOFOLLOW)
+		if fd, err := in.t.OpenDir(dir); err == nil {
+			tree.SetMTimeAt(fd, ".", mtime)
+			unix.Close(fd)
+		}
 	}
 }
 

@@ -22,6 +22,9 @@ type LinkOptions struct {
 	Subtree string
 	Method  vfs.Method
 	Force   bool
+	// AllowOtherOwner and KeepSpecialBits: see fs.LinkOptions.
+	AllowOtherOwner bool
+	KeepSpecialBits bool
 	// StoreRoot is the store's absolute root; projections point into it.
 	StoreRoot string
 	Warn      func(string)
@@ -63,7 +66,8 @@ func Link(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) {
 		}
 	}
 	return vfs.Link(ctx, m, vfs.LinkOptions{Dest: dest, Subtree: subtree, Method: opts.Method,
-		Force: opts.Force, StoreRoot: opts.StoreRoot})
+		Force: opts.Force, StoreRoot: opts.StoreRoot, AllowOtherOwner: opts.AllowOtherOwner,
+		KeepSpecialBits: opts.KeepSpecialBits})
 }
 
 func cleanSubtree(s string) string {

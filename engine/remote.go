@@ -143,18 +143,40 @@ func DefaultSocket() string {
 	return "/run/vrift/daemon.sock"
 }
 
-// Connect dials the daemon at socket, returning nil (no error) when no
-// daemon answers there: the caller then works in direct mode.
+// ErrDaemonUnavailable is returned (wrapped) when a daemon socket exists but
+// cannot be used.
+var ErrDaemonUnavailable = errors.New("daemon unavailable")
+
+// Connect dials the daemon at socket. It returns nil (no error), meaning
+// direct mode, only when there is no socket at all: no daemon is installed
+// or set up there. A socket that exists but cannot be used (refused,
+// permission denied, no answer) is an error naming the socket and the
+// reason: silently falling back would put the caller's files into a
+// per-user store instead of the shared one they expect, with other
+// privacy rules; --direct says so explicitly.
 func Connect(ctx context.Context, socket string) (*Remote, error) {
-	if _, err := os.Stat(socket); err != nil {
+	if _, err := os.Lstat(socket); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	c, err := rpc.Dial(ctx, socket)
 	if err != nil {
-		// A socket file nobody answers on (a daemon that died): direct mode.
-		return nil, nil
+		return nil, fmt.Errorf("%w: cannot use the daemon socket %s (%v); start the daemon "+
+			"(systemctl start vrift-daemon.socket) or pass --direct to work on your own store",
+			ErrDaemonUnavailable, socket, causeOf(err))
 	}
 	return &Remote{Client: c}, nil
+}
+
+// causeOf is the innermost error, without the path and op wrappers that
+// would repeat the socket's name.
+func causeOf(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
 }

@@ -68,7 +68,10 @@ func (v *View) Options(name string) *gofs.Options {
 		MountOptions: fuse.MountOptions{
 			FsName:       name,
 			Name:         "vrift",
-			Options:      []string{"ro", "default_permissions"},
+			// nosuid, nodev: a manifest is data its author chose; a view
+			// mounted by root must not serve a setuid-root binary or a
+			// device (the attributes mask the bits too).
+			Options:      []string{"ro", "nosuid", "nodev", "default_permissions"},
 			MaxReadAhead: 1 << 20,
 		},
 		EntryTimeout:    &d,
@@ -131,7 +134,7 @@ func typeBits(k manifest.Kind) uint32 {
 
 func (n *node) fill(e manifest.Entry, key string, a *fuse.Attr) {
 	a.Ino = inoOf(key)
-	a.Mode = typeBits(e.Kind) | (e.Mode & 0o7777)
+	a.Mode = typeBits(e.Kind) | (e.Mode & 0o1777)
 	a.Owner = fuse.Owner{Uid: n.v.uid, Gid: n.v.gid}
 	sec, nsec := uint64(e.MTime/1e9), uint32(e.MTime%1e9)
 	a.Mtime, a.Mtimensec = sec, nsec

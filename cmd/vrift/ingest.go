@@ -37,7 +37,7 @@ projections are not read again.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := engine.IngestOptions{Dir: args[0], ManifestPath: manifestPath,
-				Tier: engine.Tier(tier), Mode: engine.Mode(mode), Warn: a.warn}
+				Tier: engine.Tier(tier), Mode: engine.Mode(mode), Warn: a.warn, AllowOtherOwner: a.allowOtherOwner}
 			bar := a.progress()
 			if bar != nil {
 				opts.Progress = func(files, bytes int64) {

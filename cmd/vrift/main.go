@@ -47,9 +47,11 @@ type app struct {
 	storeFlag  string
 	socketFlag string
 	direct     bool
-	jsonOut    bool
-	stdout     io.Writer
-	stderr     io.Writer
+	// allowOtherOwner lets vrift act in a tree another user owns.
+	allowOtherOwner bool
+	jsonOut         bool
+	stdout          io.Writer
+	stderr          io.Writer
 }
 
 func main() {
@@ -110,6 +112,8 @@ Exit codes:
 	root.PersistentFlags().BoolVar(&a.jsonOut, "json", false, "print one JSON object on stdout instead of text")
 	root.PersistentFlags().StringVar(&a.socketFlag, "socket", "", "daemon socket (default $VRIFT_SOCKET or "+engine.DefaultSocket()+")")
 	root.PersistentFlags().BoolVar(&a.direct, "direct", false, "never use a daemon: work on the per-user store")
+	root.PersistentFlags().BoolVar(&a.allowOtherOwner, "allow-other-owner", os.Getenv("VRIFT_ALLOW_OTHER_OWNER") == "1",
+		"act in a project or directory another user owns (refused by default; also VRIFT_ALLOW_OTHER_OWNER=1)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
 		a.statusCommand(), a.gcCommand(), a.verifyCommand())

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vrift/vrift/engine"
 	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/fs/tree"
 	"github.com/vrift/vrift/manifest"
 )
 
@@ -53,6 +54,18 @@ killed) at MOUNTPOINT is cleaned up first.`,
 			mp, err := filepath.Abs(mountpoint)
 			if err != nil {
 				return err
+			}
+			// Mounting follows symlinks: a mount point is never one, and
+			// one another user owns is refused unless allowed, so a tree
+			// someone else controls cannot steer root's mount elsewhere.
+			var st unix.Stat_t
+			if err := unix.Lstat(mp, &st); err == nil {
+				if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+					return fmt.Errorf("mount: %s is a symlink; name the directory itself", mp)
+				}
+				if err := tree.CheckOwner(mp, st.Uid, a.allowOtherOwner); err != nil {
+					return fmt.Errorf("mount: %w", err)
+				}
 			}
 			if vfs.IsStale(mp) {
 				fmt.Fprintf(a.stderr, "vrift: %s is a stale mount (its server is gone); unmounting it first\n", mp)
