@@ -94,6 +94,8 @@ func checkCanary(t *testing.T, p string, mode os.FileMode, content string) {
 // in a tree alice owns, before touching anything.
 func TestForeignTreeRefused(t *testing.T) {
 	proj, bin, env, _, _ := foreignProject(t, map[string]string{"app/a.js": "a"}, nil, "--tier", "tier2")
+	// Were the mount not refused, it must not outlive the test.
+	t.Cleanup(func() { exec.Command("umount", "-l", filepath.Join(proj, "app")).Run() })
 	for _, args := range [][]string{
 		{"link", proj, "--method", "copy", "--force"},
 		{"ingest", filepath.Join(proj, "app")},
