@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/cas"
-	vfs "github.com/vrift/vrift/fs"
 )
 
 // Direct is a store used without a daemon: the calling user owns it, writes
@@ -35,7 +34,7 @@ func OpenDirect(root string) (*Direct, error) {
 	if err := os.Mkdir(root, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("create store %s: %w", root, err)
 	}
-	s, err := cas.Open(root, cas.Options{DirMode: 0o755})
+	s, err := cas.Open(root, cas.Options{DirMode: 0o755, Owner: cas.OwnerDirect})
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +92,9 @@ func (w batchWriter) Sync(context.Context) error { return w.b.Flush() }
 // has deduplicated against before the manifest that references it is
 // registered.
 func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
+	if err := d.checkOwner("ingest"); err != nil {
+		return nil, err
+	}
 	lock, err := d.Store.LockShared(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
@@ -124,22 +126,30 @@ func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 	return Ingest(ctx, opts)
 }
 
-// Link projects a manifest from this store. The manifest is (re)registered
-// as a root, since a linked tree depends on its blobs.
-func (d *Direct) Link(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) {
-	if err := resolveManifest(&opts); err != nil {
-		return nil, err
+// ErrDaemonStore is returned (wrapped) for an operation direct mode must
+// not run on a store a daemon manages.
+var ErrDaemonStore = errors.New("the store is managed by a daemon")
+
+// checkOwner refuses op on a daemon's store: the daemon keeps its GC roots
+// in its own state directory, so a direct-mode gc there would see none and
+// sweep every blob, and a direct-mode ingest would register a root the
+// daemon never sees.
+func (d *Direct) checkOwner(op string) error {
+	if d.Store.Owner() == cas.OwnerDaemon {
+		return fmt.Errorf("%s: %w (%s): ask the daemon (drop --direct/--store), or run `vrift verify` on it", op, ErrDaemonStore, d.Store.Root())
 	}
-	var err error
-	if opts.StoreRoot, err = d.Pin(opts.ManifestPath); err != nil {
-		return nil, err
-	}
-	return Link(ctx, opts)
+	return nil
 }
 
+// Mode is "direct".
+func (d *Direct) Mode() string { return "direct" }
+
+// Close releases nothing: a direct store holds no resources between calls.
+func (d *Direct) Close() error { return nil }
+
 // Pin registers the manifest at mpath as a root and returns the store root
-// to project from (see Remote.Pin).
-func (d *Direct) Pin(mpath string) (string, error) {
+// to project from.
+func (d *Direct) Pin(_ context.Context, mpath string) (string, error) {
 	if err := d.Roots.Add(mpath); err != nil {
 		return "", err
 	}

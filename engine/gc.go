@@ -97,6 +97,9 @@ func (d *Direct) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	if opts.Grace < 0 {
 		return nil, errors.New("gc: negative grace period")
 	}
+	if err := d.checkOwner("gc"); err != nil {
+		return nil, err
+	}
 	lock, err := d.Store.LockExclusive(ctx, opts.Waiting)
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)

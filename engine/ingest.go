@@ -195,9 +195,7 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 		}
 	}
 	if in.sawNodeModules && opts.Tier == Tier1 && opts.Mode == Solid {
-		opts.Warn("node_modules is now a farm of symlinks into the store; Node resolves symlinks " +
-			"to their real path, so most Node tools will fail on it. Node-safe: " +
-			"`vrift link --method hardlink` or `--method copy`, or ingest with `--mode phantom` and `vrift mount`")
+		opts.Warn("node_modules is now a farm of symlinks into the store; " + nodeSafe)
 	}
 	switch {
 	case opts.Mode == Phantom:
@@ -741,7 +739,7 @@ func (w *walker) symlinkEntry(key string, target []byte, st *unix.Stat_t) (recor
 	return recorded{path: key, entry: e}, nil
 }
 
-func (w *walker) blobPath(k cas.Key) string { return w.in.opts.StoreRoot + "/" + k.RelPath() }
+func (w *walker) blobPath(k cas.Key) string { return w.in.blobPath(k) }
 
 func fileType(mode uint32) string {
 	switch mode & unix.S_IFMT {
@@ -867,7 +865,7 @@ func (in *ingester) swapIfUnchanged(dirs *tree.Dirs, p string, e manifest.Entry)
 	return true, nil
 }
 
-func (in *ingester) blobPath(k cas.Key) string { return in.opts.StoreRoot + "/" + k.RelPath() }
+func (in *ingester) blobPath(k cas.Key) string { return cas.BlobPath(in.opts.StoreRoot, k) }
 
 func (in *ingester) abs(p string) string {
 	if p == manifest.RootPath {

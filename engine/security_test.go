@@ -2,10 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vrift/vrift/cas"
 )
 
 func writeFiles(t *testing.T, root string, files map[string]string) {
@@ -102,5 +105,42 @@ func TestDirectSharedStoreKeepsPrivateOut(t *testing.T) {
 	}
 	if res.Files != 2 || res.Private != 0 {
 		t.Errorf("private store: files %d, private %d; want 2 and 0", res.Files, res.Private)
+	}
+}
+
+// TestDirectRefusesDaemonStore: direct mode on the daemon's store (the
+// daemon keeps its GC roots elsewhere) must not gc it, which would see no
+// roots and sweep every blob, nor ingest into it.
+func TestDirectRefusesDaemonStore(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "the_source")
+	daemon, err := cas.Open(root, cas.Options{DirMode: 0o711, Owner: cas.OwnerDaemon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "content")
+	os.WriteFile(f, []byte("a blob only the daemon's roots know"), 0o644)
+	src, _ := os.Open(f)
+	put, err := daemon.Put(context.Background(), src, false)
+	src.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDirect(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.GC(context.Background(), GCOptions{Grace: 0}); !errors.Is(err, ErrDaemonStore) {
+		t.Errorf("direct gc on a daemon store: %v, want ErrDaemonStore", err)
+	}
+	if !daemon.Has(put.Key) {
+		t.Error("the blob was swept")
+	}
+	proj := filepath.Join(t.TempDir(), "proj")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "lib/a.js": "a"})
+	if _, err := d.Ingest(context.Background(), IngestOptions{Dir: filepath.Join(proj, "lib")}); !errors.Is(err, ErrDaemonStore) {
+		t.Errorf("direct ingest into a daemon store: %v, want ErrDaemonStore", err)
+	}
+	if _, err := d.Verify(context.Background(), VerifyOptions{}); err != nil {
+		t.Errorf("verify of a daemon store in direct mode: %v", err)
 	}
 }

@@ -114,9 +114,9 @@ func VerifyRoot(ctx context.Context, s *cas.Store, path string, res *VerifyResul
 
 // Verify re-hashes every blob and checks that every root's files are present.
 // Roots whose manifest is gone are skipped (gc drops them).
-func (d *Direct) Verify(ctx context.Context, repair bool) (*VerifyResult, error) {
+func (d *Direct) Verify(ctx context.Context, opts VerifyOptions) (*VerifyResult, error) {
 	res := &VerifyResult{Corrupt: []string{}, Quarantined: []string{}, Missing: []MissingBlob{}}
-	if err := VerifyBlobs(ctx, d.Store, repair, res); err != nil {
+	if err := VerifyBlobs(ctx, d.Store, opts.Repair, res); err != nil {
 		return res, err
 	}
 	roots, err := d.Roots.List()

@@ -281,7 +281,7 @@ func (l *linker) abs(p string) string {
 }
 
 func (l *linker) blob(e manifest.Entry) string {
-	return l.opts.StoreRoot + "/" + e.Key().RelPath()
+	return cas.BlobPath(l.opts.StoreRoot, e.Key())
 }
 
 // openDest creates dest (the path the caller named) and opens it as the

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/manifest"
 )
 
@@ -66,8 +66,8 @@ func (v *View) Options(name string) *gofs.Options {
 	d := cacheFor
 	return &gofs.Options{
 		MountOptions: fuse.MountOptions{
-			FsName:       name,
-			Name:         "vrift",
+			FsName: name,
+			Name:   "vrift",
 			// nosuid, nodev: a manifest is data its author chose; a view
 			// mounted by root must not serve a setuid-root binary or a
 			// device (the attributes mask the bits too).
@@ -222,7 +222,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if e.Kind != manifest.File {
 		return nil, 0, syscall.EISDIR
 	}
-	f, err := os.Open(filepath.Join(n.v.storeRoot, e.Key().RelPath()))
+	f, err := os.Open(cas.BlobPath(n.v.storeRoot, e.Key()))
 	if err != nil {
 		return nil, 0, syscall.EIO // the blob is missing: vrift verify names it
 	}

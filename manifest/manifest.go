@@ -112,25 +112,48 @@ func Open(path string) (*Manifest, error) {
 		}
 		return openIn(d, path, lmdb.Readonly)
 	}
-	fd, err := unix.Openat(int(d.Fd()), filepath.Base(path), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	f, err := openFileIn(d, path)
 	if err != nil {
 		d.Close()
-		return nil, fmt.Errorf("open manifest %s: %w", path, &os.PathError{Op: "open", Path: path, Err: err})
+		return nil, fmt.Errorf("open manifest %s: %w", path, err)
 	}
-	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		d.Close()
-		return nil, fmt.Errorf("open manifest %s: %w: not a regular file", path, ErrUnsafe)
-	}
-	m, err := open(path, fdPath(fd), lmdb.Readonly|lmdb.NoLock)
+	m, err := open(path, fdPath(int(f.Fd())), lmdb.Readonly|lmdb.NoLock)
 	if err != nil {
 		d.Close()
 		return nil, err
 	}
 	m.dir = d
 	return m, nil
+}
+
+// OpenFile opens the manifest file at path for reading its bytes (to pass
+// it to the daemon), following no symlink at the file or its directory: a
+// planted symlink must not make the caller hand over some other file it
+// can read.
+func OpenFile(path string) (*os.File, error) {
+	d, _, err := openDir(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return openFileIn(d, path)
+}
+
+func openFileIn(d *os.File, path string) (*os.File, error) {
+	fd, err := unix.Openat(int(d.Fd()), filepath.Base(path), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%w: %s is a symlink", ErrUnsafe, path)
+	} else if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrUnsafe, path)
+	}
+	return f, nil
 }
 
 // openDir opens a manifest directory without following a symlink and

@@ -81,7 +81,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.MaxManifest = 1 << 30
 	}
 	// 0711: blobs are reachable by name, the store cannot be listed.
-	store, err := cas.Open(cfg.Store, cas.Options{DirMode: 0o711})
+	store, err := cas.Open(cfg.Store, cas.Options{DirMode: 0o711, Owner: cas.OwnerDaemon})
 	if err != nil {
 		return nil, err
 	}

@@ -46,9 +46,7 @@ projections are not read again.`,
 				}
 			}
 			ctx := cmd.Context()
-			res, err := onStore(ctx, a,
-				func(r *engine.Remote) (*engine.IngestResult, error) { return r.Ingest(ctx, opts) },
-				func(d *engine.Direct) (*engine.IngestResult, error) { return d.Ingest(ctx, opts) })
+			res, err := withStore(ctx, a, func(s engine.Store) (*engine.IngestResult, error) { return s.Ingest(ctx, opts) })
 			if bar != nil {
 				bar.Finish()
 				fmt.Fprintln(a.stderr)

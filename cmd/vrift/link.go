@@ -54,9 +54,7 @@ Methods:
 				}
 			}
 			ctx := cmd.Context()
-			res, err := onStore(ctx, a,
-				func(r *engine.Remote) (*vfs.LinkResult, error) { return r.Link(ctx, opts) },
-				func(d *engine.Direct) (*vfs.LinkResult, error) { return d.Link(ctx, opts) })
+			res, err := withStore(ctx, a, func(s engine.Store) (*vfs.LinkResult, error) { return engine.Link(ctx, s, opts) })
 			if res != nil {
 				if perr := a.emit(res, func(w io.Writer) { printLink(w, res) }); perr != nil {
 					return perr
