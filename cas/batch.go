@@ -49,13 +49,19 @@ func (b *Batch) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, err
 	if err != nil {
 		return PutResult{}, err
 	}
+	return b.add(k, name)
+}
+
+// add makes the sealed temp name pending as k, unless k is pending already
+// (another goroutine of this batch stored the same content: name is
+// removed). A full batch is flushed on the way.
+func (b *Batch) add(k Key, name string) (PutResult, error) {
 	b.mu.Lock()
 	_, dup := b.pending[k]
 	if _, flushing := b.inFlush[k]; flushing {
 		dup = true
 	}
 	if dup {
-		// Another goroutine of this batch stored the same content.
 		b.mu.Unlock()
 		os.Remove(name)
 		return PutResult{Key: k}, nil

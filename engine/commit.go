@@ -182,6 +182,11 @@ func (in *ingester) count(r recorded) {
 		if !r.projected {
 			in.regularFiles++
 		}
+		if r.adopted {
+			in.res.Adopted++
+		} else if r.newBlob {
+			in.res.Copied++
+		}
 		if r.newBlob {
 			in.res.NewBlobs++
 			in.res.NewBytes += r.entry.Size

@@ -66,23 +66,44 @@ func reachableByOthers(dir string) bool {
 // batchWriter is the BlobWriter of a direct-mode ingest: puts into one
 // batch, made durable together.
 type batchWriter struct {
-	b *cas.Batch
+	b   *cas.Batch
+	dev uint64
 	// share, when set, decides which files may go in: a store others can
 	// reach must not turn a 0600 .env into a 0444 blob anyone can read.
 	share func(st *unix.Stat_t) bool
 }
 
 func (w batchWriter) PutFile(ctx context.Context, f *os.File, exec bool) (cas.PutResult, error) {
-	if w.share != nil {
-		var st unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-			return cas.PutResult{}, err
-		}
-		if !w.share(&st) {
-			return cas.PutResult{}, cas.ErrNotShared
-		}
+	if err := w.check(f); err != nil {
+		return cas.PutResult{}, err
 	}
 	return w.b.Put(ctx, f, exec)
+}
+
+// Adopt takes f's own inode into the store (see Adopter).
+func (w batchWriter) Adopt(ctx context.Context, f *os.File, mode uint32, exec bool) (cas.PutResult, error) {
+	if err := w.check(f); err != nil {
+		return cas.PutResult{}, err
+	}
+	return w.b.Adopt(ctx, f, mode, exec)
+}
+
+// StoreDev is the store's filesystem.
+func (w batchWriter) StoreDev() uint64 { return w.dev }
+
+// check applies the share policy to the open file f.
+func (w batchWriter) check(f *os.File) error {
+	if w.share == nil {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if !w.share(&st) {
+		return cas.ErrNotShared
+	}
+	return nil
 }
 
 func (w batchWriter) Sync(context.Context) error { return w.b.Flush() }
@@ -114,7 +135,11 @@ func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 	// A failed ingest leaves no pending temp files behind.
 	defer batch.Discard()
 	opts.StoreRoot = d.Store.Root()
-	w := batchWriter{b: batch}
+	dev, err := d.Store.Dev()
+	if err != nil {
+		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+	}
+	w := batchWriter{b: batch, dev: dev}
 	if d.shared {
 		// A store others can reach (made before stores were private, or
 		// opened up by its owner) takes only what others could read

@@ -72,6 +72,9 @@ type IngestOptions struct {
 	// another user owns (refused by default, see tree.CheckOwner). Every
 	// change stays confined to the tree either way.
 	AllowOtherOwner bool
+	// Copy stores a copy of every file even where it could be adopted
+	// (tier1 in direct mode: the file's own inode becomes the blob).
+	Copy bool
 }
 
 // IngestResult reports one ingest. Files counts regular files.
@@ -91,6 +94,11 @@ type IngestResult struct {
 	Skipped      int64  `json:"skipped"`
 	Private      int64  `json:"private"`
 	Projected    int64  `json:"projected"`
+	// Adopted counts new blobs that are the user's own inodes, made
+	// read-only and linked into the store; Copied, new blobs written as
+	// copies.
+	Adopted int64 `json:"adopted"`
+	Copied  int64 `json:"copied"`
 	Removed      int64  `json:"removed"`
 	Tier         Tier   `json:"tier"`
 	Mode         Mode   `json:"mode"`
@@ -183,7 +191,13 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 		unique: make(map[cas.Key]struct{}), writable: dirUnlocker{t: t}}
 	in.res.ManifestPath, in.res.Root, in.res.Subtree = mpath, root, subtree
 	in.res.Tier, in.res.Mode = opts.Tier, opts.Mode
+	if a, ok := opts.Blobs.(Adopter); ok && opts.Tier == Tier1 && !opts.Copy {
+		in.adopt = &adoption{a: a, uid: uint32(os.Geteuid()), dev: a.StoreDev()}
+	}
 	if err := in.record(ctx); err != nil {
+		if in.adopt != nil {
+			in.adopt.undo(t, opts.StoreRoot)
+		}
 		if fresh {
 			// Leave no trace of an ingest that recorded nothing.
 			m.Discard()
@@ -224,6 +238,8 @@ type ingester struct {
 	// regularFiles counts files that are still regular files in the tree.
 	regularFiles int64
 	writable     dirUnlocker
+	// adopt is set when files may be adopted rather than copied.
+	adopt *adoption
 }
 
 // checkOwners refuses a project root or ingested directory another user
@@ -249,7 +265,7 @@ type recorded struct {
 	path  string
 	entry manifest.Entry
 	// How the file's content was obtained, for the totals.
-	reused, newBlob bool
+	reused, newBlob, adopted bool
 	// projected is set for a file found already projected (a symlink to
 	// its blob), which needs no swap.
 	projected bool

@@ -37,7 +37,29 @@ func (in *ingester) hashFile(ctx context.Context, j hashJob) (recorded, error) {
 			return recorded{}, fmt.Errorf("read %s: replaced by a non-regular file during ingest", vfs.Quote(j.abs))
 		}
 		mode := uint32(before.Mode) & 0o7777
-		pr, err := in.opts.Blobs.PutFile(ctx, f, mode&0o111 != 0)
+		exec := mode&0o111 != 0
+		if in.adopt != nil {
+			pr, how, err := in.adopt.try(ctx, f, j.path, &before, exec)
+			if errors.Is(err, cas.ErrNotShared) {
+				f.Close()
+				return recorded{path: j.path, private: true}, nil
+			}
+			if err != nil {
+				f.Close()
+				return recorded{}, fmt.Errorf("store %s: %w", vfs.Quote(j.abs), err)
+			}
+			if how != copyInstead {
+				// The lease kept every writer out from the first byte
+				// hashed on: the content is the version stat'ed before.
+				// (An adoption's chmod and link changed its ctime, so
+				// there is no after stat to compare.)
+				f.Close()
+				e := manifest.Entry{Kind: manifest.File, Mode: mode, MTime: unix.TimespecToNsec(before.Mtim),
+					Size: pr.Key.Size, Sum: pr.Key.Sum, Ino: before.Ino, CTime: unix.TimespecToNsec(before.Ctim)}
+				return recorded{path: j.path, entry: e, newBlob: how == adoptedFile, adopted: how == adoptedFile}, nil
+			}
+		}
+		pr, err := in.opts.Blobs.PutFile(ctx, f, exec)
 		if errors.Is(err, cas.ErrNotShared) {
 			f.Close()
 			return recorded{path: j.path, private: true}, nil
