@@ -99,9 +99,9 @@ type IngestResult struct {
 	// copies.
 	Adopted int64 `json:"adopted"`
 	Copied  int64 `json:"copied"`
-	Removed      int64  `json:"removed"`
-	Tier         Tier   `json:"tier"`
-	Mode         Mode   `json:"mode"`
+	Removed int64 `json:"removed"`
+	Tier    Tier  `json:"tier"`
+	Mode    Mode  `json:"mode"`
 }
 
 // skipNames are never ingested at any depth.
