@@ -66,7 +66,10 @@ func newHarness(t testing.TB, cfg Config) *harness {
 
 type testWriter struct{ t testing.TB }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // client connects as uid (the daemon's own uid is an admin).
 func (h *harness) client(uid uint32) *rpc.Client {
