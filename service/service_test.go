@@ -366,7 +366,11 @@ func TestNewIsTheCallersView(t *testing.T) {
 	h := newHarness(t, Config{})
 	alice, bob := h.client(aliceUID), h.client(bobUID)
 	shared := h.file("x.txt", "content both users have")
-	a := mustPut(t, alice, begin(t, alice), shared)
+	as := begin(t, alice)
+	a := mustPut(t, alice, as, shared)
+	if err := alice.Call(context.Background(), rpc.MethodIngestFlush, rpc.SessionParams{Session: as}, nil); err != nil {
+		t.Fatal(err)
+	}
 	bs := begin(t, bob)
 	b := mustPut(t, bob, bs, shared)
 	if !a[0].New || !b[0].New {
@@ -419,20 +423,7 @@ func TestUnreachableIsPrivate(t *testing.T) {
 // counters and the store-wide verify.
 func TestScopeOfStatusVerify(t *testing.T) {
 	h := newHarness(t, Config{})
-	alice, admin := h.client(aliceUID), h.client(h.self())
-	mustPut(t, alice, begin(t, alice), h.file("a.txt", "a"))
-	var st rpc.StatusResult
-	if err := alice.Call(context.Background(), rpc.MethodStatus, nil, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Blobs != 0 || st.Bytes != 0 || st.DiskBytes != 0 || st.Sessions != 1 {
-		t.Errorf("a user's status shows store-wide figures: %+v", st)
-	}
-	var vr rpc.VerifyResult
-	if err := alice.Call(context.Background(), rpc.MethodVerify, nil, &vr); err != nil || vr.Blobs != 0 {
-		t.Errorf("a user's verify re-hashed the store: %+v %v", vr, err)
-	}
-	// Flush through a pin so the admin sees a blob.
+	alice, bob, admin := h.client(aliceUID), h.client(bobUID), h.client(h.self())
 	mpath := filepath.Join(h.dir, "alice", "m.lmdb")
 	writeManifest(t, mpath, nil, "b")
 	s2 := begin(t, alice)
@@ -440,11 +431,24 @@ func TestScopeOfStatusVerify(t *testing.T) {
 	if _, err := link(alice, mpath, s2); err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.Call(context.Background(), rpc.MethodStatus, nil, &st); err != nil || st.Blobs == 0 {
+	begin(t, bob)
+	var st rpc.StatusResult
+	if err := admin.Call(context.Background(), rpc.MethodStatus, nil, &st); err != nil || st.Blobs != 1 || st.Sessions != 1 {
 		t.Errorf("admin status: %+v %v", st, err)
 	}
-	if err := admin.Call(context.Background(), rpc.MethodVerify, nil, &vr); err != nil || vr.Blobs == 0 {
+	var vr rpc.VerifyResult
+	if err := admin.Call(context.Background(), rpc.MethodVerify, nil, &vr); err != nil || vr.Blobs != 1 {
 		t.Errorf("admin verify: %+v %v", vr, err)
+	}
+	if err := alice.Call(context.Background(), rpc.MethodStatus, nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blobs != 0 || st.Bytes != 0 || st.DiskBytes != 0 || st.Sessions != 0 || len(st.Roots) != 1 {
+		t.Errorf("a user's status shows store-wide figures or others' sessions: %+v", st)
+	}
+	vr = rpc.VerifyResult{}
+	if err := alice.Call(context.Background(), rpc.MethodVerify, nil, &vr); err != nil || vr.Blobs != 0 || vr.Roots != 1 {
+		t.Errorf("a user's verify re-hashed the store (or skipped their root): %+v %v", vr, err)
 	}
 }
 
