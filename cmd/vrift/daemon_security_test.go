@@ -309,3 +309,46 @@ func readReply(t *testing.T, c net.Conn, e *daemonEnv) string {
 		}
 	}
 }
+
+// TestDaemonSecurityDropStale (Low): roots whose owner never runs gc stay
+// forever; root's `gc --drop-stale` drops those whose pinned copy the
+// daemon can no longer read, and a user may not run it.
+func TestDaemonSecurityDropStale(t *testing.T) {
+	e := newDaemonEnv(t)
+	e.start()
+	for _, p := range []string{"keep", "stale"} {
+		proj := filepath.Join(e.base, "alice", p)
+		e.tree("alice", proj, map[string]string{"package.json": "{}", "pkg/a.txt": p + " canary\n"})
+		e.mustAs("alice", "ingest", filepath.Join(proj, "pkg"))
+	}
+	// The stale root's pinned copy is damaged on disk.
+	copies, _ := filepath.Glob(filepath.Join(e.state, "roots", strconv.Itoa(int(uidOf(t, "alice"))), "*.json"))
+	var staleCopy string
+	for _, c := range copies {
+		b, _ := os.ReadFile(c)
+		if strings.Contains(string(b), filepath.Join(e.base, "alice", "stale")) {
+			staleCopy = strings.TrimSuffix(c, ".json") + ".lmdb"
+		}
+	}
+	if staleCopy == "" {
+		t.Fatalf("no pinned copy of alice's stale project among %v", copies)
+	}
+	if err := os.Truncate(staleCopy, 512); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := e.as("bob", "gc", "--drop-stale"); code == 0 || !strings.Contains(out, "root and vrift only") {
+		t.Errorf("bob's gc --drop-stale: exit %d\n%s", code, out)
+	}
+	out := e.mustAs("vrift", "--json", "gc", "--drop-stale")
+	var res struct {
+		Roots        int      `json:"roots"`
+		DroppedRoots []string `json:"dropped_roots"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(res.DroppedRoots) != 1 || !strings.Contains(res.DroppedRoots[0], "stale") || res.Roots != 1 {
+		t.Fatalf("gc --drop-stale: %+v", res)
+	}
+	e.mustAs("alice", "link", filepath.Join(e.base, "alice", "keep"), "--to", filepath.Join(e.base, "alice", "copy"), "--method", "copy")
+}
