@@ -28,8 +28,12 @@ import (
 // childEnv names the manifest a child process walks.
 const childEnv = "VRIFT_DAEMON_WALK_MANIFEST"
 
-// childTimeout bounds one child's walk.
-const childTimeout = 5 * time.Minute
+// childTimeout bounds one child's walk (a crafted manifest can make LMDB
+// loop), and maxChildren how many walk at once, daemon-wide.
+const (
+	childTimeout = 2 * time.Minute
+	maxChildren  = 4
+)
 
 // RunChild runs the manifest walker if this process was started as one.
 // The daemon's main (and any test binary of this package) calls it first
@@ -71,7 +75,13 @@ func RunChild() (code int, ran bool) {
 // walkInChild walks the manifest at path in a child process and returns
 // its distinct file keys, filling rec's totals.
 func (s *Service) walkInChild(ctx context.Context, path string, rec *rootRecord) ([]cas.Key, error) {
-	ctx, cancel := context.WithTimeout(ctx, childTimeout)
+	select {
+	case s.children <- struct{}{}:
+		defer func() { <-s.children }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.childTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.exe)
 	cmd.Env = []string{childEnv + "=" + path}
@@ -93,7 +103,7 @@ func (s *Service) walkInChild(ctx context.Context, path string, rec *rootRecord)
 			msg = msg[:i] // an LMDB assertion's first line, not a Go stack
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("manifest reader timed out after %v", childTimeout)
+			return nil, fmt.Errorf("manifest reader timed out after %v", s.childTimeout)
 		}
 		return nil, fmt.Errorf("%v: %s", werr, sanitize(msg))
 	case rerr != nil:

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // validManifest returns the bytes of a real manifest with n files.
@@ -144,6 +145,7 @@ func FuzzPinManifest(f *testing.F) {
 		f.Add(data)
 	}
 	h := newHarness(f, Config{})
+	h.svc.childTimeout = 10 * time.Second
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pinBytes(t, h.svc, t.TempDir(), data)
 	})

@@ -105,8 +105,11 @@ type Service struct {
 	store *cas.Store
 	audit *auditLog
 	self  uint32
-	// exe is this program, re-executed to walk untrusted manifests.
-	exe string
+	// exe is this program, re-executed to walk untrusted manifests;
+	// children bounds how many such walks run at once.
+	exe          string
+	children     chan struct{}
+	childTimeout time.Duration
 
 	// gcLock is held shared, briefly, by every step that makes a blob
 	// live (a put recording its key in its session, a pin publishing its
@@ -214,6 +217,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.Log.Info("removed temp files of a previous run", "count", n)
 	}
 	return &Service{cfg: cfg, store: store, audit: audit, self: uint32(os.Getuid()), storeLock: lock, exe: exe,
+		children: make(chan struct{}, maxChildren), childTimeout: childTimeout,
 		sessions: map[string]*session{}}, nil
 }
 

@@ -602,3 +602,46 @@ func TestBounds(t *testing.T) {
 		}
 	})
 }
+
+// TestStoreLockKeepsDirectGCOut (issue 9's hazard): while the daemon runs,
+// a direct-mode process on its store cannot take the store lock
+// exclusively (a direct gc cannot see the daemon's roots), and the
+// daemon's own sweep still runs.
+func TestStoreLockKeepsDirectGCOut(t *testing.T) {
+	h := newHarness(t, Config{})
+	direct, err := cas.Open(filepath.Join(h.dir, "store"), cas.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if l, err := direct.LockExclusive(ctx, nil); err == nil {
+		l.Unlock()
+		t.Fatal("a direct-mode process took the daemon's store lock exclusively")
+	}
+	admin := h.client(h.self())
+	if err := admin.Call(context.Background(), rpc.MethodGC, rpc.GCParams{Grace: 0}, &rpc.GCResult{}); err != nil {
+		t.Fatal(err)
+	}
+	// A direct-mode ingest (shared) can still run beside the daemon.
+	l, err := direct.LockShared(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Unlock()
+}
+
+// TestAuditWriteFailuresCounted: a failed audit write is counted and
+// logged, not ignored.
+func TestAuditWriteFailuresCounted(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.svc.audit.mu.Lock()
+	h.svc.audit.f.Close() // every later write fails
+	h.svc.audit.mu.Unlock()
+	c := h.client(aliceUID)
+	begin(t, c)
+	c.Close()
+	if !waitFor(5*time.Second, func() bool { return h.svc.AuditFailures() == 1 }) {
+		t.Fatalf("audit failures: %d, want 1", h.svc.AuditFailures())
+	}
+}
