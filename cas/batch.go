@@ -41,7 +41,17 @@ func (s *Store) NewBatch() *Batch { return &Batch{s: s, pending: map[Key]string{
 // Put is Store.Put without the durability: the blob is durable and named
 // after the next Flush. New reports content neither stored nor pending.
 func (b *Batch) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, error) {
-	tmp, k, err := b.s.write(ctx, r, exec, b.has)
+	return b.PutGuarded(ctx, r, exec, func(k Key, has func(Key) bool) bool { return has(k) })
+}
+
+// PutGuarded is Put with the existence check wrapped by guard, which must
+// call has(k) and may do more around it: the daemon records the key as in
+// use under its sweep lock there, so content found present cannot be swept
+// before the caller relies on it, while the (possibly long) read of r runs
+// without any lock.
+func (b *Batch) PutGuarded(ctx context.Context, r io.Reader, exec bool, guard func(k Key, has func(Key) bool) bool) (PutResult, error) {
+	present := func(k Key) bool { return guard(k, b.has) }
+	tmp, k, err := b.s.write(ctx, r, exec, present)
 	if err != nil || tmp == nil {
 		return PutResult{Key: k}, err
 	}

@@ -26,6 +26,9 @@ type GCOptions struct {
 	Grace  time.Duration
 	// Waiting is called once if in-flight ingests delay the sweep.
 	Waiting func()
+	// DropStale (daemon mode, root and vrift only) also drops every
+	// user's roots whose pinned copy the daemon can no longer read.
+	DropStale bool
 }
 
 // GCResult reports a collection.
@@ -99,6 +102,9 @@ func (d *Direct) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	}
 	if err := d.checkOwner("gc"); err != nil {
 		return nil, err
+	}
+	if opts.DropStale {
+		return nil, errors.New("gc: --drop-stale is for the daemon's shared store; direct mode already drops roots whose manifest is gone")
 	}
 	lock, err := d.Store.LockExclusive(ctx, opts.Waiting)
 	if err != nil {

@@ -119,7 +119,7 @@ func (r *Remote) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		}
 	}
 	var res rpc.GCResult
-	err = r.Client.Call(ctx, rpc.MethodGC, rpc.GCParams{DryRun: opts.DryRun, Grace: opts.Grace, Drop: drop}, &res)
+	err = r.Client.Call(ctx, rpc.MethodGC, rpc.GCParams{DryRun: opts.DryRun, Grace: opts.Grace, Drop: drop, DropStale: opts.DropStale}, &res)
 	if err != nil {
 		return nil, fmt.Errorf("gc: daemon: %w", err)
 	}

@@ -38,6 +38,23 @@ type config struct {
 	SharePrivate bool   `toml:"share_private"`
 	MaxFrame     int    `toml:"max_frame"`
 	LogLevel     string `toml:"log_level"`
+	// Bounds (0: the service's default; see docs/protocol.md).
+	MaxManifest        int64    `toml:"max_manifest"`
+	MaxSessionBytes    int64    `toml:"max_session_bytes"`
+	MaxSessionsPerUser int      `toml:"max_sessions_per_user"`
+	MaxRootsPerUser    int      `toml:"max_roots_per_user"`
+	MinUserGrace       duration `toml:"min_user_grace"`
+	AuditMaxBytes      int64    `toml:"audit_max_bytes"`
+	AuditKeep          int      `toml:"audit_keep"`
+}
+
+// duration reads a TOML string such as "1h30m".
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	var err error
+	d.Duration, err = time.ParseDuration(string(b))
+	return err
 }
 
 const defaultConfigFile = "/etc/vrift/config.toml"
@@ -56,6 +73,10 @@ func defaults() config {
 }
 
 func main() {
+	// The daemon re-executes itself to read untrusted manifests.
+	if code, ran := service.RunChild(); ran {
+		os.Exit(code)
+	}
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
@@ -131,7 +152,9 @@ func run(args []string, stderr io.Writer) int {
 
 func serve(cfg config, log *slog.Logger) error {
 	svc, err := service.New(service.Config{Store: cfg.Store, State: cfg.State, SharePrivate: cfg.SharePrivate,
-		Version: version, Log: log})
+		Version: version, Log: log, MaxManifest: cfg.MaxManifest, MaxSessionBytes: cfg.MaxSessionBytes,
+		MaxSessionsPerUser: cfg.MaxSessionsPerUser, MaxRootsPerUser: cfg.MaxRootsPerUser,
+		MinUserGrace: cfg.MinUserGrace.Duration, AuditMaxBytes: cfg.AuditMaxBytes, AuditKeep: cfg.AuditKeep})
 	if err != nil {
 		return err
 	}
