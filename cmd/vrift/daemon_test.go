@@ -248,7 +248,13 @@ func TestDaemonUsers(t *testing.T) {
 	secret2 := "only alice may read this " + strconv.FormatInt(time.Now().UnixNano(), 10)
 	e.tree("alice", alicePrivate, map[string]string{"go.mod": "module p\n", "data/key.txt": secret2})
 	os.Chmod(filepath.Join(alicePrivate, "data/key.txt"), 0o600)
+	// A tree alice owns is refused outright; past that refusal, the file
+	// itself cannot be read as bob.
 	out, code := e.as("bob", "ingest", filepath.Join(alicePrivate, "data"))
+	if code == 0 || !strings.Contains(out, "owned by another user") {
+		t.Errorf("bob's ingest in alice's tree: exit %d\n%s", code, out)
+	}
+	out, code = e.as("bob", "--allow-other-owner", "ingest", filepath.Join(alicePrivate, "data"))
 	if code == 0 || !strings.Contains(out, "permission denied") {
 		t.Errorf("bob's ingest of alice's private file: exit %d\n%s", code, out)
 	}
