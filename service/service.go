@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -535,11 +534,6 @@ func (s *Service) rootDir(uid uint32) string {
 	return filepath.Join(s.cfg.State, "roots", strconv.FormatUint(uint64(uid), 10))
 }
 
-func rootID(manifestPath string) string {
-	sum := sha256.Sum256([]byte(manifestPath))
-	return hex.EncodeToString(sum[:16])
-}
-
 // link pins the caller's manifest: the daemon keeps its own copy (it cannot
 // read the caller's, which lives in a home directory and whose LMDB lock
 // file it could not open), so the copy is a GC root owned by the caller.
@@ -604,7 +598,7 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, err
 	}
-	id := rootID(manifestPath)
+	id := engine.RootID(manifestPath)
 	final := filepath.Join(dir, id+".lmdb")
 	if _, err := os.Stat(final); err != nil {
 		if n := s.countRoots(uid); n >= s.cfg.MaxRootsPerUser {
@@ -650,7 +644,7 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, id+".json"), side); err != nil {
+	if err := engine.WriteFileAtomic(filepath.Join(dir, id+".json"), side); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, err
 	}
 	return rec, res, nil
@@ -731,14 +725,6 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func (s *Service) countRoots(uid uint32) int {
@@ -844,7 +830,7 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 		if checkPath("gc", mp) != nil {
 			continue
 		}
-		base := filepath.Join(s.rootDir(c.Peer.UID), rootID(mp))
+		base := filepath.Join(s.rootDir(c.Peer.UID), engine.RootID(mp))
 		if _, err := os.Stat(base + ".json"); err != nil {
 			continue
 		}
@@ -877,30 +863,27 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	live := map[cas.Key]struct{}{}
+	var roots []string
 	for _, r := range recs {
-		if err := engine.MarkLive(ctx, r.copyPath, live); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			return nil, fmt.Errorf("gc: %w (nothing deleted)", err)
-		}
-		res.Roots++
+		roots = append(roots, r.copyPath)
 	}
 	// In-flight ingests are roots too.
-	s.mu.Lock()
-	for _, sess := range s.sessions {
-		sess.mu.Lock()
-		for k := range sess.keys {
-			live[k] = struct{}{}
+	sessions := func(live map[cas.Key]struct{}) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, sess := range s.sessions {
+			sess.mu.Lock()
+			for k := range sess.keys {
+				live[k] = struct{}{}
+			}
+			sess.mu.Unlock()
 		}
-		sess.mu.Unlock()
 	}
-	s.mu.Unlock()
 	var er engine.GCResult
-	if err := engine.Sweep(ctx, s.store, live, p.Grace, p.DryRun, &er); err != nil {
-		return nil, err
+	if _, err := engine.Collect(ctx, s.store, roots, sessions, p.Grace, p.DryRun, &er); err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
 	}
+	res.Roots = er.Roots
 	res.Removed, res.FreedBytes, res.Kept, res.KeptYoung = er.Removed, er.FreedBytes, er.Kept, er.KeptYoung
 	if !p.DryRun {
 		s.audit.write(auditEntry{UID: c.Peer.UID, PID: c.Peer.PID, Method: rpc.MethodGC, DroppedRoots: len(res.DroppedRoots),
@@ -943,25 +926,23 @@ func (s *Service) dropStale(dry bool) ([]string, error) {
 // other caller gets their own roots checked for missing blobs, which costs
 // what their roots cost, not what the store does.
 func (s *Service) verify(ctx context.Context, c *rpc.Call) (any, error) {
-	var vr engine.VerifyResult
 	admin := s.admin(c.Peer)
 	if admin {
 		if !s.verifying.TryLock() {
 			return nil, rpc.Errorf(rpc.CodeBusy, "verify: another verify is running; retry when it ends")
 		}
 		defer s.verifying.Unlock()
-		if err := engine.VerifyBlobs(ctx, s.store, false, &vr); err != nil {
-			return nil, err
-		}
 	}
-	res := rpc.VerifyResult{Blobs: vr.Blobs, Bytes: vr.Bytes, Corrupt: append([]string{}, vr.Corrupt...), Missing: []string{}}
 	recs, _ := s.roots(c.Peer.UID, admin)
+	var roots []string
 	for _, r := range recs {
-		if err := engine.VerifyRoot(ctx, s.store, r.copyPath, &vr); err != nil {
-			return nil, err
-		}
-		res.Roots++
+		roots = append(roots, r.copyPath)
 	}
+	vr, err := engine.Check(ctx, s.store, roots, admin, false)
+	if err != nil {
+		return nil, err
+	}
+	res := rpc.VerifyResult{Blobs: vr.Blobs, Bytes: vr.Bytes, Corrupt: append([]string{}, vr.Corrupt...), Missing: []string{}, Roots: vr.Roots}
 	for _, m := range vr.Missing {
 		res.Missing = append(res.Missing, m.Blob+" ("+m.Path+")")
 	}

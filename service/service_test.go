@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vrift/vrift/cas"
+	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/rpc"
 )
@@ -491,7 +492,7 @@ func TestDropStale(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	copyOf := filepath.Join(h.dir, "state", "roots", fmt.Sprint(aliceUID), rootID(bad)+".lmdb")
+	copyOf := filepath.Join(h.dir, "state", "roots", fmt.Sprint(aliceUID), engine.RootID(bad)+".lmdb")
 	if err := os.Truncate(copyOf, 100); err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +553,7 @@ func TestBounds(t *testing.T) {
 			t.Fatal(err)
 		}
 		var st syscallStat
-		if err := statBlocks(filepath.Join(h.dir, "state", "roots", "100003", rootID(m)+".lmdb"), &st); err != nil {
+		if err := statBlocks(filepath.Join(h.dir, "state", "roots", "100003", engine.RootID(m)+".lmdb"), &st); err != nil {
 			t.Fatal(err)
 		}
 		if st.size != 6<<20 || st.blocks*512 > 1<<20 {
