@@ -77,6 +77,12 @@ const (
 	// smaller, and the total over all users to half of it, so users
 	// cannot fill the daemon's descriptor table between them.
 	DefaultMaxFDsPerUID = 4096
+	// DefaultMaxInflight bounds calls being handled at once, across
+	// connections: each may read up to 8 passed files at once, and a read
+	// of a file that blocks (a FUSE file whose server never answers) holds
+	// an OS thread, so this bounds threads too (the unit's TasksMax). Calls
+	// over it wait for a slot without holding a thread.
+	DefaultMaxInflight = 256
 	// maxQueuedCalls is how many requests one connection may send ahead
 	// of the one being handled; more are answered busy.
 	maxQueuedCalls = 8
@@ -99,7 +105,10 @@ type Server struct {
 	// a connection whose descriptors would pass either is closed. 0 means
 	// the defaults derived from RLIMIT_NOFILE (see DefaultMaxFDsPerUID).
 	MaxFDsPerUID, MaxFDsTotal int
+	// MaxInflight bounds calls handled at once (DefaultMaxInflight if 0).
+	MaxInflight int
 
+	slots    chan struct{}
 	mu       sync.Mutex
 	conns    map[*jsonrpc2.Conn]struct{}
 	users    map[uint32]*usage
@@ -150,6 +159,11 @@ func (s *Server) Serve(ctx context.Context, l *net.UnixListener) error {
 	s.mu.Lock()
 	s.conns = map[*jsonrpc2.Conn]struct{}{}
 	s.users = map[uint32]*usage{}
+	inflight := s.MaxInflight
+	if inflight <= 0 {
+		inflight = DefaultMaxInflight
+	}
+	s.slots = make(chan struct{}, inflight)
 	s.mu.Unlock()
 	connCtx, cancelConns := context.WithCancel(context.Background())
 	defer cancelConns()
@@ -380,6 +394,12 @@ func (sc *serverConn) call(req *jsonrpc2.Request) (any, error) {
 	ctx, cancel := context.WithTimeoutCause(sc.ctx, sc.timeout,
 		fmt.Errorf("%w: the call ran longer than the daemon's limit of %s", context.DeadlineExceeded, sc.timeout))
 	defer cancel()
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: waiting for one of the daemon's %d call slots: %w", req.Method, cap(s.slots), context.Cause(ctx))
+	}
 	c := &Call{Method: req.Method, Peer: sc.peer, Conn: sc.ctx, stream: sc.stream, id: id}
 	if req.Params != nil {
 		c.Params = *req.Params

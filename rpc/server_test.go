@@ -442,3 +442,28 @@ func TestIdleConnectionsPinNoThreads(t *testing.T) {
 		t.Errorf("200 blocked connections added %d threads", grew)
 	}
 }
+
+// TestMaxInflight: calls over the in-flight limit wait for a slot rather
+// than fail, and run once one frees.
+func TestMaxInflight(t *testing.T) {
+	ts := startServer(t, func(s *Server) { s.MaxInflight = 1 })
+	blocker := ts.dial(t)
+	go blocker.Call(context.Background(), "block", nil, nil)
+	<-ts.h.started
+	done := make(chan error, 1)
+	go func() { done <- ts.dial(t).Call(callCtx(t), "status", nil, nil) }()
+	select {
+	case err := <-done:
+		t.Fatalf("a second call ran while the only slot was taken: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	blocker.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("waiting call: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiting call did not run after the slot freed")
+	}
+}

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -43,6 +44,7 @@ type config struct {
 	MaxConns       int    `toml:"max_conns"`
 	MaxConnsPerUID int    `toml:"max_conns_per_uid"`
 	MaxFDsPerUID   int    `toml:"max_fds_per_uid"`
+	MaxInflight    int    `toml:"max_inflight"`
 }
 
 const defaultConfigFile = "/etc/vrift/config.toml"
@@ -170,11 +172,13 @@ func serve(cfg config, log *slog.Logger) error {
 		}
 	}
 	srv := &rpc.Server{Handler: svc, Log: log, MaxFrame: cfg.MaxFrame, ShutdownTimeout: 20 * time.Second,
-		CallTimeout: callTimeout, MaxConns: cfg.MaxConns, MaxConnsPerUID: cfg.MaxConnsPerUID, MaxFDsPerUID: cfg.MaxFDsPerUID}
+		CallTimeout: callTimeout, MaxConns: cfg.MaxConns, MaxConnsPerUID: cfg.MaxConnsPerUID, MaxFDsPerUID: cfg.MaxFDsPerUID,
+		MaxInflight: cfg.MaxInflight}
 	conns, connsPerUID, fdsPerUID, fdsTotal, callLimit := srv.Limits()
 	log.Info("serving", "socket", cfg.Socket, "store", cfg.Store, "state", cfg.State, "socket_activated", activated,
 		"uid", os.Getuid(), "version", version, "max_conns", conns, "max_conns_per_uid", connsPerUID,
-		"max_fds_per_uid", fdsPerUID, "max_fds_total", fdsTotal, "call_timeout", callLimit)
+		"max_fds_per_uid", fdsPerUID, "max_fds_total", fdsTotal, "call_timeout", callLimit,
+		"max_inflight", cmp.Or(cfg.MaxInflight, rpc.DefaultMaxInflight))
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	daemon.SdNotify(false, "STATUS=serving "+cfg.Store+" on "+cfg.Socket)
 	err = srv.Serve(ctx, l)
