@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,6 +102,7 @@ func helper(mode, socket string) int {
 	}
 	fmt.Println("holding")
 	io.Copy(io.Discard, os.Stdin)
+	runtime.KeepAlive(conns) // the connections stay open until here
 	return 0
 }
 
