@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -83,6 +84,13 @@ const (
 	// an OS thread, so this bounds threads too (the unit's TasksMax). Calls
 	// over it wait for a slot without holding a thread.
 	DefaultMaxInflight = 256
+	// DefaultMaxFrameBytesPerUID bounds the bytes of one user's frames in
+	// the daemon (being read, queued or handled), and
+	// DefaultMaxFrameBytesTotal everyone's: frames are charged at their
+	// announced length, so the daemon's memory for frames is bounded
+	// whatever users send. Legitimate frames are kilobytes.
+	DefaultMaxFrameBytesPerUID = 64 << 20
+	DefaultMaxFrameBytesTotal  = 512 << 20
 	// maxQueuedCalls is how many requests one connection may send ahead
 	// of the one being handled; more are answered busy.
 	maxQueuedCalls = 8
@@ -107,18 +115,25 @@ type Server struct {
 	MaxFDsPerUID, MaxFDsTotal int
 	// MaxInflight bounds calls handled at once (DefaultMaxInflight if 0).
 	MaxInflight int
+	// MaxFrameBytesPerUID and MaxFrameBytesTotal bound frame bytes in
+	// flight (defaults above, raised to MaxFrame if lower); a connection
+	// whose frame would pass either is closed.
+	MaxFrameBytesPerUID, MaxFrameBytesTotal int
 
 	slots    chan struct{}
 	mu       sync.Mutex
 	conns    map[*jsonrpc2.Conn]struct{}
 	users    map[uint32]*usage
 	fdsTotal int
+	memTotal int
 	inflight sync.WaitGroup
 	closing  bool // guarded by mu; set once shutdown begins
 }
 
 // usage is what one user holds in the server.
-type usage struct{ conns, fds int }
+type usage struct{ conns, fds, mem int }
+
+func (u *usage) idle() bool { return u.conns == 0 && u.fds == 0 && u.mem == 0 }
 
 // Limits reports the bounds Serve applies, defaults filled in.
 func (s *Server) Limits() (maxConns, maxConnsPerUID, maxFDsPerUID, maxFDsTotal int, callTimeout time.Duration) {
@@ -156,6 +171,8 @@ func (s *Server) Limits() (maxConns, maxConnsPerUID, maxFDsPerUID, maxFDsTotal i
 // descriptors are freed.
 func (s *Server) Serve(ctx context.Context, l *net.UnixListener) error {
 	maxConns, maxPerUID, fdsPerUID, fdsTotal, callTimeout := s.Limits()
+	memPerUID := max(cmp.Or(s.MaxFrameBytesPerUID, DefaultMaxFrameBytesPerUID), s.maxFrame())
+	memTotal := max(cmp.Or(s.MaxFrameBytesTotal, DefaultMaxFrameBytesTotal), s.maxFrame())
 	s.mu.Lock()
 	s.conns = map[*jsonrpc2.Conn]struct{}{}
 	s.users = map[uint32]*usage{}
@@ -197,7 +214,8 @@ func (s *Server) Serve(ctx context.Context, l *net.UnixListener) error {
 			s.Log.Info("accept recovered", "failed_attempts", failures)
 			failures = 0
 		}
-		s.serveConn(connCtx, conn, connLimits{maxConns, maxPerUID, fdsPerUID, fdsTotal, callTimeout})
+		s.serveConn(connCtx, conn, connLimits{maxConns: maxConns, maxPerUID: maxPerUID, fdsPerUID: fdsPerUID,
+			fdsTotal: fdsTotal, memPerUID: memPerUID, memTotal: memTotal, callTimeout: callTimeout})
 	}
 	// Calls that arrive on open connections from now on are told to retry.
 	s.mu.Lock()
@@ -223,42 +241,60 @@ func (s *Server) Serve(ctx context.Context, l *net.UnixListener) error {
 	return nil
 }
 
+func (s *Server) maxFrame() int { return cmp.Or(max(s.MaxFrame, 0), DefaultMaxFrame) }
+
 type connLimits struct {
-	maxConns, maxPerUID, fdsPerUID, fdsTotal int
-	callTimeout                              time.Duration
+	maxConns, maxPerUID, fdsPerUID, fdsTotal, memPerUID, memTotal int
+	callTimeout                                                   time.Duration
 }
 
-// uidBudget charges a connection's descriptors to its user and to the
-// server's total.
+// uidBudget charges what a connection holds (descriptors, or frame bytes
+// if mem) to its user and to the server's total.
 type uidBudget struct {
 	s      *Server
 	uid    uint32
 	perUID int
 	total  int
+	mem    bool
+}
+
+// counters returns the user's and the total counter; called with s.mu.
+func (b uidBudget) counters(u *usage) (*int, *int) {
+	if b.mem {
+		return &u.mem, &b.s.memTotal
+	}
+	return &u.fds, &b.s.fdsTotal
 }
 
 func (b uidBudget) acquire(n int) bool {
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()
 	u := b.s.users[b.uid]
-	if u == nil || u.fds+n > b.perUID || b.s.fdsTotal+n > b.total {
+	if u == nil {
 		return false
 	}
-	u.fds += n
-	b.s.fdsTotal += n
+	mine, total := b.counters(u)
+	if *mine+n > b.perUID || *total+n > b.total {
+		return false
+	}
+	*mine += n
+	*total += n
 	return true
 }
 
 func (b uidBudget) release(n int) {
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()
-	if u := b.s.users[b.uid]; u != nil {
-		u.fds -= n
-		if u.conns == 0 && u.fds == 0 {
-			delete(b.s.users, b.uid)
-		}
+	u := b.s.users[b.uid]
+	if u == nil {
+		return
 	}
-	b.s.fdsTotal -= n
+	mine, total := b.counters(u)
+	*mine -= n
+	*total -= n
+	if u.idle() {
+		delete(b.s.users, b.uid)
+	}
 }
 
 // admit counts a new connection of uid, or refuses it over a limit.
@@ -289,7 +325,7 @@ func (s *Server) leave(uid uint32) {
 	defer s.mu.Unlock()
 	if u := s.users[uid]; u != nil {
 		u.conns--
-		if u.conns == 0 && u.fds == 0 {
+		if u.idle() {
 			delete(s.users, uid)
 		}
 	}
@@ -310,7 +346,8 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn, lim connLimi
 		conn.Close()
 		return
 	}
-	stream := newStream(conn, s.MaxFrame, uidBudget{s: s, uid: peer.UID, perUID: lim.fdsPerUID, total: lim.fdsTotal})
+	stream := newStream(conn, s.MaxFrame, uidBudget{s: s, uid: peer.UID, perUID: lim.fdsPerUID, total: lim.fdsTotal},
+		uidBudget{s: s, uid: peer.UID, perUID: lim.memPerUID, total: lim.memTotal, mem: true})
 	conCtx, hangUp := context.WithCancel(ctx)
 	sc := &serverConn{s: s, peer: peer, stream: stream, ctx: conCtx, timeout: lim.callTimeout,
 		calls: make(chan *jsonrpc2.Request, maxQueuedCalls)}
@@ -355,17 +392,26 @@ func (sc *serverConn) Handle(ctx context.Context, jc *jsonrpc2.Conn, req *jsonrp
 	case sc.calls <- req:
 	default:
 		sc.stream.dropFDs(req.ID.String())
+		sc.stream.releaseMem(req.ID.String())
 		jc.ReplyWithError(ctx, req.ID, Errorf(CodeBusy, "busy: %d calls already queued on this connection", maxQueuedCalls))
 	}
 }
 
 func (sc *serverConn) work() {
+	defer sc.drain()
 	for {
 		select {
 		case <-sc.ctx.Done():
 			return
 		case req := <-sc.calls:
+			id := req.ID.String()
+			if sc.ctx.Err() != nil {
+				sc.stream.dropFDs(id)
+				sc.stream.releaseMem(id)
+				return
+			}
 			res, err := sc.call(req)
+			sc.stream.releaseMem(id)
 			if sc.ctx.Err() != nil {
 				return // nobody to answer
 			}
@@ -374,6 +420,19 @@ func (sc *serverConn) work() {
 			} else {
 				sc.jc.Reply(sc.ctx, req.ID, res)
 			}
+		}
+	}
+}
+
+// drain releases what queued calls that will never run hold.
+func (sc *serverConn) drain() {
+	for {
+		select {
+		case req := <-sc.calls:
+			sc.stream.dropFDs(req.ID.String())
+			sc.stream.releaseMem(req.ID.String())
+		default:
+			return
 		}
 	}
 }

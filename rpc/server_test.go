@@ -467,3 +467,43 @@ func TestMaxInflight(t *testing.T) {
 		t.Fatal("waiting call did not run after the slot freed")
 	}
 }
+
+// TestFrameBytesPerUID: a user's frames in flight are bounded in bytes:
+// a connection whose frame would pass the budget is closed, a small call
+// still works, and the budget refills when the holder hangs up.
+func TestFrameBytesPerUID(t *testing.T) {
+	ts := startServer(t, func(s *Server) { s.MaxFrame = 1 << 20; s.MaxFrameBytesPerUID = 1 << 20 })
+	holder := ts.rawDial(t)
+	fmt.Fprint(holder, "Content-Length: 900000\r\n\r\n{") // announced, never finished
+	time.Sleep(200 * time.Millisecond)
+	second := ts.rawDial(t)
+	fmt.Fprint(second, "Content-Length: 200000\r\n\r\n{")
+	if !closedByPeer(second) {
+		t.Error("connection whose frame passes the user's byte budget stays open")
+	}
+	c := ts.dial(t)
+	if err := c.Call(callCtx(t), "status", nil, nil); err != nil {
+		t.Fatalf("small call within the budget: %v", err)
+	}
+	holder.Close()
+	pad := map[string]string{"pad": strings.Repeat("x", 200000)}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := ts.dial(t)
+		err := c.Call(callCtx(t), "status", pad, nil)
+		c.Close()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("byte budget not refilled after the holder hung up: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Every call's bytes were released.
+	ts.Server.mu.Lock()
+	defer ts.Server.mu.Unlock()
+	if ts.Server.memTotal > 200 {
+		t.Errorf("%d frame bytes still charged with no call in flight", ts.Server.memTotal)
+	}
+}

@@ -41,11 +41,16 @@ var (
 	// ErrFDBudget: the peer's user holds as many descriptors in the
 	// daemon as it allows (see Server.MaxFDsPerUID).
 	ErrFDBudget = errors.New("rpc: too many descriptors held for this user")
+	// ErrMemBudget: the frames of the peer's user in the daemon (being
+	// read, queued or handled) add up to the bytes it allows (see
+	// Server.MaxFrameBytesPerUID).
+	ErrMemBudget = errors.New("rpc: too many frame bytes in flight for this user")
 )
 
-// fdBudget accounts the descriptors a stream holds against a limit shared
-// with other streams (the server's per-user and total limits).
-type fdBudget interface {
+// budget accounts what a stream holds (descriptors, frame bytes) against
+// limits shared with other streams (the server's per-user and total
+// limits).
+type budget interface {
 	acquire(n int) bool
 	release(n int)
 }
@@ -72,7 +77,8 @@ type fdBudget interface {
 type Stream struct {
 	conn     *net.UnixConn
 	maxFrame int
-	budget   fdBudget // nil: no limit beyond MaxFDs per stream
+	budget   budget // descriptors; nil: no limit beyond MaxFDs per stream
+	mem      budget // frame bytes; nil: no limit beyond maxFrame
 
 	rmu sync.Mutex // serializes reads
 	r   *bufio.Reader
@@ -80,6 +86,7 @@ type Stream struct {
 	fmu     sync.Mutex // guards the descriptor state below
 	queued  []int      // received, not yet claimed by a frame
 	pending map[string][]int
+	memHeld map[string]int // frame bytes of requests not yet released
 	closed  bool
 
 	wmu    sync.Mutex
@@ -88,14 +95,14 @@ type Stream struct {
 
 // NewStream wraps conn. maxFrame <= 0 means DefaultMaxFrame.
 func NewStream(conn *net.UnixConn, maxFrame int) *Stream {
-	return newStream(conn, maxFrame, nil)
+	return newStream(conn, maxFrame, nil, nil)
 }
 
-func newStream(conn *net.UnixConn, maxFrame int, budget fdBudget) *Stream {
+func newStream(conn *net.UnixConn, maxFrame int, fds, mem budget) *Stream {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrame
 	}
-	s := &Stream{conn: conn, maxFrame: maxFrame, budget: budget, pending: map[string][]int{}}
+	s := &Stream{conn: conn, maxFrame: maxFrame, budget: fds, mem: mem, pending: map[string][]int{}, memHeld: map[string]int{}}
 	s.r = bufio.NewReaderSize(fdReader{s}, 64<<10)
 	return s
 }
@@ -195,7 +202,9 @@ func (s *Stream) drop(fds []int) {
 	s.fmu.Unlock()
 }
 
-// ReadObject reads the next JSON-RPC message into v.
+// ReadObject reads the next JSON-RPC message into v. The frame bytes of a
+// request stay charged to the budget until the server calls releaseMem
+// (its call ended); others are released at once.
 func (s *Stream) ReadObject(v any) error {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
@@ -204,12 +213,15 @@ func (s *Stream) ReadObject(v any) error {
 		if err != nil {
 			return err
 		}
+		size := len(body)
 		fds, err := s.claim(nfds)
 		if err != nil {
+			s.releaseBytes(size)
 			return err
 		}
 		if code, msg := checkMessage(body); code != 0 {
 			s.drop(fds)
+			s.releaseBytes(size)
 			if err := s.writeError(code, msg, idOf(body)); err != nil {
 				return err
 			}
@@ -217,35 +229,56 @@ func (s *Stream) ReadObject(v any) error {
 		}
 		if err := json.Unmarshal(body, v); err != nil {
 			s.drop(fds)
+			s.releaseBytes(size)
 			if err := s.writeError(CodeInvalidRequest, "invalid request: "+err.Error(), idOf(body)); err != nil {
 				return err
 			}
 			continue
 		}
-		if len(fds) > 0 {
-			if err := s.hold(body, fds); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.hold(body, fds)
 	}
 }
 
+func (s *Stream) releaseBytes(n int) {
+	if s.mem != nil && n > 0 {
+		s.mem.release(n)
+	}
+}
+
+// releaseMem releases the frame bytes of request id: the server calls it
+// once the request's call has ended (or was refused).
+func (s *Stream) releaseMem(id string) {
+	s.fmu.Lock()
+	n := s.memHeld[id]
+	delete(s.memHeld, id)
+	s.fmu.Unlock()
+	s.releaseBytes(n)
+}
+
 // hold keeps a request's descriptors under its id until its handler takes
-// them. Only requests (with an id) take descriptors: others are closed.
+// them, and its frame bytes until its call ends. Only requests (with an id)
+// take descriptors: others are closed.
 func (s *Stream) hold(body []byte, fds []int) error {
 	id, ok := requestID(body)
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
-	if !ok || s.closed {
+	if !ok {
 		s.dropLocked(fds)
+		s.releaseBytes(len(body))
 		return nil
 	}
-	if old, dup := s.pending[id]; dup {
+	if _, dup := s.memHeld[id]; dup {
 		s.dropLocked(fds)
-		s.dropLocked(old)
-		delete(s.pending, id)
-		return fmt.Errorf("rpc: two frames with descriptors for request id %s in flight", id)
+		s.releaseBytes(len(body))
+		return fmt.Errorf("rpc: request id %s sent again while in flight", id)
+	}
+	s.memHeld[id] = len(body)
+	if len(fds) == 0 {
+		return nil
+	}
+	if s.closed {
+		s.dropLocked(fds)
+		return nil
 	}
 	s.pending[id] = fds
 	return nil
@@ -338,6 +371,9 @@ func (s *Stream) readFrame() (body []byte, nfds int, err error) {
 	if length < 0 {
 		return nil, 0, errors.New("rpc: frame without Content-Length")
 	}
+	if s.mem != nil && !s.mem.acquire(length) {
+		return nil, 0, fmt.Errorf("%w: a frame of %d bytes", ErrMemBudget, length)
+	}
 	// The buffer grows as the body arrives (bytes.Buffer doubles): a peer
 	// announcing 16 MiB and sending 10 bytes costs 10 bytes, not 16 MiB.
 	var buf bytes.Buffer
@@ -345,6 +381,7 @@ func (s *Stream) readFrame() (body []byte, nfds int, err error) {
 		buf.Grow(length)
 	}
 	if _, err := io.CopyN(&buf, s.r, int64(length)); err != nil {
+		s.releaseBytes(length)
 		return nil, 0, fmt.Errorf("rpc: frame cut off: %w", err)
 	}
 	return buf.Bytes(), nfds, nil
