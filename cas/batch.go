@@ -43,11 +43,11 @@ func (s *Store) NewBatch() *Batch { return &Batch{s: s, pending: map[Key]string{
 func (b *Batch) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, error) {
 	tmp, k, err := b.s.write(ctx, r, exec, b.has)
 	if err != nil || tmp == nil {
-		return PutResult{Key: k}, err
+		return PutResult{Key: k}, b.s.full(err)
 	}
 	name, err := seal(tmp, k)
 	if err != nil {
-		return PutResult{}, err
+		return PutResult{}, b.s.full(err)
 	}
 	b.mu.Lock()
 	_, dup := b.pending[k]
@@ -84,7 +84,9 @@ func (b *Batch) has(k Key) bool {
 
 // Flush makes every pending blob durable and gives it its name. When it
 // returns nil, every blob put so far is durable, name included.
-func (b *Batch) Flush() error {
+func (b *Batch) Flush() error { return b.s.full(b.flush()) }
+
+func (b *Batch) flush() error {
 	b.flushing.Lock()
 	defer b.flushing.Unlock()
 	b.mu.Lock()
