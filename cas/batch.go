@@ -41,9 +41,29 @@ func (s *Store) NewBatch() *Batch { return &Batch{s: s, pending: map[Key]string{
 // Put is Store.Put without the durability: the blob is durable and named
 // after the next Flush. New reports content neither stored nor pending.
 func (b *Batch) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, error) {
+	return b.PutChecked(ctx, r, exec, nil)
+}
+
+// PutChecked is Put with a check that runs once all of r is read and
+// before the content is kept: when check fails (say, the source file
+// changed while it was read), the temp is discarded and check's error
+// returned, so no blob is ever named from content that was never the
+// file's. A nil check always passes.
+func (b *Batch) PutChecked(ctx context.Context, r io.Reader, exec bool, check func() error) (PutResult, error) {
 	tmp, k, err := b.s.write(ctx, r, exec, b.has)
-	if err != nil || tmp == nil {
+	if err != nil {
 		return PutResult{Key: k}, b.s.full(err)
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			if tmp != nil {
+				discard(tmp)
+			}
+			return PutResult{}, err
+		}
+	}
+	if tmp == nil {
+		return PutResult{Key: k}, nil
 	}
 	name, err := seal(tmp, k)
 	if err != nil {

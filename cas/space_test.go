@@ -179,3 +179,33 @@ func countFiles(t *testing.T, dir string) int {
 	})
 	return n
 }
+
+// TestPutCheckedDiscards: content whose check fails leaves no blob and no
+// temp, even after a flush; content whose check passes is stored.
+func TestPutCheckedDiscards(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := s.NewBatch()
+	changed := errors.New("source changed while read")
+	for _, size := range []int{100, 3 << 20} { // small and streaming paths
+		data := bytes.Repeat([]byte{'m'}, size)
+		if _, err := b.PutChecked(context.Background(), bytes.NewReader(data), false, func() error { return changed }); !errors.Is(err, changed) {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+	}
+	r, err := b.PutChecked(context.Background(), strings.NewReader("kept"), false, func() error { return nil })
+	if err != nil || !r.New {
+		t.Fatalf("passing check: %+v %v", r, err)
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := countFiles(t, filepath.Join(s.Root(), HashDir)); n != 1 {
+		t.Fatalf("%d blobs, want only the checked one", n)
+	}
+	if n := countFiles(t, filepath.Join(s.Root(), tmpDir)); n != 0 {
+		t.Fatalf("%d temps left", n)
+	}
+}
