@@ -9,7 +9,7 @@ FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
 STATICCHECK_VERSION ?= 2025.1.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
-.PHONY: all build demo test test-go fixture lint bench package systemd-test clean fuzz
+.PHONY: all build demo test test-go fixture lint bench package systemd-test clean fuzz soak
 
 all: build
 
@@ -66,6 +66,10 @@ fuzz:
 		pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn (./$$pkg, $(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
 	done
+
+## soak: 1,000 rounds of concurrent ingest/link/delete/gc/verify, bounded to 10 minutes (make test runs 50)
+soak:
+	VRIFT_SOAK_ROUNDS=1000 VRIFT_SOAK_TIME=10m $(GO) test -count=1 -timeout 15m -run '^TestSoak$$' -v ./cmd/vrift
 
 clean:
 	rm -rf bin dist
