@@ -51,6 +51,11 @@ type Service struct {
 	// gcLock is held shared by every operation that relies on a blob
 	// staying (puts, pins) and exclusively by a sweep.
 	gcLock sync.RWMutex
+	// copies is held while a root's manifest copy is open (gc marking,
+	// verify): LMDB forbids one process opening the same environment
+	// twice at once, and concurrent calls did crash the daemon (SIGSEGV in
+	// mdb_txn_begin, TestServiceConcurrentRootReads).
+	copies sync.Mutex
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -495,6 +500,8 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 		return nil, err
 	}
 	live := map[cas.Key]struct{}{}
+	s.copies.Lock()
+	defer s.copies.Unlock()
 	for _, r := range recs {
 		if err := engine.MarkLive(ctx, r.copyPath, live); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -533,6 +540,8 @@ func (s *Service) verify(ctx context.Context, c *rpc.Call) (any, error) {
 	}
 	res := rpc.VerifyResult{Blobs: vr.Blobs, Bytes: vr.Bytes, Corrupt: append([]string{}, vr.Corrupt...), Missing: []string{}}
 	recs, _ := s.roots(c.Peer.UID, s.admin(c.Peer))
+	s.copies.Lock()
+	defer s.copies.Unlock()
 	for _, r := range recs {
 		if err := engine.VerifyRoot(ctx, s.store, r.copyPath, &vr); err != nil {
 			return nil, err
