@@ -1,8 +1,11 @@
 package cas
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -105,4 +108,41 @@ func humanBytes(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Preflight refuses, before anything is written, an ingest of dir that the
+// store's filesystem plainly cannot hold: when the filesystem has less than
+// a quarter or less than 1 GiB free, it sums the allocated bytes of dir's
+// regular files (symlinks, such as projections, cost nothing) and calls
+// CheckSpace with the sum. With more room than that it returns at once, so
+// a roomy store pays no walk. The sum is an upper bound (content already
+// stored costs nothing), so a tight store may refuse a re-ingest that would
+// have fit.
+func (s *Store) Preflight(ctx context.Context, dir string) error {
+	free, total, err := s.Space()
+	if err != nil || (free >= total/4 && free >= 1<<30) {
+		return nil
+	}
+	var need int64
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // unreadable parts are the ingest's to report
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		need += diskBytes(info)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.CheckSpace(need)
 }

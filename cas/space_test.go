@@ -209,3 +209,40 @@ func TestPutCheckedDiscards(t *testing.T) {
 		t.Fatalf("%d temps left", n)
 	}
 }
+
+// TestPreflight (root): on a store filesystem with 12 MiB free, a 20 MiB
+// tree is refused before anything is written, with the figures; a 2 MiB
+// tree and a tree of symlinks pass.
+func TestPreflight(t *testing.T) {
+	mnt := loopFS(t, "32M")
+	s, err := Open(filepath.Join(mnt, "store"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ballast := filepath.Join(mnt, "ballast")
+	os.WriteFile(ballast, nil, 0o644)
+	free, _, _ := s.Space()
+	fillTo(t, ballast, int64(free)-12<<20)
+	src := t.TempDir()
+	for i := range 20 {
+		b := make([]byte, 1<<20)
+		rand.Read(b)
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("big%02d", i)), b, 0o644)
+	}
+	err = s.Preflight(context.Background(), src)
+	if !errors.Is(err, ErrStoreFull) || !regexp.MustCompile(`is too full: this needs about [0-9.]+ MiB, it has 1[0-9.]+ MiB free of`).MatchString(err.Error()) {
+		t.Fatalf("20 MiB into 12 MiB free: %v", err)
+	}
+	t.Log(err)
+	if n := countFiles(t, filepath.Join(s.Root(), tmpDir)) + countFiles(t, filepath.Join(s.Root(), HashDir)); n != 0 {
+		t.Fatalf("the refused preflight wrote %d files", n)
+	}
+	small := t.TempDir()
+	os.WriteFile(filepath.Join(small, "f"), make([]byte, 2<<20), 0o644)
+	for i := range 20 {
+		os.Symlink(filepath.Join(src, fmt.Sprintf("big%02d", i)), filepath.Join(small, fmt.Sprintf("l%02d", i)))
+	}
+	if err := s.Preflight(context.Background(), small); err != nil {
+		t.Fatalf("2 MiB and symlinks into 12 MiB free: %v", err)
+	}
+}
