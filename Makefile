@@ -67,9 +67,10 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
 	done
 
-## soak: 1,000 rounds of concurrent ingest/link/delete/gc/verify, bounded to 10 minutes (make test runs 50)
+## soak: 1,000 rounds of concurrent ingest/link/delete/gc/verify, direct and daemon mode (root),
+## each bounded to 5 minutes (make test runs 50 rounds of each)
 soak:
-	VRIFT_SOAK_ROUNDS=1000 VRIFT_SOAK_TIME=10m $(GO) test -count=1 -timeout 15m -run '^TestSoak$$' -v ./cmd/vrift
+	VRIFT_SOAK_ROUNDS=1000 VRIFT_SOAK_TIME=5m $(GO) test -count=1 -timeout 15m -run '^(TestSoak|TestDaemonSoak)$$' -v ./cmd/vrift
 
 clean:
 	rm -rf bin dist

@@ -61,14 +61,9 @@ func (p *soakProject) check(dir string) error {
 	return nil
 }
 
-// TestSoak runs rounds of concurrent ingest, link, project deletion, gc
-// with no grace and verify on one store (direct mode, each operation a full
-// CLI run), then checks: verify finds 0 corrupt and 0 missing blobs (no
-// root names a blob that is gone) and every live project reads back
-// byte-identical, in place and through a fresh copy. VRIFT_SOAK_ROUNDS
-// (default 50) and VRIFT_SOAK_TIME (default none) bound it; make soak runs
-// 1,000 rounds within 10 minutes.
-func TestSoak(t *testing.T) {
+// soakRounds reads VRIFT_SOAK_ROUNDS (default 50) and VRIFT_SOAK_TIME
+// (default none).
+func soakRounds(t *testing.T) (int, time.Duration) {
 	rounds := 50
 	if s := os.Getenv("VRIFT_SOAK_ROUNDS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -85,19 +80,59 @@ func TestSoak(t *testing.T) {
 		}
 		budget = d
 	}
+	return rounds, budget
+}
+
+// TestSoak runs rounds of concurrent ingest, link, project deletion, gc
+// with no grace and verify on one store (direct mode, each operation its
+// own vrift process: LMDB forbids one process opening the same environment
+// twice at once), then checks: verify finds 0 corrupt and 0 missing blobs
+// (no root names a blob that is gone) and every live project reads back
+// byte-identical, in place and through a fresh copy. VRIFT_SOAK_ROUNDS
+// (default 50) and VRIFT_SOAK_TIME bound it; make soak runs 1,000 rounds
+// within 10 minutes.
+func TestSoak(t *testing.T) {
 	base := t.TempDir()
 	store := filepath.Join(base, "store")
-	// Each operation is its own vrift process, as for real users: LMDB
-	// forbids one process opening the same environment twice at once.
 	bin := buildVrift(t, base)
-	cli := func(args ...string) (string, int) {
+	runSoak(t, base, func(owner int, args ...string) (string, int) {
 		return runCode(bin, append([]string{"--store", store}, args...)...)
+	}, nil)
+}
+
+// TestDaemonSoak (root) is TestSoak in daemon mode: the daemon as vrift,
+// two projects of alice's and two of bob's, every operation run as its
+// project's owner (gc as the other user, so one user's sweep runs under
+// the other's ingests).
+func TestDaemonSoak(t *testing.T) {
+	e := newDaemonEnv(t)
+	e.start()
+	users := []string{"alice", "bob"}
+	runSoak(t, e.base, func(owner int, args ...string) (string, int) {
+		return e.as(users[owner%2], args...)
+	}, func(owner int, dir string) {
+		sh(t, "chown", "-R", users[owner%2]+":"+users[owner%2], dir)
+	})
+}
+
+// runSoak runs the soak with cli running vrift as the owner of project
+// owner (0-3); chown, if set, gives a project or output directory to it.
+func runSoak(t *testing.T, base string, cli func(owner int, args ...string) (string, int), chown func(owner int, dir string)) {
+	rounds, budget := soakRounds(t)
+	direct := chown == nil
+	if chown == nil {
+		chown = func(int, string) {}
 	}
+	homes := filepath.Join(base, "soak")
+	os.MkdirAll(homes, 0o755)
 	projects := make([]*soakProject, 4)
 	for i := range projects {
-		projects[i] = &soakProject{dir: filepath.Join(base, fmt.Sprintf("p%d", i))}
+		projects[i] = &soakProject{dir: filepath.Join(homes, fmt.Sprintf("p%d", i))}
 		projects[i].fresh(t, "r0")
-		mustVrift(t, "--store", store, "ingest", projects[i].dir)
+		chown(i, projects[i].dir)
+		if out, code := cli(i, "ingest", projects[i].dir); code != 0 {
+			t.Fatalf("first ingest: exit %d\n%s", code, out)
+		}
 	}
 	start := time.Now()
 	ops := map[string]int{}
@@ -108,20 +143,23 @@ func TestSoak(t *testing.T) {
 		if budget > 0 && time.Since(start) > budget {
 			break
 		}
-		a, b, c := projects[r%4], projects[(r+1)%4], projects[(r+2)%4]
+		ia, ib, ic := r%4, (r+1)%4, (r+2)%4
+		a, b, c := projects[ia], projects[ib], projects[ic]
 		// Changes are made before the round's operations start: each
 		// project is touched by one operation per round.
 		a.write(t, fmt.Sprintf("node_modules/m%d/f%02d.js", r%5, r%24), fmt.Sprintf("changed in round %d\n", r))
 		a.write(t, fmt.Sprintf("node_modules/new/r%d.js", r), fmt.Sprintf("added in round %d\n", r))
+		chown(ia, a.dir)
 		deleted := r%5 == 0
 		if deleted {
 			c.fresh(t, "r"+strconv.Itoa(r))
+			chown(ic, c.dir)
 		}
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)
-		do := func(op string, args ...string) {
+		do := func(owner int, op string, args ...string) {
 			defer wg.Done()
-			out, code := cli(args...)
+			out, code := cli(owner, args...)
 			if code != 0 {
 				errs <- fmt.Errorf("round %d: %s: exit %d\n%s", r, op, code, out)
 				return
@@ -129,11 +167,13 @@ func TestSoak(t *testing.T) {
 			count(op)
 		}
 		wg.Add(4)
-		go do("ingest", "ingest", a.dir)
+		go do(ia, "ingest", "ingest", a.dir)
 		go func() {
 			defer wg.Done()
-			out := filepath.Join(base, "out", strconv.Itoa(r))
-			stderr, code := cli("link", "--method", "copy", "--to", out, b.dir)
+			out := filepath.Join(homes, "out", strconv.Itoa(r))
+			os.MkdirAll(out, 0o755)
+			chown(ib, out)
+			stderr, code := cli(ib, "link", "--method", "copy", "--to", out, b.dir)
 			if code != 0 {
 				errs <- fmt.Errorf("round %d: link: exit %d: %s", r, code, stderr)
 				return
@@ -144,11 +184,11 @@ func TestSoak(t *testing.T) {
 			os.RemoveAll(out)
 			count("link")
 		}()
-		go do("gc", "gc", "--grace", "0s")
+		go do(ia+1, "gc", "gc", "--grace", "0s")
 		if deleted {
-			go do("ingest (recreated project)", "ingest", c.dir)
+			go do(ic, "ingest (recreated project)", "ingest", c.dir)
 		} else {
-			go do("verify", "verify")
+			go do(ic, "verify", "verify")
 		}
 		wg.Wait()
 		close(errs)
@@ -158,23 +198,41 @@ func TestSoak(t *testing.T) {
 		done = r
 	}
 	// Afterwards: nothing dangling, nothing corrupt, every projection whole.
-	mustVrift(t, "--store", store, "gc", "--grace", "0s")
+	for owner := range 2 {
+		if out, code := cli(owner, "gc", "--grace", "0s"); code != 0 {
+			t.Fatalf("final gc: exit %d\n%s", code, out)
+		}
+	}
 	var vr struct {
 		Blobs   int64    `json:"blobs"`
 		Corrupt []string `json:"corrupt"`
 		Roots   int      `json:"roots"`
 		Missing []string `json:"missing"`
 	}
-	out, stderr, code := vrift(t, "--json", "--store", store, "verify")
-	if err := json.Unmarshal([]byte(out), &vr); err != nil || code != 0 || len(vr.Corrupt) > 0 || len(vr.Missing) > 0 {
-		t.Fatalf("verify after the soak: exit %d, %+v, %v\n%s", code, vr, err, stderr)
+	roots, owners := 0, 2
+	if direct {
+		owners = 1 // one store, one view of it
 	}
-	for _, p := range projects {
+	for owner := range owners {
+		out, code := cli(owner, "--json", "verify")
+		if i := strings.Index(out, "{"); i >= 0 {
+			out = out[i:] // warnings go to stderr, mixed in here
+		}
+		if err := json.Unmarshal([]byte(out), &vr); err != nil || code != 0 || len(vr.Corrupt) > 0 || len(vr.Missing) > 0 {
+			t.Fatalf("verify after the soak: exit %d, %+v, %v\n%s", code, vr, err, out)
+		}
+		roots += vr.Roots
+	}
+	for i, p := range projects {
 		if err := p.check(p.dir); err != nil {
 			t.Fatalf("project %s in place: %v", p.dir, err)
 		}
 		copyDir := p.dir + "-final"
-		mustVrift(t, "--store", store, "link", "--method", "copy", "--to", copyDir, p.dir)
+		os.MkdirAll(copyDir, 0o755)
+		chown(i, copyDir)
+		if out, code := cli(i, "link", "--method", "copy", "--to", copyDir, p.dir); code != 0 {
+			t.Fatalf("final link: exit %d\n%s", code, out)
+		}
 		if err := p.check(copyDir); err != nil {
 			t.Fatalf("project %s copied: %v", p.dir, err)
 		}
@@ -184,5 +242,5 @@ func TestSoak(t *testing.T) {
 		total += n
 	}
 	t.Logf("soak: %d rounds in %s, %d operations %v; after: %d blobs, %d roots, 0 corrupt, 0 missing, %d projects byte-identical",
-		done, time.Since(start).Round(time.Second), total, ops, vr.Blobs, vr.Roots, len(projects))
+		done, time.Since(start).Round(time.Second), total, ops, vr.Blobs, roots, len(projects))
 }
