@@ -25,12 +25,12 @@ import (
 type faultFile struct {
 	gofs.Inode
 	mu sync.Mutex
-	// content returns the bytes the open numbered gen (from 1) sees at off,
-	// and the size fstat reports after reads reads; err fails the read.
+	// content returns the n bytes at off that the open numbered gen (from
+	// 1) sees after reads reads, or an errno that fails the read; size is
+	// what fstat reports at that point.
 	content func(gen, reads int, off int64, n int) ([]byte, syscall.Errno)
 	size    func(gen, reads int) int64
-	// changes reports whether reads so far changed the file (its ctime
-	// and mtime then move).
+	// gen counts opens, reads the reads of the latest open.
 	gen, reads int
 }
 
