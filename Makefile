@@ -9,7 +9,8 @@ FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
 STATICCHECK_VERSION ?= 2025.1.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
-.PHONY: all build demo deps test test-quick test-go fixture lint bench package systemd-test clean
+
+.PHONY: all build demo deps test test-quick test-go fixture lint bench package systemd-test clean fuzz soak
 
 all: build
 
@@ -73,6 +74,22 @@ package: build
 ## systemd-test: boot real systemd in a container with the installed .deb
 systemd-test:
 	VRIFT_SYSTEMD_TEST=1 $(GO) test -count=1 -run TestSystemdBoot -v ./packaging
+
+## fuzz: every fuzz target for FUZZTIME each (go test fuzzes one target per run)
+FUZZTIME ?= 20s
+FUZZ_TARGETS := rpc:FuzzStreamRead rpc:FuzzDecodeParams service:FuzzServiceParams \
+	manifest:FuzzDecodeEntry manifest:FuzzEntryRoundTrip cas:FuzzParseName cas:FuzzKeyName \
+	cmd/vrift-daemon:FuzzConfig
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn (./$$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
+
+## soak: 1,000 rounds of concurrent ingest/link/delete/gc/verify, direct and daemon mode (root),
+## each bounded to 5 minutes (make test runs 50 rounds of each)
+soak:
+	VRIFT_SOAK_ROUNDS=1000 VRIFT_SOAK_TIME=5m $(GO) test -count=1 -timeout 15m -run '^(TestSoak|TestDaemonSoak)$$' -v ./cmd/vrift
 
 clean:
 	rm -rf bin dist

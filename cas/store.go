@@ -152,9 +152,10 @@ type PutResult struct {
 func (s *Store) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, error) {
 	tmp, k, err := s.write(ctx, r, exec, s.Has)
 	if err != nil || tmp == nil {
-		return PutResult{Key: k}, err
+		return PutResult{Key: k}, s.full(err)
 	}
-	return s.commit(tmp, k)
+	res, err := s.commit(tmp, k)
+	return res, s.full(err)
 }
 
 // write copies r into a temp file and returns it with the content's key, or
@@ -189,8 +190,9 @@ func (s *Store) writeSmall(data []byte, exec bool, present func(Key) bool) (*os.
 		return nil, k, err
 	}
 	if _, err := tmp.Write(data); err != nil {
+		err = s.full(fmt.Errorf("put %s: write: %w", k, err))
 		discard(tmp)
-		return nil, k, fmt.Errorf("put %s: write: %w", k, err)
+		return nil, k, err
 	}
 	return tmp, k, nil
 }
@@ -205,6 +207,7 @@ func (s *Store) writeStream(ctx context.Context, head []byte, r io.Reader, exec 
 		return nil, Key{}, err
 	}
 	fail := func(err error) (*os.File, Key, error) {
+		err = s.full(err) // figures taken while the temp still holds its space
 		discard(tmp)
 		return nil, Key{}, err
 	}
@@ -282,8 +285,9 @@ func (s *Store) createTemp() (*os.File, error) {
 // blob of that name already exists. It consumes tmp.
 func (s *Store) commit(tmp *os.File, k Key) (PutResult, error) {
 	if err := tmp.Sync(); err != nil {
+		err = s.full(fmt.Errorf("put %s: fsync: %w", k, err))
 		discard(tmp)
-		return PutResult{}, fmt.Errorf("put %s: fsync: %w", k, err)
+		return PutResult{}, err
 	}
 	name, err := seal(tmp, k)
 	if err != nil {

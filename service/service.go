@@ -126,6 +126,11 @@ type Service struct {
 	sweeping sync.Mutex
 	// verifying lets one full verify run at a time.
 	verifying sync.Mutex
+	// copies is held while a root's manifest copy is open (gc marking,
+	// verify): LMDB forbids one process opening the same environment
+	// twice at once, and concurrent calls did crash the daemon (SIGSEGV in
+	// mdb_txn_begin, TestServiceConcurrentRootReads).
+	copies sync.Mutex
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -881,7 +886,10 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 		}
 	}
 	var er engine.GCResult
-	if _, err := engine.Collect(ctx, s.store, roots, sessions, p.Grace, p.DryRun, &er); err != nil {
+	s.copies.Lock()
+	_, err = engine.Collect(ctx, s.store, roots, sessions, p.Grace, p.DryRun, &er)
+	s.copies.Unlock()
+	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
 	res.Roots = er.Roots
@@ -939,7 +947,9 @@ func (s *Service) verify(ctx context.Context, c *rpc.Call) (any, error) {
 	for _, r := range recs {
 		roots = append(roots, r.copyPath)
 	}
+	s.copies.Lock()
 	vr, err := engine.Check(ctx, s.store, roots, admin, false)
+	s.copies.Unlock()
 	if err != nil {
 		return nil, err
 	}

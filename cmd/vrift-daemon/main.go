@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,6 +59,9 @@ type config struct {
 // duration reads a TOML string such as "1h30m".
 type duration struct{ time.Duration }
 
+// MarshalText writes it back the same way.
+func (d duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
 func (d *duration) UnmarshalText(b []byte) error {
 	var err error
 	d.Duration, err = time.ParseDuration(string(b))
@@ -77,6 +81,60 @@ func defaults() config {
 		}
 	}
 	return c
+}
+
+// maxMaxFrame bounds max_frame: a frame is read into memory whole.
+const maxMaxFrame = 1 << 30
+
+// loadConfig reads the TOML file at path over the defaults. A missing file
+// is an error only when it was named explicitly.
+func loadConfig(path string, explicit bool) (config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if !explicit && errors.Is(err, fs.ErrNotExist) {
+			return defaults(), nil
+		}
+		return config{}, err
+	}
+	return parseConfig(data)
+}
+
+// parseConfig decodes a config file over the defaults. Unknown keys are
+// refused (a misspelt key would otherwise be silently ignored), and so are
+// values of the wrong type or out of range.
+func parseConfig(data []byte) (config, error) {
+	cfg := defaults()
+	md, err := toml.Decode(string(data), &cfg)
+	if err != nil {
+		return config{}, err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return config{}, fmt.Errorf("unknown key %q (see /etc/vrift/config.toml and docs/protocol.md for the known ones)", und[0].String())
+	}
+	if err := cfg.check(); err != nil {
+		return config{}, err
+	}
+	return cfg, nil
+}
+
+// check validates a configuration, after flags are applied too.
+func (c config) check() error {
+	if c.MaxFrame < 0 || c.MaxFrame > maxMaxFrame {
+		return fmt.Errorf("max_frame %d: must be between 0 (the default, 16 MiB) and %d bytes", c.MaxFrame, maxMaxFrame)
+	}
+	for _, p := range []struct{ name, v string }{{"store", c.Store}, {"state", c.State}, {"socket", c.Socket}} {
+		if p.v == "" {
+			return fmt.Errorf("%s: must not be empty", p.name)
+		}
+		if strings.IndexByte(p.v, 0) >= 0 {
+			return fmt.Errorf("%s %q: contains a NUL byte", p.name, p.v)
+		}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return nil
 }
 
 func main() {
@@ -114,12 +172,12 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Println("vrift-daemon", version)
 		return 0
 	}
-	cfg := defaults()
 	path, explicit := *cfgFile, *cfgFile != ""
 	if !explicit {
 		path = defaultConfigFile
 	}
-	if _, err := toml.DecodeFile(path, &cfg); err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)) {
+	cfg, err := loadConfig(path, explicit)
+	if err != nil {
 		fmt.Fprintf(stderr, "vrift-daemon: config %s: %v\n", path, err)
 		return 2
 	}
@@ -154,6 +212,10 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if set["max-fds-per-uid"] {
 		cfg.MaxFDsPerUID = *maxFDsPerUID
+	}
+	if err := cfg.check(); err != nil {
+		fmt.Fprintf(stderr, "vrift-daemon: %v\n", err)
+		return 2
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
