@@ -45,6 +45,11 @@ func (b *Batch) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, err
 	if err != nil || tmp == nil {
 		return PutResult{Key: k}, err
 	}
+	return b.add(tmp, k)
+}
+
+// add seals tmp, written with content k, into the batch.
+func (b *Batch) add(tmp *os.File, k Key) (PutResult, error) {
 	name, err := seal(tmp, k)
 	if err != nil {
 		return PutResult{}, err

@@ -112,7 +112,8 @@ Exit codes:
 	root.PersistentFlags().BoolVar(&a.direct, "direct", false, "never use a daemon: work on the per-user store")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
-		a.statusCommand(), a.gcCommand(), a.verifyCommand())
+		a.statusCommand(), a.gcCommand(), a.verifyCommand(),
+		a.pushCommand(), a.pullCommand(), a.remoteCommand())
 	return root
 }
 
