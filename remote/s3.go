@@ -103,12 +103,14 @@ func (s *S3) wrap(op, key string, err error) error {
 	resp := minio.ToErrorResponse(err)
 	where := s.url + key
 	switch {
-	case resp.Code == "NoSuchKey" || (resp.StatusCode == http.StatusNotFound && resp.Code != "NoSuchBucket"):
+	case resp.Code == "NoSuchKey" || (resp.StatusCode == http.StatusNotFound && resp.Code == ""):
 		return fmt.Errorf("%s %s: %w", op, where, ErrNotFound)
 	case resp.Code == "NoSuchBucket":
 		return fmt.Errorf("%s %s: bucket %s does not exist", op, where, s.bucket)
 	case resp.Code == "InvalidAccessKeyId" || resp.Code == "SignatureDoesNotMatch" ||
 		resp.Code == "AccessDenied" || resp.Code == "ExpiredToken" || resp.Code == "InvalidToken" ||
+		// versitygw's answer to an unknown access key (with a 404).
+		resp.Code == "XAdminUserNotFound" ||
 		resp.StatusCode == http.StatusForbidden:
 		code := resp.Code
 		if code == "" {
