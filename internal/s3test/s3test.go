@@ -164,4 +164,3 @@ func (s *Server) ObjectPath(bucket, key string) string {
 
 // Pid is the server's process id.
 func (s *Server) Pid() string { return strconv.Itoa(s.cmd.Process.Pid) }
-
