@@ -9,7 +9,7 @@ FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
 STATICCHECK_VERSION ?= 2025.1.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
-.PHONY: all build demo test test-go fixture lint bench package systemd-test clean
+.PHONY: all build demo test test-go fixture versitygw lint bench package systemd-test clean
 
 all: build
 
@@ -25,8 +25,12 @@ demo: build
 fixture:
 	scripts/npm-fixture.sh
 
+## versitygw: build the pinned S3 server the team-cache tests run (once, into ~/.cache/vrift/bin)
+versitygw:
+	scripts/versitygw.sh >/dev/null
+
 ## test: everything, on the real npm fixture
-test: build fixture
+test: build fixture versitygw
 	$(GO) vet ./...
 	$(GO) test -p 1 -count=1 -timeout 60m ./...
 
@@ -41,6 +45,7 @@ bench: build fixture
 	$(GO) test -run '^$$' -bench Hash -benchtime 1s ./cas
 	scripts/bench.sh
 	scripts/bench-fuse.sh
+	scripts/bench-remote.sh
 
 ## package: dist/vrift_<version>_amd64.deb and dist/vrift-<version>.x86_64.rpm (nfpm)
 package: build

@@ -90,6 +90,9 @@ type Result struct {
 	// or in the local store (pull).
 	Reused     int64 `json:"reused"`
 	DurationMS int64 `json:"duration_ms"`
+	// Requests is the number of requests made to the object store (set by
+	// callers that count them).
+	Requests int64 `json:"requests,omitempty"`
 	// ManifestPath is the manifest a pull wrote.
 	ManifestPath string `json:"manifest_path,omitempty"`
 }

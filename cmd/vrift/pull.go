@@ -70,6 +70,7 @@ NAME defaults to the key derived from the project's lock file (see vrift push).`
 			if err != nil {
 				return err
 			}
+			res.Requests = b.Stats().Requests()
 			if mount {
 				mp := filepath.Join(root, filepath.FromSlash(cleanKey(subtree)))
 				if err := os.MkdirAll(mp, 0o755); err != nil {

@@ -93,6 +93,7 @@ AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE in
 			if err != nil {
 				return err
 			}
+			res.Requests = b.Stats().Requests()
 			return a.emit(res, func(w io.Writer) { printTransfer(w, "pushed", res) })
 		},
 	}
