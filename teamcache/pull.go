@@ -46,36 +46,58 @@ func (t *Tree) Keys() []cas.Key {
 	return out
 }
 
-// FetchTree downloads and decodes trees/<name>.
-func FetchTree(ctx context.Context, b remote.Backend, name string) (*Tree, int64, error) {
+// Files counts the tree's regular files.
+func (t *Tree) Files() int64 {
+	var n int64
+	for _, e := range t.Entries {
+		if e.Kind == manifest.File {
+			n++
+		}
+	}
+	return n
+}
+
+// FetchTree downloads and decodes trees/<name>, and returns the raw object
+// too.
+func FetchTree(ctx context.Context, b remote.Backend, name string) (*Tree, []byte, error) {
 	if err := CheckName(name); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	rc, err := b.Get(ctx, TreeKey(name))
 	if err != nil {
 		if errors.Is(err, remote.ErrNotFound) {
-			return nil, 0, fmt.Errorf("no tree named %q in %s: %w", name, b, err)
+			return nil, nil, fmt.Errorf("no tree named %q in %s: %w", name, b, err)
 		}
-		return nil, 0, err
+		return nil, nil, err
 	}
 	defer rc.Close()
 	raw, err := io.ReadAll(io.LimitReader(rc, maxTree+1))
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if len(raw) > maxTree {
-		return nil, 0, fmt.Errorf("tree %s: larger than %d bytes", name, maxTree)
+		return nil, nil, fmt.Errorf("tree %s: larger than %d bytes", name, maxTree)
 	}
+	t, err := DecodeTree(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tree %s in %s: %w", name, b, err)
+	}
+	return t, raw, nil
+}
+
+// DecodeTree decodes (and validates) a tree object.
+func DecodeTree(raw []byte) (*Tree, error) {
 	t := &Tree{}
+	var err error
 	t.Header, err = treefile.Read(bytes.NewReader(raw), func(p string, e manifest.Entry) error {
 		t.Paths = append(t.Paths, p)
 		t.Entries = append(t.Entries, e)
 		return nil
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("tree %s in %s: %w", name, b, err)
+		return nil, err
 	}
-	return t, int64(len(raw)), nil
+	return t, nil
 }
 
 // Fetcher downloads blobs into a store, each verified before it is stored.
@@ -100,7 +122,7 @@ func (f *Fetcher) Fetch(ctx context.Context, batch *cas.Batch, k cas.Key) (bool,
 		var err error
 		for attempt := 0; attempt < fetchAttempts; attempt++ {
 			if err = f.fetchOnce(ctx, batch, k); err == nil {
-				return true, nil
+				return batch, nil
 			}
 			if errors.Is(err, cas.ErrMismatch) || errors.Is(err, remote.ErrNotFound) ||
 				errors.Is(err, remote.ErrAuth) || ctx.Err() != nil {
@@ -111,10 +133,19 @@ func (f *Fetcher) Fetch(ctx context.Context, batch *cas.Batch, k cas.Key) (bool,
 			case <-ctx.Done():
 			}
 		}
-		return false, err
+		return nil, err
 	})
-	fetched, _ := v.(bool)
-	return fetched, err
+	if err != nil {
+		return false, err
+	}
+	// A fetch coalesced with another caller's went into that caller's
+	// batch: make it durable and named before this caller relies on it.
+	if other, _ := v.(*cas.Batch); other != batch {
+		if err := other.Flush(); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func (f *Fetcher) fetchOnce(ctx context.Context, batch *cas.Batch, k cas.Key) error {
@@ -218,18 +249,13 @@ func Pull(ctx context.Context, store *cas.Store, b remote.Backend, name, root st
 	if err != nil {
 		return nil, err
 	}
-	t, treeBytes, err := FetchTree(ctx, b, name)
+	t, raw, err := FetchTree(ctx, b, name)
 	if err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
 	}
-	res.Trees, res.BytesFetched = 1, treeBytes
+	res.Trees, res.BytesFetched = 1, int64(len(raw))
 	keys := t.Keys()
-	res.Blobs = int64(len(keys))
-	for _, e := range t.Entries {
-		if e.Kind == manifest.File {
-			res.Files++
-		}
-	}
+	res.Blobs, res.Files = int64(len(keys)), t.Files()
 	// Shared, as an ingest holds it: a gc cannot sweep a blob this pull
 	// found present before the manifest naming it is registered.
 	lock, err := store.LockShared(ctx)

@@ -77,24 +77,37 @@ func Push(ctx context.Context, store *cas.Store, mpath string, b remote.Backend,
 	if err != nil {
 		return nil, fmt.Errorf("push: %w", err)
 	}
-	res.Files, res.Blobs = files, int64(len(keys))
+	res.Files = files
+	if err := PushTree(ctx, store, b, name, tree, keys, res, opts); err != nil {
+		return nil, err
+	}
+	res.DurationMS = since(start)
+	return res, nil
+}
+
+// PushTree uploads the blobs in keys that the remote lacks, then tree as
+// trees/<name>, adding to res. keys must be every blob tree names.
+func PushTree(ctx context.Context, store *cas.Store, b remote.Backend, name string, tree []byte, keys []cas.Key, res *Result, opts Options) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	res.Blobs = int64(len(keys))
 	for _, k := range keys {
 		if !store.Has(k) {
-			return nil, fmt.Errorf("push: blob %s is missing from the local store %s (run vrift verify)", k, store.Root())
+			return fmt.Errorf("push: blob %s is missing from the local store %s (run vrift verify)", k, store.Root())
 		}
 	}
 	// The same tree already there: its blobs are too, since a tree goes up
 	// only after its blobs (and remote gc keeps every blob a tree names).
 	if same, err := sameTree(ctx, b, name, tree); err != nil {
-		return nil, fmt.Errorf("push: %w", err)
+		return fmt.Errorf("push: %w", err)
 	} else if same {
 		res.Reused = int64(len(keys))
-		res.DurationMS = since(start)
-		return res, nil
+		return nil
 	}
 	missing, err := Missing(ctx, b, keys, opts)
 	if err != nil {
-		return nil, fmt.Errorf("push: %w", err)
+		return fmt.Errorf("push: %w", err)
 	}
 	res.Reused = int64(len(keys) - len(missing))
 	var total int64
@@ -115,17 +128,17 @@ func Push(ctx context.Context, store *cas.Store, mpath string, b remote.Backend,
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, fmt.Errorf("push %s: %w (no tree written; run push again to resume)", name, err)
-	}
+	err = g.Wait()
 	res.BlobsSent, res.BytesSent = blobs.Load(), sent.Load()
+	if err != nil {
+		return fmt.Errorf("push %s: %w (no tree written; run push again to resume)", name, err)
+	}
 	if err := b.Put(ctx, TreeKey(name), bytes.NewReader(tree), int64(len(tree))); err != nil {
-		return nil, fmt.Errorf("push %s: %w", name, err)
+		return fmt.Errorf("push %s: %w", name, err)
 	}
 	res.Trees = 1
 	res.BytesSent += int64(len(tree))
-	res.DurationMS = since(start)
-	return res, nil
+	return nil
 }
 
 func uploadBlob(ctx context.Context, store *cas.Store, b remote.Backend, k cas.Key) error {
