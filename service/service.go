@@ -39,6 +39,9 @@ type Config struct {
 	Log          *slog.Logger
 	// MaxManifest bounds a pinned manifest's size.
 	MaxManifest int64
+	// Remote is the team cache the daemon pulls from and pushes to (nil:
+	// none).
+	Remote *Remote
 }
 
 // Service is the daemon's request handler.
@@ -132,6 +135,10 @@ func (s *Service) Handle(ctx context.Context, c *rpc.Call) (any, error) {
 		return s.gc(ctx, c)
 	case rpc.MethodVerify:
 		return s.verify(ctx, c)
+	case rpc.MethodRemotePull:
+		return s.remotePull(ctx, c)
+	case rpc.MethodRemotePush:
+		return s.remotePush(ctx, c)
 	}
 	return nil, rpc.Errorf(rpc.CodeMethodNotFound, "unknown method %q", c.Method)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/service"
 )
@@ -38,6 +39,10 @@ type config struct {
 	SharePrivate bool   `toml:"share_private"`
 	MaxFrame     int    `toml:"max_frame"`
 	LogLevel     string `toml:"log_level"`
+	// Remote is the team cache ([remote] url, endpoint, region, push); the
+	// daemon's own credentials come from its AWS_* environment or its
+	// credentials file.
+	Remote remote.Config `toml:"remote"`
 }
 
 const defaultConfigFile = "/etc/vrift/config.toml"
@@ -130,8 +135,17 @@ func run(args []string, stderr io.Writer) int {
 }
 
 func serve(cfg config, log *slog.Logger) error {
+	var rem *service.Remote
+	if cfg.Remote.URL != "" {
+		b, err := remote.OpenS3(cfg.Remote)
+		if err != nil {
+			return fmt.Errorf("team cache: %w", err)
+		}
+		rem = &service.Remote{Backend: b, AllowPush: cfg.Remote.Push}
+		log.Info("team cache", "remote", b.String(), "push", cfg.Remote.Push)
+	}
 	svc, err := service.New(service.Config{Store: cfg.Store, State: cfg.State, SharePrivate: cfg.SharePrivate,
-		Version: version, Log: log})
+		Version: version, Log: log, Remote: rem})
 	if err != nil {
 		return err
 	}

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
 	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/manifest"
+	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/teamcache"
 )
 
@@ -58,19 +62,38 @@ NAME defaults to the key derived from the project's lock file (see vrift push).`
 			if name, err = a.treeName(name, root); err != nil {
 				return err
 			}
-			d, err := a.directOnly(ctx)
+			r, err := a.remote(ctx)
 			if err != nil {
 				return err
 			}
-			b, err := rf.open()
-			if err != nil {
-				return err
+			var res *teamcache.Result
+			var link func(engine.LinkOptions) (*vfs.LinkResult, error)
+			if r != nil {
+				// Daemon mode: the daemon fetches into the shared store
+				// with its own credentials; we record and pin the tree.
+				defer r.Client.Close()
+				if err := rf.daemonMode(); err != nil {
+					return err
+				}
+				if res, err = daemonPull(ctx, r, name, root, rf.jobs); err != nil {
+					return err
+				}
+				link = func(o engine.LinkOptions) (*vfs.LinkResult, error) { return r.Link(ctx, o) }
+			} else {
+				d, err := a.openDirect()
+				if err != nil {
+					return err
+				}
+				b, err := rf.open()
+				if err != nil {
+					return err
+				}
+				if res, err = teamcache.Pull(ctx, d.Store, b, name, root, d.Roots.Add, rf.options(a)); err != nil {
+					return err
+				}
+				res.Requests = b.Stats().Requests()
+				link = func(o engine.LinkOptions) (*vfs.LinkResult, error) { return d.Link(ctx, o) }
 			}
-			res, err := teamcache.Pull(ctx, d.Store, b, name, root, d.Roots.Add, rf.options(a))
-			if err != nil {
-				return err
-			}
-			res.Requests = b.Stats().Requests()
 			if mount {
 				mp := filepath.Join(root, filepath.FromSlash(cleanKey(subtree)))
 				if err := os.MkdirAll(mp, 0o755); err != nil {
@@ -81,7 +104,7 @@ NAME defaults to the key derived from the project's lock file (see vrift push).`
 				}
 				return a.mountDetached([]string{root, mp}, mp, subtree, false)
 			}
-			lres, err := d.Link(ctx, engine.LinkOptions{ManifestPath: res.ManifestPath, Subtree: subtree,
+			lres, err := link(engine.LinkOptions{ManifestPath: res.ManifestPath, Subtree: subtree,
 				Method: m, Force: force, Warn: a.warn})
 			if lres != nil {
 				if perr := a.emitPull(res, lres); perr != nil {
@@ -113,4 +136,32 @@ func (a *app) emitPull(res *teamcache.Result, l *vfs.LinkResult) error {
 			printLink(w, l)
 		}
 	})
+}
+
+// daemonPull asks the daemon to fetch the tree into the shared store, then
+// records the tree it returns as the manifest of the project at root.
+func daemonPull(ctx context.Context, r *engine.Remote, name, root string, jobs int) (*teamcache.Result, error) {
+	start := time.Now()
+	var out rpc.RemoteResult
+	if err := r.Client.Call(ctx, rpc.MethodRemotePull, rpc.RemotePullParams{Name: name, Jobs: jobs}, &out); err != nil {
+		return nil, fmt.Errorf("pull %s: daemon: %w", name, err)
+	}
+	t, err := teamcache.DecodeTree(out.Tree)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: tree from the daemon: %w", name, err)
+	}
+	mpath := manifest.PathFor(root)
+	if err := teamcache.WriteManifest(mpath, root, t); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", name, err)
+	}
+	res := fromRPC(name, &out)
+	res.Files, res.ManifestPath = t.Files(), mpath
+	res.DurationMS = time.Since(start).Milliseconds()
+	return res, nil
+}
+
+func fromRPC(name string, o *rpc.RemoteResult) *teamcache.Result {
+	return &teamcache.Result{Name: name, Remote: o.Remote, Trees: o.Trees, Blobs: o.Blobs,
+		BlobsSent: o.BlobsSent, BytesSent: o.BytesSent, BlobsFetched: o.BlobsFetched,
+		BytesFetched: o.BytesFetched, Reused: o.Reused, Requests: o.Requests}
 }

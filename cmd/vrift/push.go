@@ -2,20 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/teamcache"
 )
-
-// errDaemonTeamCache is returned in daemon mode, where the daemon owns the
-// store and must do the transfers itself.
-var errDaemonTeamCache = errors.New("push and pull go through the daemon's own credentials, which this vrift does not support yet: use --direct (with --store) to work on a per-user store")
 
 // treeName returns name, or the lock-file name of the project at root,
 // announced on stderr so CI logs show the key.
@@ -29,19 +26,6 @@ func (a *app) treeName(name, root string) (string, error) {
 	}
 	fmt.Fprintf(a.stderr, "vrift: tree name %s (from %s)\n", name, lock)
 	return name, nil
-}
-
-// directOnly opens the direct-mode store, refusing daemon mode.
-func (a *app) directOnly(ctx context.Context) (*engine.Direct, error) {
-	r, err := a.remote(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if r != nil {
-		r.Client.Close()
-		return nil, errDaemonTeamCache
-	}
-	return a.openDirect()
 }
 
 func (a *app) pushCommand() *cobra.Command {
@@ -81,7 +65,22 @@ AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE in
 			if name, err = a.treeName(name, filepath.Dir(filepath.Dir(mpath))); err != nil {
 				return err
 			}
-			d, err := a.directOnly(ctx)
+			r, err := a.remote(ctx)
+			if err != nil {
+				return err
+			}
+			if r != nil {
+				defer r.Client.Close()
+				if err := rf.daemonMode(); err != nil {
+					return err
+				}
+				res, err := daemonPush(ctx, r, mpath, name, rf.jobs)
+				if err != nil {
+					return err
+				}
+				return a.emit(res, func(w io.Writer) { printTransfer(w, "pushed", res) })
+			}
+			d, err := a.openDirect()
 			if err != nil {
 				return err
 			}
@@ -100,4 +99,22 @@ AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE in
 	rf.add(cmd)
 	cmd.Flags().StringVar(&name, "name", "", "tree name (default: derived from the lock file)")
 	return cmd
+}
+
+// daemonPush encodes the manifest and has the daemon upload it from the
+// shared store, with the daemon's credentials (if its config allows).
+func daemonPush(ctx context.Context, r *engine.Remote, mpath, name string, jobs int) (*teamcache.Result, error) {
+	start := time.Now()
+	tree, _, files, err := teamcache.EncodeManifest(mpath)
+	if err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	var out rpc.RemoteResult
+	if err := r.Client.Call(ctx, rpc.MethodRemotePush, rpc.RemotePushParams{Name: name, Tree: tree, Jobs: jobs}, &out); err != nil {
+		return nil, fmt.Errorf("push %s: daemon: %w", name, err)
+	}
+	res := fromRPC(name, &out)
+	res.Files = files
+	res.DurationMS = time.Since(start).Milliseconds()
+	return res, nil
 }

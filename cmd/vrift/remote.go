@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,6 +47,15 @@ func (f *remoteFlags) open() (*remote.S3, error) {
 	}
 	cfg = cfg.Merge(remote.Config{URL: f.url, Endpoint: f.endpoint, Region: f.region})
 	return remote.OpenS3(cfg)
+}
+
+// daemonMode refuses remote flags under a daemon, which transfers with
+// its own configured remote and credentials.
+func (f *remoteFlags) daemonMode() error {
+	if f.url != "" || f.endpoint != "" || f.region != "" || f.config != "" {
+		return usageError{errors.New("in daemon mode the daemon uses the remote in its own config; --remote, --endpoint, --region and --config apply to direct mode (--direct)")}
+	}
+	return nil
 }
 
 func (f *remoteFlags) options(a *app) teamcache.Options {

@@ -227,3 +227,76 @@ func TestTeamCacheCLI(t *testing.T) {
 		t.Fatalf("remote ls: %+v %v", ls, err)
 	}
 }
+
+// TestDaemonTeamCache: the daemon transfers with its own credentials.
+// alice (no credentials of her own) ingests and pushes through it, bob
+// (none either) pulls the tree into his own directory; a daemon whose
+// config does not allow pushes refuses them; nothing prints the secret.
+func TestDaemonTeamCache(t *testing.T) {
+	e := newDaemonEnv(t)
+	srv := s3test.Start(t, "team")
+	e.env = srv.Env()
+	cfg := filepath.Join(e.base, "config.toml")
+	writeCfg := func(push bool) {
+		os.WriteFile(cfg, []byte("[remote]\nurl = \"s3://team/shared\"\nendpoint = \""+srv.Endpoint()+"\"\n"+
+			"push = "+map[bool]string{true: "true", false: "false"}[push]+"\n"), 0o644)
+	}
+	writeCfg(true)
+	e.start("--config", cfg)
+
+	proj := filepath.Join(e.base, "alice", "app")
+	files := map[string]string{"package.json": "{}", "package-lock.json": `{"lockfileVersion":3}`,
+		"node_modules/a/index.js": "module.exports = 'a'\n", "node_modules/a/run.sh": "#!/bin/sh\necho a\n",
+		"node_modules/b/data.txt": "team cache through the daemon\n"}
+	e.tree("alice", proj, files)
+	e.mustAs("alice", "ingest", "--tier", "tier2", filepath.Join(proj, "node_modules"))
+	out := e.mustAs("alice", "push", proj)
+	if !strings.Contains(out, "tree name npm-") || !strings.Contains(out, "pushed npm-") {
+		t.Fatalf("push through the daemon:\n%s", out)
+	}
+	name := strings.Fields(out[strings.Index(out, "pushed ")+len("pushed "):])[0]
+	if _, err := os.Stat(srv.ObjectPath("team", "shared/trees/"+name)); err != nil {
+		t.Fatalf("tree not in the bucket: %v", err)
+	}
+
+	// bob pulls it by the same lock file, as copies (hardlinks to another
+	// user's blobs are refused by the kernel).
+	dest := filepath.Join(e.base, "bob", "clone")
+	e.tree("bob", dest, map[string]string{"package-lock.json": files["package-lock.json"]})
+	var res transferJSON
+	pulled := e.mustAs("bob", "--json", "pull", "--to", dest, "--method", "copy")
+	if err := json.Unmarshal([]byte(pulled[strings.Index(pulled, "{"):]), &res); err != nil || res.Trees != 1 || res.Name != name {
+		t.Fatalf("pull through the daemon: %v\n%s", err, pulled)
+	}
+	for p, content := range files {
+		if !strings.HasPrefix(p, "node_modules/") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dest, p))
+		if err != nil || string(b) != content {
+			t.Fatalf("%s after pull: %q, %v", p, b, err)
+		}
+	}
+	if info, err := os.Stat(filepath.Join(dest, "node_modules/a/run.sh")); err != nil || info.Mode()&0o111 == 0 {
+		t.Fatalf("exec bit lost: %v %v", info, err)
+	}
+	if uid, _ := ownerOf(t, filepath.Join(dest, "node_modules/b/data.txt")); uid != uidOf(t, "bob") {
+		t.Fatalf("pulled copy owned by uid %d, not bob", uid)
+	}
+	// Remote flags are refused in daemon mode rather than ignored.
+	if out, code := e.as("bob", "pull", name, "--to", dest, "--remote", "s3://elsewhere"); code != exitUsage {
+		t.Fatalf("--remote in daemon mode: exit %d\n%s", code, out)
+	}
+
+	// A daemon without push = true refuses pushes.
+	e.stop()
+	writeCfg(false)
+	e.start("--config", cfg)
+	out, code := e.as("alice", "push", proj, "--name", "other")
+	if code == 0 || !strings.Contains(out, "not allowed") {
+		t.Fatalf("push through a daemon that does not allow it: exit %d\n%s", code, out)
+	}
+	if strings.Contains(e.log.String()+out, s3test.SecretKey) {
+		t.Fatal("the daemon's secret was printed")
+	}
+}
