@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -470,5 +473,63 @@ func TestLockName(t *testing.T) {
 		if CheckName(bad) == nil {
 			t.Errorf("name %q accepted", bad)
 		}
+	}
+}
+
+// slowGets delays every Get of a real backend, so that concurrent fetches
+// of one blob overlap, and counts them.
+type slowGets struct {
+	remote.Backend
+	gets atomic.Int64
+}
+
+func (s *slowGets) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	s.gets.Add(1)
+	time.Sleep(300 * time.Millisecond)
+	return s.Backend.Get(ctx, key)
+}
+
+// TestConcurrentFetchesCoalesce: eight callers fetching the same blob at
+// once, into different batches, cause one download, and every caller sees
+// the blob stored once its Fetch returns.
+func TestConcurrentFetchesCoalesce(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	d1, root := project(t, sampleFiles(1))
+	if _, err := Push(ctx, d1.Store, mpathOf(root), e.b, "app", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	_, keys, _, _ := EncodeManifest(mpathOf(root))
+	d2 := newStore(t)
+	slow := &slowGets{Backend: e.b}
+	f := &Fetcher{Store: d2.Store, Remote: slow}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			batch := d2.Store.NewBatch()
+			defer batch.Discard()
+			if _, err := f.Fetch(ctx, batch, keys[0]); err != nil {
+				errs <- err
+				return
+			}
+			if err := batch.Flush(); err != nil {
+				errs <- err
+				return
+			}
+			if !d2.Store.Has(keys[0]) {
+				errs <- fmt.Errorf("blob not stored when Fetch returned")
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := slow.gets.Load(); n != 1 {
+		t.Fatalf("%d downloads for 8 concurrent fetches of one blob, want 1", n)
 	}
 }
