@@ -138,4 +138,3 @@ func (s *Service) auditRemote(c *rpc.Call, method, name string, res *teamcache.R
 	s.audit.write(auditEntry{UID: c.Peer.UID, PID: c.Peer.PID, Method: method, Path: name,
 		BlobsAdded: res.BlobsFetched, BytesAdded: res.BytesFetched, Files: res.Files, Result: result})
 }
-
