@@ -159,34 +159,31 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 
 func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	s.stats.Gets.Add(1)
-	obj, err := s.client.GetObject(ctx, s.bucket, s.prefix+key, minio.GetObjectOptions{})
+	// The core call is one GET whose errors (missing object, refused
+	// credentials) surface here; minio.Client.GetObject would add a HEAD
+	// per object to learn the same.
+	body, _, _, err := minio.Core{Client: s.client}.GetObject(ctx, s.bucket, s.prefix+key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, s.wrap("get", key, err)
 	}
-	// GetObject is lazy: Stat makes the request, so a missing object or a
-	// refused credential surfaces here rather than at the first Read.
-	if _, err := obj.Stat(); err != nil {
-		obj.Close()
-		return nil, s.wrap("get", key, err)
-	}
-	return &wrappedReader{obj: obj, s: s, key: key}, nil
+	return &wrappedReader{body: body, s: s, key: key}, nil
 }
 
 type wrappedReader struct {
-	obj *minio.Object
-	s   *S3
-	key string
+	body io.ReadCloser
+	s    *S3
+	key  string
 }
 
 func (w *wrappedReader) Read(p []byte) (int, error) {
-	n, err := w.obj.Read(p)
+	n, err := w.body.Read(p)
 	if err != nil && err != io.EOF {
 		err = w.s.wrap("get", w.key, err)
 	}
 	return n, err
 }
 
-func (w *wrappedReader) Close() error { return w.obj.Close() }
+func (w *wrappedReader) Close() error { return w.body.Close() }
 
 func (s *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
 	ctx, cancel := context.WithCancel(ctx)
