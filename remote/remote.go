@@ -27,6 +27,9 @@ type ObjectInfo struct {
 	Key          string
 	Size         int64
 	LastModified time.Time
+	// ETag as the server reports it (for a single-part upload, usually
+	// the MD5 of the content; never relied on alone).
+	ETag string
 }
 
 // Backend is what the team cache needs from an object store. Keys are

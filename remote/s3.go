@@ -144,7 +144,7 @@ func (s *S3) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 	if err != nil {
 		return ObjectInfo{}, s.wrap("stat", key, err)
 	}
-	return ObjectInfo{Key: key, Size: info.Size, LastModified: info.LastModified}, nil
+	return ObjectInfo{Key: key, Size: info.Size, LastModified: info.LastModified, ETag: strings.Trim(info.ETag, `"`)}, nil
 }
 
 func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error {

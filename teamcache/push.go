@@ -3,10 +3,13 @@ package teamcache
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,6 +164,13 @@ func sameTree(ctx context.Context, b remote.Backend, name string, tree []byte) (
 	}
 	if info.Size != int64(len(tree)) {
 		return false, nil
+	}
+	// Fast path: a single-part object's ETag is the MD5 of its bytes, so
+	// a match spares downloading the tree. MD5 is only trusted to say
+	// "same" for our own tree bytes against an object of equal size; any
+	// other ETag (multipart, encrypted) falls back to comparing bytes.
+	if sum := md5.Sum(tree); strings.EqualFold(info.ETag, hex.EncodeToString(sum[:])) {
+		return true, nil
 	}
 	rc, err := b.Get(ctx, TreeKey(name))
 	if err != nil {
