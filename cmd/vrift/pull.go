@@ -102,6 +102,11 @@ NAME defaults to the key derived from the project's lock file (see vrift push).`
 				if err := a.emitPull(res, nil); err != nil {
 					return err
 				}
+				if a.jsonOut {
+					// stdout holds one JSON object; the mount's line goes
+					// with the other messages.
+					a.stdout = a.stderr
+				}
 				return a.mountDetached([]string{root, mp}, mp, subtree, false)
 			}
 			lres, err := link(engine.LinkOptions{ManifestPath: res.ManifestPath, Subtree: subtree,
