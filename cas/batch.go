@@ -41,26 +41,37 @@ func (s *Store) NewBatch() *Batch { return &Batch{s: s, pending: map[Key]string{
 // Put is Store.Put without the durability: the blob is durable and named
 // after the next Flush. New reports content neither stored nor pending.
 func (b *Batch) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, error) {
-	tmp, k, err := b.s.write(ctx, r, exec, b.has)
+	return b.PutGuarded(ctx, r, exec, func(k Key, has func(Key) bool) bool { return has(k) })
+}
+
+// PutGuarded is Put with the existence check wrapped by guard, which must
+// call has(k) and may do more around it: the daemon records the key as in
+// use under its sweep lock there, so content found present cannot be swept
+// before the caller relies on it, while the (possibly long) read of r runs
+// without any lock.
+func (b *Batch) PutGuarded(ctx context.Context, r io.Reader, exec bool, guard func(k Key, has func(Key) bool) bool) (PutResult, error) {
+	present := func(k Key) bool { return guard(k, b.has) }
+	tmp, k, err := b.s.write(ctx, r, exec, present)
 	if err != nil || tmp == nil {
 		return PutResult{Key: k}, err
 	}
-	return b.add(tmp, k)
-}
-
-// add seals tmp, written with content k, into the batch.
-func (b *Batch) add(tmp *os.File, k Key) (PutResult, error) {
 	name, err := seal(tmp, k)
 	if err != nil {
 		return PutResult{}, err
 	}
+	return b.add(k, name)
+}
+
+// add makes the sealed temp name pending as k, unless k is pending already
+// (another goroutine of this batch stored the same content: name is
+// removed). A full batch is flushed on the way.
+func (b *Batch) add(k Key, name string) (PutResult, error) {
 	b.mu.Lock()
 	_, dup := b.pending[k]
 	if _, flushing := b.inFlush[k]; flushing {
 		dup = true
 	}
 	if dup {
-		// Another goroutine of this batch stored the same content.
 		b.mu.Unlock()
 		os.Remove(name)
 		return PutResult{Key: k}, nil

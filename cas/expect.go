@@ -31,5 +31,9 @@ func (b *Batch) PutExpect(ctx context.Context, r io.Reader, want Key) (PutResult
 	if tmp == nil {
 		return PutResult{Key: k}, nil
 	}
-	return b.add(tmp, k)
+	name, err := seal(tmp, k)
+	if err != nil {
+		return PutResult{}, err
+	}
+	return b.add(k, name)
 }

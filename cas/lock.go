@@ -56,3 +56,28 @@ func (s *Store) lock(ctx context.Context, how int, waiting func()) (*Lock, error
 
 // Unlock releases the lock.
 func (l *Lock) Unlock() error { return l.f.Close() }
+
+// Convert changes a held lock to exclusive (exclusive true) or shared,
+// polling until ctx ends. flock(2) conversion is not atomic: while it waits
+// the lock may be briefly released, so a holder must not assume it kept the
+// old mode if Convert fails; it should Convert back or Unlock.
+func (l *Lock) Convert(ctx context.Context, exclusive bool) error {
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	for {
+		err := unix.Flock(int(l.f.Fd()), how|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if err != unix.EWOULDBLOCK && err != unix.EINTR {
+			return fmt.Errorf("lock store: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

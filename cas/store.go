@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,7 +34,20 @@ type Options struct {
 	// uses 0755; a shared daemon store uses 0711 so that it cannot be
 	// listed while every blob stays reachable by name.
 	DirMode fs.FileMode
+	// Owner records which mode manages a new store ("daemon" or
+	// "direct"), in <root>/owner: the two keep their GC roots in different
+	// places, so one must not collect the other's store. An existing
+	// store keeps what it recorded.
+	Owner string
 }
+
+// Owners of a store.
+const (
+	OwnerDaemon = "daemon"
+	OwnerDirect = "direct"
+)
+
+const ownerFile = "owner"
 
 // Store is a content-addressed blob store rooted at one directory.
 // Its methods are safe for concurrent use by many goroutines and processes.
@@ -49,6 +63,7 @@ type Store struct {
 	fanout sync.Map
 	// chmodDirs is set when the umask would strip bits from dirMode.
 	chmodDirs bool
+	owner     string
 }
 
 // Open opens the store at root, creating its skeleton if needed.
@@ -71,14 +86,69 @@ func Open(root string, opts Options) (*Store, error) {
 	if err := os.Mkdir(filepath.Join(abs, tmpDir), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	if err := s.claim(opts.Owner); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	return s, nil
+}
+
+// claim reads the store's owner, recording owner if none is recorded yet.
+func (s *Store) claim(owner string) error {
+	p := filepath.Join(s.root, ownerFile)
+	b, err := os.ReadFile(p)
+	if err == nil {
+		s.owner = strings.TrimSpace(string(b))
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) || owner == "" {
+		return nil // unreadable or not claimed: unknown owner
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", p, os.Getpid())
+	if err := writeSynced(tmp, []byte(owner+"\n"), 0o444); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	s.owner = owner
+	return nil
+}
+
+// Owner is the mode that manages the store (OwnerDaemon, OwnerDirect), or
+// "" when the store records none.
+func (s *Store) Owner() string { return s.owner }
+
+// writeSynced writes a small file and fsyncs it, so a rename of it into
+// place is durable once the directory is.
+func writeSynced(path string, data []byte, mode fs.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 // Root is the store's absolute root directory.
 func (s *Store) Root() string { return s.root }
 
 // Path is the absolute path of the blob named by k.
-func (s *Store) Path(k Key) string { return s.root + "/" + k.RelPath() }
+func (s *Store) Path(k Key) string { return BlobPath(s.root, k) }
+
+// BlobPath is where the blob k lies in the store rooted at root: what a
+// projection points at, for code that knows the store only by its root
+// (a daemon's store, which the client cannot open as a Store).
+func BlobPath(root string, k Key) string { return root + "/" + k.RelPath() }
 
 // Has reports whether the blob named by k is present.
 func (s *Store) Has(k Key) bool {

@@ -2,12 +2,15 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vrift/vrift/cas"
-	vfs "github.com/vrift/vrift/fs"
 )
 
 // Direct is a store used without a daemon: the calling user owns it, writes
@@ -15,11 +18,23 @@ import (
 type Direct struct {
 	Store *cas.Store
 	Roots *Roots
+	// shared is set when other users can reach the store's blobs (every
+	// directory from / down to the store lets others search it): files
+	// others could not read are then kept out, as the daemon does.
+	shared bool
 }
 
-// OpenDirect opens (creating) the per-user store at root.
+// OpenDirect opens (creating) the per-user store at root. A new store's
+// directory is 0700: blobs are 0444 and the store holds every file the user
+// ingests, including ones only they could read, so nobody else may reach it.
 func OpenDirect(root string) (*Direct, error) {
-	s, err := cas.Open(root, cas.Options{DirMode: 0o755})
+	if err := os.MkdirAll(filepath.Dir(root), 0o755); err != nil {
+		return nil, fmt.Errorf("create store %s: %w", root, err)
+	}
+	if err := os.Mkdir(root, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create store %s: %w", root, err)
+	}
+	s, err := cas.Open(root, cas.Options{DirMode: 0o755, Owner: cas.OwnerDirect})
 	if err != nil {
 		return nil, err
 	}
@@ -27,15 +42,68 @@ func OpenDirect(root string) (*Direct, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Direct{Store: s, Roots: roots}, nil
+	return &Direct{Store: s, Roots: roots, shared: reachableByOthers(s.Root())}, nil
+}
+
+// reachableByOthers reports whether users other than the owner can reach
+// paths below dir: every directory from / down to dir has o+x.
+func reachableByOthers(dir string) bool {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for p := dir; ; p = filepath.Dir(p) {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) != nil || st.Mode&0o001 == 0 {
+			return false
+		}
+		if p == filepath.Dir(p) {
+			return true
+		}
+	}
 }
 
 // batchWriter is the BlobWriter of a direct-mode ingest: puts into one
 // batch, made durable together.
-type batchWriter struct{ b *cas.Batch }
+type batchWriter struct {
+	b   *cas.Batch
+	dev uint64
+	// share, when set, decides which files may go in: a store others can
+	// reach must not turn a 0600 .env into a 0444 blob anyone can read.
+	share func(st *unix.Stat_t) bool
+}
 
 func (w batchWriter) PutFile(ctx context.Context, f *os.File, exec bool) (cas.PutResult, error) {
+	if err := w.check(f); err != nil {
+		return cas.PutResult{}, err
+	}
 	return w.b.Put(ctx, f, exec)
+}
+
+// Adopt takes f's own inode into the store (see Adopter).
+func (w batchWriter) Adopt(ctx context.Context, f *os.File, mode uint32, exec bool) (cas.PutResult, error) {
+	if err := w.check(f); err != nil {
+		return cas.PutResult{}, err
+	}
+	return w.b.Adopt(ctx, f, mode, exec)
+}
+
+// StoreDev is the store's filesystem.
+func (w batchWriter) StoreDev() uint64 { return w.dev }
+
+// check applies the share policy to the open file f.
+func (w batchWriter) check(f *os.File) error {
+	if w.share == nil {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if !w.share(&st) {
+		return cas.ErrNotShared
+	}
+	return nil
 }
 
 func (w batchWriter) Sync(context.Context) error { return w.b.Flush() }
@@ -45,6 +113,9 @@ func (w batchWriter) Sync(context.Context) error { return w.b.Flush() }
 // has deduplicated against before the manifest that references it is
 // registered.
 func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
+	if err := d.checkOwner("ingest"); err != nil {
+		return nil, err
+	}
 	lock, err := d.Store.LockShared(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
@@ -64,26 +135,46 @@ func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 	// A failed ingest leaves no pending temp files behind.
 	defer batch.Discard()
 	opts.StoreRoot = d.Store.Root()
-	opts.Blobs = batchWriter{batch}
+	dev, err := d.Store.Dev()
+	if err != nil {
+		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+	}
+	w := batchWriter{b: batch, dev: dev}
+	if d.shared {
+		// A store others can reach (made before stores were private, or
+		// opened up by its owner) takes only what others could read
+		// anyway: files with o+r in a directory others can reach.
+		reachable := reachableByOthers(opts.Dir)
+		w.share = func(st *unix.Stat_t) bool { return reachable && st.Mode&0o004 != 0 }
+	}
+	opts.Blobs = w
 	return Ingest(ctx, opts)
 }
 
-// Link projects a manifest from this store. The manifest is (re)registered
-// as a root, since a linked tree depends on its blobs.
-func (d *Direct) Link(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) {
-	if err := resolveManifest(&opts); err != nil {
-		return nil, err
+// ErrDaemonStore is returned (wrapped) for an operation direct mode must
+// not run on a store a daemon manages.
+var ErrDaemonStore = errors.New("the store is managed by a daemon")
+
+// checkOwner refuses op on a daemon's store: the daemon keeps its GC roots
+// in its own state directory, so a direct-mode gc there would see none and
+// sweep every blob, and a direct-mode ingest would register a root the
+// daemon never sees.
+func (d *Direct) checkOwner(op string) error {
+	if d.Store.Owner() == cas.OwnerDaemon {
+		return fmt.Errorf("%s: %w (%s): ask the daemon (drop --direct/--store), or run `vrift verify` on it", op, ErrDaemonStore, d.Store.Root())
 	}
-	var err error
-	if opts.StoreRoot, err = d.Pin(opts.ManifestPath); err != nil {
-		return nil, err
-	}
-	return Link(ctx, opts)
+	return nil
 }
 
+// Mode is "direct".
+func (d *Direct) Mode() string { return "direct" }
+
+// Close releases nothing: a direct store holds no resources between calls.
+func (d *Direct) Close() error { return nil }
+
 // Pin registers the manifest at mpath as a root and returns the store root
-// to project from (see Remote.Pin).
-func (d *Direct) Pin(mpath string) (string, error) {
+// to project from.
+func (d *Direct) Pin(_ context.Context, mpath string) (string, error) {
 	if err := d.Roots.Add(mpath); err != nil {
 		return "", err
 	}

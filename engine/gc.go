@@ -26,6 +26,9 @@ type GCOptions struct {
 	Grace  time.Duration
 	// Waiting is called once if in-flight ingests delay the sweep.
 	Waiting func()
+	// DropStale (daemon mode, root and vrift only) also drops every
+	// user's roots whose pinned copy the daemon can no longer read.
+	DropStale bool
 }
 
 // GCResult reports a collection.
@@ -97,40 +100,66 @@ func (d *Direct) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	if opts.Grace < 0 {
 		return nil, errors.New("gc: negative grace period")
 	}
+	if err := d.checkOwner("gc"); err != nil {
+		return nil, err
+	}
+	if opts.DropStale {
+		return nil, errors.New("gc: --drop-stale is for the daemon's shared store; direct mode already drops roots whose manifest is gone")
+	}
 	lock, err := d.Store.LockExclusive(ctx, opts.Waiting)
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
 	defer lock.Unlock()
-	res := &GCResult{DryRun: opts.DryRun, DroppedRoots: []string{}}
 	roots, err := d.Roots.List()
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
+	res := &GCResult{DryRun: opts.DryRun, DroppedRoots: []string{}}
+	gone, err := Collect(ctx, d.Store, roots, nil, opts.Grace, opts.DryRun, res)
+	if err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	for _, r := range gone {
+		res.DroppedRoots = append(res.DroppedRoots, r)
+		if !opts.DryRun {
+			if err := d.Roots.Remove(r); err != nil {
+				return nil, fmt.Errorf("gc: %w", err)
+			}
+		}
+	}
+	return res, nil
+}
+
+// Collect is the one mark and sweep of both modes. The caller holds the
+// store's lock exclusively. It marks the blobs of every manifest in roots
+// and those extra adds (a daemon's in-flight ingests), then deletes (or,
+// dry, counts) every other blob older than grace, and removes temp files
+// whose writer is gone. A root whose manifest no longer exists is returned
+// in gone for the caller to drop; a root that exists but cannot be read
+// stops the collection before anything is deleted, since it may reference
+// anything.
+func Collect(ctx context.Context, s *cas.Store, roots []string, extra func(live map[cas.Key]struct{}), grace time.Duration, dry bool, res *GCResult) (gone []string, err error) {
 	live := make(map[cas.Key]struct{})
 	for _, r := range roots {
 		err := MarkLive(ctx, r, live)
 		if errors.Is(err, fs.ErrNotExist) {
-			res.DroppedRoots = append(res.DroppedRoots, r)
-			if !opts.DryRun {
-				if err := d.Roots.Remove(r); err != nil {
-					return nil, fmt.Errorf("gc: %w", err)
-				}
-			}
+			gone = append(gone, r)
 			continue
 		}
 		if err != nil {
-			// A root we cannot read may reference anything: sweeping now
-			// could delete live data.
-			return nil, fmt.Errorf("gc: %w (nothing deleted)", err)
+			return nil, fmt.Errorf("%w (nothing deleted)", err)
 		}
 		res.Roots++
 	}
-	if err := Sweep(ctx, d.Store, live, opts.Grace, opts.DryRun, res); err != nil {
-		return nil, fmt.Errorf("gc: %w", err)
+	if extra != nil {
+		extra(live)
 	}
-	if !opts.DryRun {
-		res.Temps, _ = d.Store.CleanTemps(tempMaxAge)
+	if err := Sweep(ctx, s, live, grace, dry, res); err != nil {
+		return gone, err
 	}
-	return res, nil
+	if !dry {
+		res.Temps, _ = s.CleanTemps(tempMaxAge)
+	}
+	return gone, nil
 }

@@ -4,23 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/cas"
-	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/fs/tree"
 	"github.com/vrift/vrift/manifest"
 )
 
@@ -76,6 +68,13 @@ type IngestOptions struct {
 	// pins the manifest with the daemon here, so that no projection ever
 	// depends on blobs that are not held by a root.
 	Committed func(manifestPath string) error
+	// AllowOtherOwner lets the ingest work in a project or directory
+	// another user owns (refused by default, see tree.CheckOwner). Every
+	// change stays confined to the tree either way.
+	AllowOtherOwner bool
+	// Copy stores a copy of every file even where it could be adopted
+	// (tier1 in direct mode: the file's own inode becomes the blob).
+	Copy bool
 }
 
 // IngestResult reports one ingest. Files counts regular files.
@@ -95,9 +94,14 @@ type IngestResult struct {
 	Skipped      int64  `json:"skipped"`
 	Private      int64  `json:"private"`
 	Projected    int64  `json:"projected"`
-	Removed      int64  `json:"removed"`
-	Tier         Tier   `json:"tier"`
-	Mode         Mode   `json:"mode"`
+	// Adopted counts new blobs that are the user's own inodes, made
+	// read-only and linked into the store; Copied, new blobs written as
+	// copies.
+	Adopted int64 `json:"adopted"`
+	Copied  int64 `json:"copied"`
+	Removed int64 `json:"removed"`
+	Tier    Tier  `json:"tier"`
+	Mode    Mode  `json:"mode"`
 }
 
 // skipNames are never ingested at any depth.
@@ -128,6 +132,15 @@ func Target(dir, manifestOverride string) (real, root, manifestPath, subtree str
 	return real, root, manifestPath, filepath.ToSlash(subtree), nil
 }
 
+// An ingest is a pipeline of stages, each in its own file:
+//
+//	walk.go    walker: the tree in pre-order, files reused from the old
+//	           manifest or queued for reading
+//	read.go    hashFile: read (and store) one file through a BlobWriter
+//	commit.go  record: runs walk and read, and commits the one manifest
+//	           write transaction once every blob is durable
+//	swap.go    projectInPlace/removeTree: only then touch the project
+//
 // Ingest stores every regular file under opts.Dir, records the tree in the
 // project manifest and then projects, keeps or removes the files according to
 // tier and mode. Nothing in the project changes until every blob is durable
@@ -157,6 +170,16 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	if within(dir, opts.StoreRoot) {
 		return nil, fmt.Errorf("ingest %s: refusing to ingest the store itself", opts.Dir)
 	}
+	// Everything below the project root is reached by descriptor, and a
+	// tree another user controls is refused before anything is written.
+	t, err := tree.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+	}
+	defer t.Close()
+	if err := checkOwners(t, subtree, opts.AllowOtherOwner); err != nil {
+		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+	}
 	fresh := !exists(mpath)
 	m, err := manifest.Create(mpath)
 	if err != nil {
@@ -164,15 +187,20 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	}
 	defer m.Close()
 
-	in := &ingester{opts: opts, root: root, dir: dir, subtree: subtree, m: m,
-		unique: make(map[cas.Key]struct{})}
+	in := &ingester{opts: opts, root: root, dir: dir, subtree: subtree, m: m, t: t,
+		unique: make(map[cas.Key]struct{}), writable: dirUnlocker{t: t}}
 	in.res.ManifestPath, in.res.Root, in.res.Subtree = mpath, root, subtree
 	in.res.Tier, in.res.Mode = opts.Tier, opts.Mode
+	if a, ok := opts.Blobs.(Adopter); ok && opts.Tier == Tier1 && !opts.Copy {
+		in.adopt = &adoption{a: a, uid: uint32(os.Geteuid()), dev: a.StoreDev()}
+	}
 	if err := in.record(ctx); err != nil {
+		if in.adopt != nil {
+			in.adopt.undo(t, opts.StoreRoot)
+		}
 		if fresh {
 			// Leave no trace of an ingest that recorded nothing.
-			m.Close()
-			manifest.Remove(mpath)
+			m.Discard()
 		}
 		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
 	}
@@ -182,9 +210,7 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 		}
 	}
 	if in.sawNodeModules && opts.Tier == Tier1 && opts.Mode == Solid {
-		opts.Warn("node_modules is now a farm of symlinks into the store; Node resolves symlinks " +
-			"to their real path, so most Node tools will fail on it. Node-safe: " +
-			"`vrift link --method hardlink` or `--method copy`, or ingest with `--mode phantom` and `vrift mount`")
+		opts.Warn("node_modules is now a farm of symlinks into the store; " + nodeSafe)
 	}
 	switch {
 	case opts.Mode == Phantom:
@@ -204,6 +230,7 @@ type ingester struct {
 	opts           IngestOptions
 	root, dir      string
 	subtree        string
+	t              *tree.Tree
 	m              *manifest.Manifest
 	res            IngestResult
 	unique         map[cas.Key]struct{}
@@ -211,44 +238,26 @@ type ingester struct {
 	// regularFiles counts files that are still regular files in the tree.
 	regularFiles int64
 	writable     dirUnlocker
+	// adopt is set when files may be adopted rather than copied.
+	adopt *adoption
 }
 
-// dirUnlocker makes the user's read-only directories (Go's module cache is
-// all 0555) writable while files in them are swapped or removed, and gives
-// them their mode back afterwards.
-type dirUnlocker struct {
-	mu    sync.Mutex
-	modes map[string]fs.FileMode
-}
-
-// unlock adds u+w to dir, once, and reports whether that changed anything.
-func (u *dirUnlocker) unlock(dir string) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if _, done := u.modes[dir]; done {
-		return true // another worker already did
+// checkOwners refuses a project root or ingested directory another user
+// owns, unless allowed.
+func checkOwners(t *tree.Tree, subtree string, allow bool) error {
+	if err := t.CheckOwner(allow); err != nil {
+		return err
 	}
-	info, err := os.Lstat(dir)
-	if err != nil || !info.IsDir() || info.Mode().Perm()&0o200 != 0 {
-		return false
+	fd, err := t.OpenDir(subtree)
+	if err != nil {
+		return err
 	}
-	if os.Chmod(dir, info.Mode().Perm()|0o200) != nil {
-		return false
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
 	}
-	if u.modes == nil {
-		u.modes = map[string]fs.FileMode{}
-	}
-	u.modes[dir] = info.Mode().Perm()
-	return true
-}
-
-func (u *dirUnlocker) restore() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for dir, mode := range u.modes {
-		os.Chmod(dir, mode)
-	}
-	u.modes = nil
+	return tree.CheckOwner(filepath.Join(t.Path(), filepath.FromSlash(subtree)), st.Uid, allow)
 }
 
 // recorded is one path ready for the manifest.
@@ -256,7 +265,7 @@ type recorded struct {
 	path  string
 	entry manifest.Entry
 	// How the file's content was obtained, for the totals.
-	reused, newBlob bool
+	reused, newBlob, adopted bool
 	// projected is set for a file found already projected (a symlink to
 	// its blob), which needs no swap.
 	projected bool
@@ -276,652 +285,17 @@ const (
 )
 
 // swapWorkers is how many in-place swaps run at once.
-const swapWorkers = 16
-
 // errUnchanged aborts the manifest transaction of an ingest that found
 // nothing new: an unchanged tree costs no write and no fsync.
 var errUnchanged = errors.New("unchanged")
 
-// record walks the tree, stores its content and commits the manifest.
-func (in *ingester) record(ctx context.Context) error {
-	old, err := in.m.BeginRead()
-	if err != nil {
-		return err
-	}
-	defer old.Close()
-	oldMeta, err := old.Meta()
-	if err != nil {
-		return err
-	}
-
-	workers := in.opts.Workers
-	if workers <= 0 {
-		// Reads and fsyncs block; more workers than cores keeps the disk busy.
-		workers = max(8, 4*runtime.GOMAXPROCS(0))
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	g, gctx := errgroup.WithContext(ctx)
-	jobs := make(chan []hashJob, workers)
-	out := make(chan []recorded, 2*workers)
-
-	var producers atomic.Int32
-	producers.Store(int32(workers) + 1)
-	done := func() {
-		if producers.Add(-1) == 0 {
-			close(out)
-		}
-	}
-	g.Go(func() error {
-		defer done()
-		defer close(jobs)
-		w := walker{in: in, old: old, jobs: jobs, out: out}
-		if err := w.walkDir(gctx, in.dir, in.subtree); err != nil {
-			return err
-		}
-		return w.flush(gctx)
-	})
-	for range workers {
-		g.Go(func() error {
-			defer done()
-			for batch := range jobs {
-				rs := make([]recorded, 0, len(batch))
-				for _, j := range batch {
-					r, err := in.hashFile(gctx, j)
-					if err != nil {
-						return err
-					}
-					rs = append(rs, r)
-				}
-				select {
-				case out <- rs:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-			}
-			return nil
-		})
-	}
-
-	// The manifest write transaction lives on this goroutine (LMDB ties it
-	// to one OS thread); everything else feeds it through out.
-	seed := maphash.MakeSeed()
-	seen := make(map[uint64]struct{})
-	err = in.m.Update(func(w *manifest.Writer) error {
-		changed := false
-		var lastProgress time.Time
-		for batch := range out {
-			for _, r := range batch {
-				if r.private {
-					in.res.Private++
-					in.opts.Warn(fmt.Sprintf("left in place, not shared: %s is not world-readable "+
-						"(the daemon keeps private files out of the shared store unless run with --share-private)",
-						vfs.Quote(in.abs(r.path))))
-					continue
-				}
-				seen[maphash.String(seed, r.path)] = struct{}{}
-				wrote, err := w.PutIfChanged(r.path, r.entry)
-				if err != nil {
-					return err
-				}
-				changed = changed || wrote
-				in.count(r)
-			}
-			if in.opts.Progress != nil && time.Since(lastProgress) > 100*time.Millisecond {
-				in.opts.Progress(in.res.Files, in.res.Bytes)
-				lastProgress = time.Now()
-			}
-		}
-		// Producers are done (out is closed): a failure among them aborts
-		// the transaction, leaving the old manifest in place.
-		if err := g.Wait(); err != nil {
-			return err
-		}
-		if in.opts.Progress != nil {
-			in.opts.Progress(in.res.Files, in.res.Bytes)
-		}
-		deleted, err := w.DeleteUnseen(in.subtree, func(p []byte) bool {
-			_, ok := seen[maphash.Bytes(seed, p)]
-			return ok
-		})
-		if err != nil {
-			return err
-		}
-		// The manifest must never name a blob that a crash could lose (and
-		// a blob re-stored for an unchanged entry must be published too).
-		if in.res.NewBlobs > 0 {
-			if err := in.opts.Blobs.Sync(ctx); err != nil {
-				return err
-			}
-		}
-		subtrees := addSubtree(oldMeta.Subtrees, in.subtree)
-		if !changed && deleted == 0 && slices.Equal(subtrees, oldMeta.Subtrees) {
-			return errUnchanged
-		}
-		meta := oldMeta
-		meta.Root = in.root
-		meta.Subtrees = subtrees
-		if meta.Totals, err = w.Count(); err != nil {
-			return err
-		}
-		meta.UpdatedAt = time.Now().UTC()
-		return w.SetMeta(meta)
-	})
-	if errors.Is(err, errUnchanged) {
-		return nil
-	}
-	if err != nil {
-		// Stop the walk and drain, so that no goroutine stays blocked on out.
-		cancel()
-		for range out {
-		}
-		g.Wait()
-	}
-	return err
-}
-
-func (in *ingester) count(r recorded) {
-	switch r.entry.Kind {
-	case manifest.Dir:
-		in.res.Dirs++
-		if strings.HasSuffix(r.path, "node_modules") && filepath.Base(r.path) == "node_modules" {
-			in.sawNodeModules = true
-		}
-	case manifest.Symlink:
-		in.res.Symlinks++
-	case manifest.File:
-		in.res.Files++
-		in.res.Bytes += r.entry.Size
-		k := r.entry.Key()
-		in.unique[k] = struct{}{}
-		if r.reused {
-			in.res.Reused++
-		}
-		if !r.projected {
-			in.regularFiles++
-		}
-		if r.newBlob {
-			in.res.NewBlobs++
-			in.res.NewBytes += r.entry.Size
-		}
-	}
-}
-
-// addSubtree adds s to the ingested subtrees, keeping the list free of
-// entries that contain one another.
-func addSubtree(list []string, s string) []string {
-	var out []string
-	for _, t := range list {
-		if manifest.Within(s, t) {
-			return list // already covered
-		}
-		if !manifest.Within(t, s) {
-			out = append(out, t)
-		}
-	}
-	return append(out, s)
-}
-
-// hashFile reads one file into the store. The file's identity is taken from
-// the open descriptor before and after reading; a file that changes while it
-// is read is read again, so the manifest never pairs content with the stat
-// of a different version.
-func (in *ingester) hashFile(ctx context.Context, j hashJob) (recorded, error) {
-	for attempt := 0; ; attempt++ {
-		// unix.Open, not os.Open: a regular file needs none of the poller
-		// set-up os.Open does, and this runs once per file.
-		fd, err := unix.Open(j.abs, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return recorded{}, fmt.Errorf("read %s: %w", vfs.Quote(j.abs), err)
-		}
-		f := os.NewFile(uintptr(fd), j.abs)
-		var before, after unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &before); err != nil {
-			f.Close()
-			return recorded{}, fmt.Errorf("stat %s: %w", vfs.Quote(j.abs), err)
-		}
-		if before.Mode&unix.S_IFMT != unix.S_IFREG {
-			f.Close()
-			return recorded{}, fmt.Errorf("read %s: replaced by a non-regular file during ingest", vfs.Quote(j.abs))
-		}
-		mode := uint32(before.Mode) & 0o7777
-		pr, err := in.opts.Blobs.PutFile(ctx, f, mode&0o111 != 0)
-		if errors.Is(err, cas.ErrNotShared) {
-			f.Close()
-			return recorded{path: j.path, private: true}, nil
-		}
-		if err == nil {
-			err = unix.Fstat(int(f.Fd()), &after)
-		}
-		f.Close()
-		if err != nil {
-			return recorded{}, fmt.Errorf("store %s: %w", vfs.Quote(j.abs), err)
-		}
-		if sameVersion(&before, &after) && pr.Key.Size == before.Size {
-			e := manifest.Entry{Kind: manifest.File, Mode: mode, MTime: unix.TimespecToNsec(before.Mtim),
-				Size: pr.Key.Size, Sum: pr.Key.Sum, Ino: before.Ino, CTime: unix.TimespecToNsec(before.Ctim)}
-			return recorded{path: j.path, entry: e, newBlob: pr.New}, nil
-		}
-		if attempt == 2 {
-			return recorded{}, fmt.Errorf("read %s: file keeps changing while being read", vfs.Quote(j.abs))
-		}
-	}
-}
-
-func sameVersion(a, b *unix.Stat_t) bool {
-	return a.Ino == b.Ino && a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim
-}
-
-// walker produces the tree in pre-order: directories and symlinks straight
-// to the manifest, files either reused from the previous manifest or queued
-// for hashing.
-type walker struct {
-	in      *ingester
-	old     *manifest.Reader
-	jobs    chan<- []hashJob
-	out     chan<- []recorded
-	records []recorded
-	queued  []hashJob
-}
-
-func (w *walker) emit(ctx context.Context, r recorded) error {
-	w.records = append(w.records, r)
-	if len(w.records) < recordBatch {
-		return nil
-	}
-	return w.flushRecords(ctx)
-}
-
-func (w *walker) queue(ctx context.Context, j hashJob) error {
-	w.queued = append(w.queued, j)
-	if len(w.queued) < jobBatch {
-		return nil
-	}
-	return w.flushJobs(ctx)
-}
-
-func (w *walker) flush(ctx context.Context) error {
-	if err := w.flushJobs(ctx); err != nil {
-		return err
-	}
-	return w.flushRecords(ctx)
-}
-
-func (w *walker) flushRecords(ctx context.Context) error {
-	if len(w.records) == 0 {
-		return nil
-	}
-	select {
-	case w.out <- w.records:
-		w.records = make([]recorded, 0, recordBatch)
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (w *walker) flushJobs(ctx context.Context) error {
-	if len(w.queued) == 0 {
-		return nil
-	}
-	select {
-	case w.jobs <- w.queued:
-		w.queued = make([]hashJob, 0, jobBatch)
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (w *walker) walkDir(ctx context.Context, abs, key string) error {
-	d, err := os.Open(abs)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", vfs.Quote(abs), vfs.Cause(err))
-	}
-	defer d.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
-		return fmt.Errorf("stat %s: %w", vfs.Quote(abs), err)
-	}
-	dirEntry := manifest.Entry{Kind: manifest.Dir, Mode: uint32(st.Mode) & 0o7777, MTime: unix.TimespecToNsec(st.Mtim)}
-	if err := w.emit(ctx, recorded{path: key, entry: dirEntry}); err != nil {
-		return err
-	}
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return fmt.Errorf("read dir %s: %w", vfs.Quote(abs), vfs.Cause(err))
-	}
-	fd := int(d.Fd())
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if skipNames[name] {
-			continue
-		}
-		childAbs := filepath.Join(abs, name)
-		if abs != "/" {
-			childAbs = abs + "/" + name // clean already: skip Join's Clean on the hot path
-		}
-		childKey := manifest.Join(key, name)
-		var cst unix.Stat_t
-		if err := unix.Fstatat(fd, name, &cst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue // gone since readdir
-			}
-			return fmt.Errorf("stat %s: %w", vfs.Quote(childAbs), err)
-		}
-		if childAbs == w.in.opts.StoreRoot {
-			continue
-		}
-		switch cst.Mode & unix.S_IFMT {
-		case unix.S_IFDIR:
-			if err := w.walkDir(ctx, childAbs, childKey); err != nil {
-				return err
-			}
-		case unix.S_IFLNK:
-			target, err := readlinkat(fd, name, cst.Size)
-			if err != nil {
-				return fmt.Errorf("readlink %s: %w", vfs.Quote(childAbs), err)
-			}
-			if strings.HasPrefix(name, swapPrefix) {
-				// Left by an interrupted swap: the original is intact.
-				unix.Unlinkat(fd, name, 0)
-				continue
-			}
-			r, err := w.symlinkEntry(childKey, target, &cst)
-			if err != nil {
-				return err
-			}
-			if err := w.emit(ctx, r); err != nil {
-				return err
-			}
-		case unix.S_IFREG:
-			if r, ok, err := w.reuse(childKey, &cst); err != nil {
-				return err
-			} else if ok {
-				if err := w.emit(ctx, r); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := w.queue(ctx, hashJob{path: childKey, abs: childAbs}); err != nil {
-				return err
-			}
-		default:
-			w.in.opts.Warn(fmt.Sprintf("skipping %s: %s, not a regular file, directory or symlink", vfs.Quote(childAbs), fileType(cst.Mode)))
-			atomic.AddInt64(&w.in.res.Skipped, 1)
-		}
-	}
-	return nil
-}
-
-// reuse returns the previous manifest's entry for an unchanged regular file
-// whose blob is still present.
-func (w *walker) reuse(key string, st *unix.Stat_t) (recorded, bool, error) {
-	e, ok, err := w.old.Get(key)
-	if err != nil || !ok || e.Kind != manifest.File {
-		return recorded{}, false, err
-	}
-	if e.Ino != st.Ino || e.Size != st.Size || e.MTime != unix.TimespecToNsec(st.Mtim) ||
-		e.CTime != unix.TimespecToNsec(st.Ctim) || e.Mode != uint32(st.Mode)&0o7777 {
-		return recorded{}, false, nil
-	}
-	if !exists(w.blobPath(e.Key())) {
-		return recorded{}, false, nil
-	}
-	return recorded{path: key, entry: e, reused: true}, true, nil
-}
-
-// symlinkEntry records a symlink. One that already projects the previous
-// manifest's file (the result of an earlier tier1 ingest) stands for that
-// file, unchanged.
-func (w *walker) symlinkEntry(key string, target []byte, st *unix.Stat_t) (recorded, error) {
-	if e, ok, err := w.old.Get(key); err != nil {
-		return recorded{}, err
-	} else if ok && e.Kind == manifest.File && string(target) == w.blobPath(e.Key()) {
-		// Not checked against the store: if the blob were gone, its
-		// content would be gone with it, and re-reading the dangling
-		// link could not bring it back (verify names such losses).
-		return recorded{path: key, entry: e, reused: true, projected: true}, nil
-	}
-	e := manifest.Entry{Kind: manifest.Symlink, Mode: 0o777, MTime: unix.TimespecToNsec(st.Mtim), Target: target}
-	return recorded{path: key, entry: e}, nil
-}
-
-func (w *walker) blobPath(k cas.Key) string { return w.in.opts.StoreRoot + "/" + k.RelPath() }
-
-func readlinkat(dirfd int, name string, size int64) ([]byte, error) {
-	for n := max(int(size)+1, 256); ; n *= 2 {
-		buf := make([]byte, n)
-		got, err := unix.Readlinkat(dirfd, name, buf)
-		if err != nil {
-			return nil, err
-		}
-		if got < n {
-			return buf[:got], nil
-		}
-	}
-}
-
-func fileType(mode uint32) string {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFIFO:
-		return "named pipe"
-	case unix.S_IFSOCK:
-		return "socket"
-	case unix.S_IFCHR:
-		return "character device"
-	case unix.S_IFBLK:
-		return "block device"
-	}
-	return "special file"
-}
-
-// projectInPlace replaces each ingested regular file by a symlink to its
-// blob, but only where the file is still the version that was hashed.
-func (in *ingester) projectInPlace(ctx context.Context) error {
-	type swap struct {
-		abs   string
-		entry manifest.Entry
-	}
-	// Swaps free the replaced files' blocks, which waits on the disk:
-	// many in flight overlap those waits (measured on the npm fixture: 8.1 s
-	// with one worker, 4.8 s with 4, 3.8-4.6 s with 16).
-	g, gctx := errgroup.WithContext(ctx)
-	swaps := make(chan []swap, 8)
-	var projected atomic.Int64
-	for range swapWorkers {
-		g.Go(func() error {
-			for batch := range swaps {
-				for _, s := range batch {
-					ok, err := in.swapIfUnchanged(s.abs, s.entry)
-					if err != nil {
-						return err
-					}
-					if ok {
-						projected.Add(1)
-					}
-				}
-			}
-			return nil
-		})
-	}
-	// Swaps change their directory's mtime; it gets the recorded one back.
-	dirTimes := map[string]int64{}
-	touched := map[string]int64{}
-	g.Go(func() error {
-		defer close(swaps)
-		var batch []swap
-		err := in.m.View(func(r *manifest.Reader) error {
-			return r.Walk(in.subtree, func(p string, e manifest.Entry) error {
-				if e.Kind == manifest.Dir {
-					dirTimes[p] = e.MTime
-					return nil
-				}
-				if e.Kind != manifest.File {
-					return nil
-				}
-				if mt, ok := dirTimes[path.Dir(p)]; ok {
-					touched[in.abs(path.Dir(p))] = mt
-				}
-				batch = append(batch, swap{in.abs(p), e})
-				if len(batch) < jobBatch {
-					return nil
-				}
-				select {
-				case swaps <- batch:
-					batch = nil
-					return nil
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-			})
-		})
-		if err == nil && len(batch) > 0 {
-			swaps <- batch
-		}
-		return err
-	})
-	err := g.Wait()
-	in.res.Projected = projected.Load()
-	in.writable.restore()
-	restoreDirTimes(touched)
-	return err
-}
-
-// swapIfUnchanged replaces the regular file at abs by a symlink to e's blob
-// if it is still the version that was stored.
-func (in *ingester) swapIfUnchanged(abs string, e manifest.Entry) (bool, error) {
-	var st unix.Stat_t
-	if err := unix.Lstat(abs, &st); err != nil {
-		in.opts.Warn(fmt.Sprintf("not projecting %s: %v", vfs.Quote(abs), err))
-		return false, nil
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return false, nil // already a projection (or replaced by the user)
-	}
-	if st.Ino != e.Ino || st.Size != e.Size || unix.TimespecToNsec(st.Mtim) != e.MTime {
-		in.opts.Warn(fmt.Sprintf("not projecting %s: changed since it was stored", vfs.Quote(abs)))
-		return false, nil
-	}
-	err := swapSymlink(in.blobPath(e.Key()), abs)
-	if errors.Is(err, fs.ErrPermission) && in.writable.unlock(filepath.Dir(abs)) {
-		err = swapSymlink(in.blobPath(e.Key()), abs)
-	}
-	if err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-func (in *ingester) blobPath(k cas.Key) string { return in.opts.StoreRoot + "/" + k.RelPath() }
+func (in *ingester) blobPath(k cas.Key) string { return cas.BlobPath(in.opts.StoreRoot, k) }
 
 func (in *ingester) abs(p string) string {
 	if p == manifest.RootPath {
 		return in.root
 	}
 	return filepath.Join(in.root, filepath.FromSlash(p))
-}
-
-// swapSymlink atomically replaces path by a symlink to target: the symlink is
-// made under a temporary name beside it and renamed over it, so path is never
-// missing.
-func swapSymlink(target, path string) error {
-	tmp := filepath.Join(filepath.Dir(path), swapPrefix+filepath.Base(path))
-	if len(filepath.Base(tmp)) > 255 {
-		tmp = filepath.Join(filepath.Dir(path), fmt.Sprintf("%s%d", swapPrefix, time.Now().UnixNano()))
-	}
-	err := os.Symlink(target, tmp)
-	if errors.Is(err, fs.ErrExist) {
-		// Left by an interrupted swap.
-		os.Remove(tmp)
-		err = os.Symlink(target, tmp)
-	}
-	if err != nil {
-		return fmt.Errorf("project %s: %w", vfs.Quote(path), vfs.Cause(err))
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("project %s: %w", vfs.Quote(path), vfs.Cause(err))
-	}
-	return nil
-}
-
-// removeTree deletes the ingested files for phantom mode: recorded files and
-// symlinks that are unchanged, then the directories that are left empty,
-// deepest first. The subtree's own directory stays, as a mount point.
-func (in *ingester) removeTree(ctx context.Context) error {
-	var dirs []string
-	err := in.m.View(func(r *manifest.Reader) error {
-		return r.Walk(in.subtree, func(p string, e manifest.Entry) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			abs := in.abs(p)
-			var st unix.Stat_t
-			if err := unix.Lstat(abs, &st); err != nil {
-				return nil
-			}
-			switch e.Kind {
-			case manifest.Dir:
-				if p != in.subtree {
-					dirs = append(dirs, abs)
-				}
-				return nil
-			case manifest.File:
-				switch st.Mode & unix.S_IFMT {
-				case unix.S_IFREG:
-					if st.Ino != e.Ino || st.Size != e.Size || unix.TimespecToNsec(st.Mtim) != e.MTime {
-						in.opts.Warn(fmt.Sprintf("keeping %s: changed since it was stored", vfs.Quote(abs)))
-						return nil
-					}
-				case unix.S_IFLNK:
-					if t, err := os.Readlink(abs); err != nil || t != in.blobPath(e.Key()) {
-						return nil
-					}
-				default:
-					return nil
-				}
-			case manifest.Symlink:
-				if t, err := os.Readlink(abs); err != nil || t != string(e.Target) {
-					return nil
-				}
-			}
-			err := os.Remove(abs)
-			if errors.Is(err, fs.ErrPermission) && in.writable.unlock(filepath.Dir(abs)) {
-				err = os.Remove(abs)
-			}
-			if err != nil {
-				return fmt.Errorf("phantom: remove %s: %w", vfs.Quote(abs), vfs.Cause(err))
-			}
-			in.res.Removed++
-			return nil
-		})
-	})
-	if err != nil {
-		return err
-	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		// A directory that is not empty holds something that was not
-		// ingested, and stays.
-		err := os.Remove(dirs[i])
-		if errors.Is(err, fs.ErrPermission) && in.writable.unlock(filepath.Dir(dirs[i])) {
-			err = os.Remove(dirs[i])
-		}
-		if err == nil {
-			in.res.Removed++
-		}
-	}
-	in.writable.restore()
-	return nil
-}
-
-func restoreDirTimes(dirs map[string]int64) {
-	for dir, mtime := range dirs {
-		ts := []unix.Timespec{{Sec: 0, Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(mtime)}
-		unix.UtimesNanoAt(unix.AT_FDCWD, dir, ts, unix.AT_SYMLINK_NOFOLLOW)
-	}
 }
 
 // within reports whether p is dir or lies below it (both absolute, clean).

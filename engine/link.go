@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/manifest"
@@ -22,14 +21,18 @@ type LinkOptions struct {
 	Subtree string
 	Method  vfs.Method
 	Force   bool
+	// AllowOtherOwner and KeepSpecialBits: see fs.LinkOptions.
+	AllowOtherOwner bool
+	KeepSpecialBits bool
 	// StoreRoot is the store's absolute root; projections point into it.
 	StoreRoot string
 	Warn      func(string)
 }
 
-// Link projects a project's manifest (or one subtree of it) in place or
-// under opts.To.
-func Link(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) {
+// LinkPinned projects a project's manifest (or one subtree of it) in place
+// or under opts.To from opts.StoreRoot, for a manifest already pinned (see
+// Link).
+func LinkPinned(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) {
 	if opts.Warn == nil {
 		opts.Warn = func(string) {}
 	}
@@ -54,27 +57,15 @@ func Link(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) {
 		// of the whole project.
 		dest = filepath.Dir(filepath.Dir(mpath))
 	}
-	subtree := cleanSubtree(opts.Subtree)
+	subtree := manifest.CleanKey(opts.Subtree)
 	if opts.Method == vfs.Symlink || opts.Method == "" {
 		if has, err := hasNodeModules(m, subtree); err == nil && has {
-			opts.Warn("projecting node_modules as symlinks into the store; Node resolves symlinks to " +
-				"their real path, so most Node tools will fail on it. Node-safe: --method hardlink or " +
-				"--method copy, or `vrift mount`")
+			opts.Warn("projecting node_modules as symlinks into the store; " + nodeSafe)
 		}
 	}
 	return vfs.Link(ctx, m, vfs.LinkOptions{Dest: dest, Subtree: subtree, Method: opts.Method,
-		Force: opts.Force, StoreRoot: opts.StoreRoot})
-}
-
-func cleanSubtree(s string) string {
-	if s == "" {
-		return manifest.RootPath
-	}
-	s = strings.TrimPrefix(filepath.ToSlash(filepath.Clean(s)), "./")
-	if s == "" {
-		return manifest.RootPath
-	}
-	return s
+		Force: opts.Force, StoreRoot: opts.StoreRoot, AllowOtherOwner: opts.AllowOtherOwner,
+		KeepSpecialBits: opts.KeepSpecialBits})
 }
 
 // hasNodeModules reports whether the subtree is, or contains, a node_modules
@@ -97,3 +88,7 @@ func hasNodeModules(m *manifest.Manifest, subtree string) (bool, error) {
 }
 
 var errStop = errors.New("stop")
+
+// nodeSafe is why symlink projections break Node, and what works instead.
+const nodeSafe = "Node resolves symlinks to their real path, so most Node tools will fail on it. " +
+	"Node-safe: `vrift link --method hardlink` or `--method copy`, or ingest with `--mode phantom` and `vrift mount`"

@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/rpc"
 )
 
@@ -48,7 +48,7 @@ func (r *Remote) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 }
 
 func (r *Remote) pin(ctx context.Context, mpath, session string) (*rpc.LinkResult, error) {
-	f, err := os.Open(mpath)
+	f, err := manifest.OpenFile(mpath)
 	if err != nil {
 		return nil, err
 	}
@@ -74,20 +74,28 @@ func (r *Remote) Pin(ctx context.Context, mpath string) (string, error) {
 	return res.Store, nil
 }
 
-// Link pins the manifest, then projects it as the user.
-func (r *Remote) Link(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) {
-	if err := resolveManifest(&opts); err != nil {
-		return nil, err
-	}
-	var err error
-	if opts.StoreRoot, err = r.Pin(ctx, opts.ManifestPath); err != nil {
-		return nil, fmt.Errorf("link: %w", err)
-	}
-	return Link(ctx, opts)
-}
+// Mode is "daemon".
+func (r *Remote) Mode() string { return "daemon" }
+
+// Close hangs up.
+func (r *Remote) Close() error { return r.Client.Close() }
 
 // Status asks the daemon for the store and the caller's roots.
-func (r *Remote) Status(ctx context.Context) (rpc.StatusResult, error) {
+func (r *Remote) Status(ctx context.Context) (*StoreStatus, error) {
+	st, err := r.status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("status: daemon: %w", err)
+	}
+	out := &StoreStatus{Store: st.Store, Blobs: st.Blobs, Bytes: st.Bytes, DiskBytes: st.DiskBytes, Roots: len(st.Roots),
+		Daemon: &DaemonStatus{Version: st.Version, Sessions: st.Sessions, Roots: []RootInfo{},
+			Usage: Usage{Roots: st.Usage.Roots, Files: st.Usage.Files, Bytes: st.Usage.Bytes}}}
+	for _, rt := range st.Roots {
+		out.Daemon.Roots = append(out.Daemon.Roots, RootInfo(rt))
+	}
+	return out, nil
+}
+
+func (r *Remote) status(ctx context.Context) (rpc.StatusResult, error) {
 	var st rpc.StatusResult
 	err := r.Client.Call(ctx, rpc.MethodStatus, nil, &st)
 	return st, err
@@ -96,9 +104,9 @@ func (r *Remote) Status(ctx context.Context) (rpc.StatusResult, error) {
 // GC drops the caller's roots whose manifest is gone (only the caller can
 // see that) and runs the daemon's sweep.
 func (r *Remote) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
-	st, err := r.Status(ctx)
+	st, err := r.status(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gc: daemon: %w", err)
 	}
 	uid := uint32(os.Getuid())
 	var drop []string
@@ -111,7 +119,7 @@ func (r *Remote) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		}
 	}
 	var res rpc.GCResult
-	err = r.Client.Call(ctx, rpc.MethodGC, rpc.GCParams{DryRun: opts.DryRun, Grace: opts.Grace, Drop: drop}, &res)
+	err = r.Client.Call(ctx, rpc.MethodGC, rpc.GCParams{DryRun: opts.DryRun, Grace: opts.Grace, Drop: drop, DropStale: opts.DropStale}, &res)
 	if err != nil {
 		return nil, fmt.Errorf("gc: daemon: %w", err)
 	}
@@ -119,8 +127,16 @@ func (r *Remote) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		FreedBytes: res.FreedBytes, Kept: res.Kept, KeptYoung: res.KeptYoung}, nil
 }
 
+// ErrRepairShared refuses verify --repair through the daemon: it changes
+// the shared store.
+var ErrRepairShared = errors.New("verify --repair changes the shared store: run it as the daemon's user " +
+	"(sudo -u vrift vrift --direct --store /var/lib/vrift/the_source verify --repair)")
+
 // Verify asks the daemon to re-hash the store and check the caller's roots.
-func (r *Remote) Verify(ctx context.Context) (*VerifyResult, error) {
+func (r *Remote) Verify(ctx context.Context, opts VerifyOptions) (*VerifyResult, error) {
+	if opts.Repair {
+		return nil, ErrRepairShared
+	}
 	var res rpc.VerifyResult
 	if err := r.Client.Call(ctx, rpc.MethodVerify, nil, &res); err != nil {
 		return nil, fmt.Errorf("verify: daemon: %w", err)
@@ -143,18 +159,40 @@ func DefaultSocket() string {
 	return "/run/vrift/daemon.sock"
 }
 
-// Connect dials the daemon at socket, returning nil (no error) when no
-// daemon answers there: the caller then works in direct mode.
+// ErrDaemonUnavailable is returned (wrapped) when a daemon socket exists but
+// cannot be used.
+var ErrDaemonUnavailable = errors.New("daemon unavailable")
+
+// Connect dials the daemon at socket. It returns nil (no error), meaning
+// direct mode, only when there is no socket at all: no daemon is installed
+// or set up there. A socket that exists but cannot be used (refused,
+// permission denied, no answer) is an error naming the socket and the
+// reason: silently falling back would put the caller's files into a
+// per-user store instead of the shared one they expect, with other
+// privacy rules; --direct says so explicitly.
 func Connect(ctx context.Context, socket string) (*Remote, error) {
-	if _, err := os.Stat(socket); err != nil {
+	if !SocketExists(socket) {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	c, err := rpc.Dial(ctx, socket)
 	if err != nil {
-		// A socket file nobody answers on (a daemon that died): direct mode.
-		return nil, nil
+		return nil, fmt.Errorf("%w: cannot use the daemon socket %s (%v); start the daemon "+
+			"(systemctl start vrift-daemon.socket) or pass --direct to work on your own store",
+			ErrDaemonUnavailable, socket, causeOf(err))
 	}
 	return &Remote{Client: c}, nil
+}
+
+// causeOf is the innermost error, without the path and op wrappers that
+// would repeat the socket's name.
+func causeOf(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
 }

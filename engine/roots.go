@@ -25,8 +25,45 @@ func OpenRoots(dir string) (*Roots, error) {
 }
 
 func (r *Roots) file(manifestPath string) string {
+	return filepath.Join(r.dir, RootID(manifestPath))
+}
+
+// RootID names a root's files in a registry, in either mode: a hash of its
+// manifest path, so registering is idempotent.
+func RootID(manifestPath string) string {
 	sum := sha256.Sum256([]byte(manifestPath))
-	return filepath.Join(r.dir, hex.EncodeToString(sum[:16]))
+	return hex.EncodeToString(sum[:16])
+}
+
+// WriteFileAtomic replaces path with data (mode 0600): written and fsynced
+// under a temporary name, renamed over path, and the directory fsynced, so a
+// crash leaves the old file or the new one, never a torn one, and a
+// registered root stays registered.
+func WriteFileAtomic(path string, data []byte) error {
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 // Add registers manifestPath as a root.
@@ -35,11 +72,7 @@ func (r *Roots) Add(manifestPath string) error {
 	if b, err := os.ReadFile(f); err == nil && string(b) == manifestPath {
 		return nil
 	}
-	tmp := f + ".tmp"
-	if err := os.WriteFile(tmp, []byte(manifestPath), 0o600); err != nil {
-		return fmt.Errorf("register root %s: %w", manifestPath, err)
-	}
-	if err := os.Rename(tmp, f); err != nil {
+	if err := WriteFileAtomic(f, []byte(manifestPath)); err != nil {
 		return fmt.Errorf("register root %s: %w", manifestPath, err)
 	}
 	return nil

@@ -16,6 +16,34 @@ type StoreStatus struct {
 	Bytes     int64  `json:"bytes"`
 	DiskBytes int64  `json:"disk_bytes"`
 	Roots     int    `json:"roots"`
+	// Daemon is set in daemon mode.
+	Daemon *DaemonStatus `json:"-"`
+}
+
+// DaemonStatus describes the daemon serving a shared store.
+type DaemonStatus struct {
+	Version string `json:"version"`
+	// Roots are the caller's own (everyone's for root and vrift).
+	Roots    []RootInfo `json:"roots"`
+	Sessions int        `json:"sessions"`
+	// Usage sums the caller's own roots.
+	Usage Usage `json:"usage"`
+}
+
+// RootInfo is one pinned manifest of a shared store.
+type RootInfo struct {
+	UID          uint32    `json:"uid"`
+	ManifestPath string    `json:"manifest_path"`
+	Files        int64     `json:"files"`
+	Bytes        int64     `json:"bytes"`
+	PinnedAt     time.Time `json:"pinned_at"`
+}
+
+// Usage is what one user's pinned manifests reference.
+type Usage struct {
+	Roots int   `json:"roots"`
+	Files int64 `json:"files"`
+	Bytes int64 `json:"bytes"`
 }
 
 // ProjectStatus describes one project's manifest.
@@ -43,17 +71,17 @@ func ScanStore(ctx context.Context, s *cas.Store) (StoreStatus, error) {
 }
 
 // Status describes the store and its roots.
-func (d *Direct) Status(ctx context.Context) (StoreStatus, error) {
+func (d *Direct) Status(ctx context.Context) (*StoreStatus, error) {
 	st, err := ScanStore(ctx, d.Store)
 	if err != nil {
-		return st, fmt.Errorf("status: %w", err)
+		return nil, fmt.Errorf("status: %w", err)
 	}
 	roots, err := d.Roots.List()
 	if err != nil {
-		return st, fmt.Errorf("status: %w", err)
+		return nil, fmt.Errorf("status: %w", err)
 	}
 	st.Roots = len(roots)
-	return st, nil
+	return &st, nil
 }
 
 // ReadProjectStatus summarises the manifest at path.

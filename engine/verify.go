@@ -114,20 +114,30 @@ func VerifyRoot(ctx context.Context, s *cas.Store, path string, res *VerifyResul
 
 // Verify re-hashes every blob and checks that every root's files are present.
 // Roots whose manifest is gone are skipped (gc drops them).
-func (d *Direct) Verify(ctx context.Context, repair bool) (*VerifyResult, error) {
-	res := &VerifyResult{Corrupt: []string{}, Quarantined: []string{}, Missing: []MissingBlob{}}
-	if err := VerifyBlobs(ctx, d.Store, repair, res); err != nil {
-		return res, err
-	}
+func (d *Direct) Verify(ctx context.Context, opts VerifyOptions) (*VerifyResult, error) {
 	roots, err := d.Roots.List()
 	if err != nil {
-		return res, err
+		return nil, err
+	}
+	return Check(ctx, d.Store, roots, true, opts.Repair)
+}
+
+// Check is the one verification of both modes: it re-hashes every blob
+// when blobs is set (moving corrupt ones aside with repair), and checks
+// that every file of every manifest in roots has its blob. Roots whose
+// manifest is gone are skipped (gc drops them).
+func Check(ctx context.Context, s *cas.Store, roots []string, blobs, repair bool) (*VerifyResult, error) {
+	res := &VerifyResult{Corrupt: []string{}, Quarantined: []string{}, Missing: []MissingBlob{}}
+	if blobs {
+		if err := VerifyBlobs(ctx, s, repair, res); err != nil {
+			return res, err
+		}
 	}
 	for _, r := range roots {
 		if !exists(r) {
 			continue
 		}
-		if err := VerifyRoot(ctx, d.Store, r, res); err != nil {
+		if err := VerifyRoot(ctx, s, r, res); err != nil {
 			return res, err
 		}
 	}

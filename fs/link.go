@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/cas"
+	"github.com/vrift/vrift/fs/tree"
 	"github.com/vrift/vrift/manifest"
 )
 
@@ -55,6 +56,15 @@ type LinkOptions struct {
 	// Force replaces files and symlinks that are not projections.
 	Force     bool
 	StoreRoot string
+	// AllowOtherOwner lets the projection work in a Dest another user
+	// owns (refused by default, see tree.CheckOwner). Every change stays
+	// confined to Dest either way.
+	AllowOtherOwner bool
+	// KeepSpecialBits applies the manifest's setuid, setgid and sticky
+	// bits. They are masked otherwise, and always when Dest is not the
+	// caller's: a manifest is data its author chose, and a projection made
+	// by root must not turn it into a setuid-root binary.
+	KeepSpecialBits bool
 }
 
 // LinkResult reports a projection.
@@ -65,6 +75,9 @@ type LinkResult struct {
 	Fixed     int64    `json:"fixed"`
 	Unchanged int64    `json:"unchanged"`
 	Conflicts []string `json:"conflicts"`
+	// SpecialBitsMasked counts entries whose setuid/setgid/sticky bits
+	// were not applied.
+	SpecialBitsMasked int64 `json:"special_bits_masked,omitempty"`
 }
 
 // ErrConflict is returned (wrapped) when paths were left alone because they
@@ -79,6 +92,10 @@ const tmpPrefix = ".vrift-tmp-"
 // differ and leaves what already matches. A path holding something that is
 // not a projection is a conflict: it is listed and left alone unless
 // opts.Force is set. Every replacement is atomic (temp name, then rename).
+//
+// Everything below Dest is reached by descriptor without following
+// symlinks (package tree): a directory of the tree swapped for a symlink
+// makes that path fail, it never redirects a create, chmod or rename.
 func Link(ctx context.Context, m *manifest.Manifest, opts LinkOptions) (*LinkResult, error) {
 	if opts.Method == "" {
 		opts.Method = Symlink
@@ -111,11 +128,14 @@ func Link(ctx context.Context, m *manifest.Manifest, opts LinkOptions) (*LinkRes
 		if n == 0 {
 			return fmt.Errorf("%q is not in manifest %s", opts.Subtree, m.Path())
 		}
-		if err := l.prepareDest(); err != nil {
+		if err := l.openDest(); err != nil {
 			return err
 		}
 		return l.walk(ctx, r)
 	})
+	if l.t != nil {
+		defer l.t.Close()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("link: %w", err)
 	}
@@ -134,8 +154,8 @@ const linkWorkers = 8
 
 // leaf is a file or symlink to project.
 type leaf struct {
-	p, abs string
-	e      manifest.Entry
+	p string
+	e manifest.Entry
 	// look is false when the parent was created by this run, so nothing
 	// can be there yet.
 	look bool
@@ -149,9 +169,11 @@ func (l *linker) walk(ctx context.Context, r *manifest.Reader) error {
 	work := make(chan []leaf, linkWorkers)
 	for range linkWorkers {
 		g.Go(func() error {
+			dirs := l.t.NewDirs()
+			defer dirs.Close()
 			for batch := range work {
 				for _, lf := range batch {
-					if err := l.project(lf); err != nil {
+					if err := l.project(dirs, lf); err != nil {
 						return err
 					}
 				}
@@ -169,16 +191,17 @@ func (l *linker) walk(ctx context.Context, r *manifest.Reader) error {
 			return gctx.Err()
 		}
 	}
+	dirs := l.t.NewDirs()
+	defer dirs.Close()
 	err := r.Walk(l.opts.Subtree, func(p string, e manifest.Entry) error {
 		if l.blocked != "" && manifest.Within(p, l.blocked) {
 			return nil
 		}
-		abs := l.abs(p)
-		look := !l.fresh[filepath.Dir(abs)] || p == l.opts.Subtree
+		look := !l.fresh[parentKey(p)] || p == l.opts.Subtree
 		if e.Kind == manifest.Dir {
-			return l.dir(p, abs, e, look)
+			return l.dir(dirs, p, e, look)
 		}
-		batch = append(batch, leaf{p: p, abs: abs, e: e, look: look})
+		batch = append(batch, leaf{p: p, e: e, look: look})
 		if len(batch) < 64 {
 			return nil
 		}
@@ -196,24 +219,47 @@ func (l *linker) walk(ctx context.Context, r *manifest.Reader) error {
 	return err
 }
 
-// lstat reports whether abs exists, filling st.
-func lstat(abs string, st *unix.Stat_t) (bool, error) {
-	switch err := unix.Lstat(abs, st); {
+// parentKey is the key of p's directory ("" for the root's children).
+func parentKey(p string) string {
+	if p == manifest.RootPath {
+		return ""
+	}
+	d, _ := tree.Split(p)
+	if d == "." {
+		return manifest.RootPath
+	}
+	return d
+}
+
+// relOf turns a manifest key into a path relative to the tree's root.
+func relOf(p string) string {
+	if p == manifest.RootPath {
+		return "."
+	}
+	return p
+}
+
+// statAt reports whether name exists in dirfd, filling st.
+func statAt(dirfd int, name string, st *unix.Stat_t) (bool, error) {
+	switch err := unix.Fstatat(dirfd, name, st, unix.AT_SYMLINK_NOFOLLOW); {
 	case err == nil:
 		return true, nil
 	case errors.Is(err, unix.ENOENT):
 		return false, nil
 	default:
-		return false, fmt.Errorf("stat %s: %w", Quote(abs), err)
+		return false, err
 	}
 }
 
 type linker struct {
 	opts LinkOptions
 	dest string
-	mu   sync.Mutex // guards res.Conflicts
-	res  *LinkResult
-	// fresh holds directories this run created: their children cannot
+	t    *tree.Tree
+	// keepSpecial is set when the manifest's special bits are applied.
+	keepSpecial bool
+	mu          sync.Mutex // guards res.Conflicts
+	res         *LinkResult
+	// fresh holds directory keys this run created: their children cannot
 	// exist yet, so they are created without a look first.
 	fresh map[string]bool
 	// blocked is a conflicting directory key whose subtree is skipped.
@@ -222,7 +268,7 @@ type linker struct {
 }
 
 type dirFix struct {
-	abs   string
+	p     string
 	mode  uint32
 	mtime int64
 }
@@ -235,19 +281,53 @@ func (l *linker) abs(p string) string {
 }
 
 func (l *linker) blob(e manifest.Entry) string {
-	return l.opts.StoreRoot + "/" + e.Key().RelPath()
+	return cas.BlobPath(l.opts.StoreRoot, e.Key())
 }
 
-// prepareDest creates dest and the ancestors of the subtree below it.
-func (l *linker) prepareDest() error {
-	top := l.dest
-	if l.opts.Subtree != manifest.RootPath {
-		top = filepath.Dir(l.abs(l.opts.Subtree))
+// openDest creates dest (the path the caller named) and opens it as the
+// tree everything else happens in, then creates the ancestors of the
+// subtree below it, by descriptor.
+func (l *linker) openDest() error {
+	if err := os.MkdirAll(l.dest, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", Quote(l.dest), Cause(err))
 	}
-	if err := os.MkdirAll(top, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", Quote(top), Cause(err))
+	t, err := tree.Open(l.dest)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", Quote(l.dest), Cause(err))
+	}
+	l.t = t
+	if err := t.CheckOwner(l.opts.AllowOtherOwner); err != nil {
+		return err
+	}
+	l.keepSpecial = l.opts.KeepSpecialBits && t.Owner() == uint32(unix.Geteuid())
+	if l.opts.Subtree == manifest.RootPath {
+		return nil
+	}
+	parent, _ := tree.Split(l.opts.Subtree)
+	if parent == "." {
+		return nil
+	}
+	rel := ""
+	for _, name := range strings.Split(parent, "/") {
+		fd, err := t.OpenDir(relOf(orRoot(rel)))
+		if err != nil {
+			return fmt.Errorf("open %s: %w", Quote(l.abs(orRoot(rel))), Cause(err))
+		}
+		err = unix.Mkdirat(fd, name, 0o755)
+		unix.Close(fd)
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("create %s: %w", Quote(l.abs(manifest.Join(orRoot(rel), name))), err)
+		}
+		rel = manifest.Join(orRoot(rel), name)
 	}
 	return nil
+}
+
+func orRoot(p string) string {
+	if p == "" {
+		return manifest.RootPath
+	}
+	return p
 }
 
 func (l *linker) conflict(abs, why string) {
@@ -256,66 +336,122 @@ func (l *linker) conflict(abs, why string) {
 	l.mu.Unlock()
 }
 
-func (l *linker) project(lf leaf) error {
+// mode is the mode a projection of e gets: its permission bits, and its
+// special bits only when they are kept.
+func (l *linker) mode(e manifest.Entry) uint32 {
+	if l.keepSpecial {
+		return e.Mode & 0o7777
+	}
+	if e.Mode&0o7000 != 0 {
+		atomic.AddInt64(&l.res.SpecialBitsMasked, 1)
+	}
+	return e.Mode & 0o777
+}
+
+// at is a leaf's place: its parent directory's descriptor and its name.
+type at struct {
+	dirfd int
+	name  string
+	abs   string
+}
+
+func (l *linker) project(dirs *tree.Dirs, lf leaf) error {
+	parent, name := tree.Split(lf.p)
+	dfd, err := dirs.Get(parent)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", Quote(l.abs(orRoot(parentKey(lf.p)))), Cause(err))
+	}
+	a := at{dirfd: dfd, name: name, abs: l.abs(lf.p)}
 	var st unix.Stat_t
 	exists := false
 	if lf.look {
-		var err error
-		if exists, err = lstat(lf.abs, &st); err != nil {
-			return err
+		if exists, err = statAt(dfd, name, &st); err != nil {
+			return fmt.Errorf("stat %s: %w", Quote(a.abs), err)
 		}
 	}
 	switch lf.e.Kind {
 	case manifest.File:
-		return l.file(lf.abs, lf.e, exists, &st)
+		return l.file(a, lf.e, exists, &st)
 	case manifest.Symlink:
-		return l.symlink(lf.abs, lf.e, exists, &st)
+		return l.symlink(a, lf.e, exists, &st)
 	}
-	return fmt.Errorf("%s: unknown entry kind %v", Quote(lf.abs), lf.e.Kind)
+	return fmt.Errorf("%s: unknown entry kind %v", Quote(a.abs), lf.e.Kind)
 }
 
-func (l *linker) dir(p, abs string, e manifest.Entry, look bool) error {
+func (l *linker) dir(dirs *tree.Dirs, p string, e manifest.Entry, look bool) error {
+	abs := l.abs(p)
 	var st unix.Stat_t
-	exists := false
-	if look {
-		var err error
-		if exists, err = lstat(abs, &st); err != nil {
-			return err
+	exists := p == manifest.RootPath
+	if p == manifest.RootPath {
+		if err := unix.Fstat(l.t.FD(), &st); err != nil {
+			return fmt.Errorf("stat %s: %w", Quote(abs), err)
 		}
 	}
-	l.dirs = append(l.dirs, dirFix{abs: abs, mode: e.Mode, mtime: e.MTime})
+	var dfd int
+	var name string
+	if p != manifest.RootPath {
+		var parent string
+		parent, name = tree.Split(p)
+		var err error
+		if dfd, err = dirs.Get(parent); err != nil {
+			return fmt.Errorf("open %s: %w", Quote(filepath.Dir(abs)), Cause(err))
+		}
+		if look {
+			if exists, err = statAt(dfd, name, &st); err != nil {
+				return fmt.Errorf("stat %s: %w", Quote(abs), err)
+			}
+		}
+	}
 	if exists {
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			// Not recorded for finishDirs: a conflict is left alone, and
+			// never chmod'ed through (it may be a symlink to anywhere).
 			l.conflict(abs, "not a directory")
 			l.blocked = p
 			return nil
 		}
+		l.dirs = append(l.dirs, dirFix{p: p, mode: l.mode(e), mtime: e.MTime})
 		if st.Mode&0o200 == 0 {
 			// Read-only directories (Go's module cache) are made writable
 			// while we work and get their mode back at the end.
-			if err := os.Chmod(abs, iofs.FileMode(st.Mode&0o777|0o700)); err != nil {
-				return fmt.Errorf("chmod %s: %w", Quote(abs), Cause(err))
+			if err := l.chmodDir(p, st.Mode&0o7777|0o700); err != nil {
+				return err
 			}
 		}
 		atomic.AddInt64(&l.res.Unchanged, 1)
 		return nil
 	}
-	if err := os.Mkdir(abs, 0o700|iofs.FileMode(e.Mode&0o777)); err != nil {
-		return fmt.Errorf("mkdir %s: %w", Quote(abs), Cause(err))
+	if err := unix.Mkdirat(dfd, name, 0o700|e.Mode&0o777); err != nil {
+		return fmt.Errorf("mkdir %s: %w", Quote(abs), err)
 	}
-	l.fresh[abs] = true
+	l.dirs = append(l.dirs, dirFix{p: p, mode: l.mode(e), mtime: e.MTime})
+	l.fresh[p] = true
 	atomic.AddInt64(&l.res.Created, 1)
+	return nil
+}
+
+// chmodDir changes the mode of the directory p through a descriptor opened
+// without following symlinks.
+func (l *linker) chmodDir(p string, mode uint32) error {
+	fd, err := l.t.OpenDir(relOf(p))
+	if err != nil {
+		return fmt.Errorf("open %s: %w", Quote(l.abs(p)), Cause(err))
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", Quote(l.abs(p)), err)
+	}
 	return nil
 }
 
 // isProjection reports whether the existing path is something vrift made
 // and may therefore replace: a symlink into the store, a hardlink of the
 // entry's blob, or a copy that still matches the entry.
-func (l *linker) isProjection(abs string, e manifest.Entry, st *unix.Stat_t) bool {
+func (l *linker) isProjection(a at, e manifest.Entry, st *unix.Stat_t) bool {
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFLNK:
-		t, err := os.Readlink(abs)
-		return err == nil && strings.HasPrefix(t, filepath.Join(l.opts.StoreRoot, cas.HashDir)+"/")
+		t, err := tree.Readlink(a.dirfd, a.name, st.Size)
+		return err == nil && strings.HasPrefix(string(t), filepath.Join(l.opts.StoreRoot, cas.HashDir)+"/")
 	case unix.S_IFREG:
 		return l.sameInodeAsBlob(e, st) || l.matchesCopy(e, st)
 	}
@@ -328,25 +464,26 @@ func (l *linker) sameInodeAsBlob(e manifest.Entry, st *unix.Stat_t) bool {
 }
 
 func (l *linker) matchesCopy(e manifest.Entry, st *unix.Stat_t) bool {
-	return st.Size == e.Size && unix.TimespecToNsec(st.Mtim) == e.MTime && uint32(st.Mode)&0o7777 == e.Mode
+	return st.Size == e.Size && unix.TimespecToNsec(st.Mtim) == e.MTime &&
+		(uint32(st.Mode)&0o7777 == e.Mode || uint32(st.Mode)&0o7777 == e.Mode&0o777)
 }
 
-func (l *linker) file(abs string, e manifest.Entry, exists bool, st *unix.Stat_t) error {
+func (l *linker) file(a at, e manifest.Entry, exists bool, st *unix.Stat_t) error {
 	if exists {
-		if l.upToDate(abs, e, st) {
+		if l.upToDate(a, e, st) {
 			atomic.AddInt64(&l.res.Unchanged, 1)
 			return nil
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			l.conflict(abs, "a directory where the manifest has a file")
+			l.conflict(a.abs, "a directory where the manifest has a file")
 			return nil
 		}
-		if !l.opts.Force && !l.isProjection(abs, e, st) {
-			l.conflict(abs, "exists and is not a projection")
+		if !l.opts.Force && !l.isProjection(a, e, st) {
+			l.conflict(a.abs, "exists and is not a projection")
 			return nil
 		}
 	}
-	if err := l.place(abs, e, exists); err != nil {
+	if err := l.place(a, e, exists); err != nil {
 		return err
 	}
 	if exists {
@@ -359,11 +496,14 @@ func (l *linker) file(abs string, e manifest.Entry, exists bool, st *unix.Stat_t
 
 // upToDate reports whether the existing path already is the projection the
 // method would make.
-func (l *linker) upToDate(abs string, e manifest.Entry, st *unix.Stat_t) bool {
+func (l *linker) upToDate(a at, e manifest.Entry, st *unix.Stat_t) bool {
 	switch l.opts.Method {
 	case Symlink:
-		t, err := os.Readlink(abs)
-		return st.Mode&unix.S_IFMT == unix.S_IFLNK && err == nil && t == l.blob(e)
+		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			return false
+		}
+		t, err := tree.Readlink(a.dirfd, a.name, st.Size)
+		return err == nil && string(t) == l.blob(e)
 	case Hardlink:
 		return st.Mode&unix.S_IFMT == unix.S_IFREG && l.sameInodeAsBlob(e, st)
 	default:
@@ -371,37 +511,38 @@ func (l *linker) upToDate(abs string, e manifest.Entry, st *unix.Stat_t) bool {
 	}
 }
 
-// place creates the file projection at abs, atomically replacing what is
+// place creates the file projection at a, atomically replacing what is
 // there when replace is set.
-func (l *linker) place(abs string, e manifest.Entry, replace bool) error {
+func (l *linker) place(a at, e manifest.Entry, replace bool) error {
 	blob := l.blob(e)
+	var make func(dirfd int, name string) error
 	switch l.opts.Method {
 	case Symlink:
-		if !replace {
-			return wrapOp("symlink", abs, os.Symlink(blob, abs))
-		}
-		return replaceWith(abs, func(tmp string) error { return os.Symlink(blob, tmp) })
+		make = func(dirfd int, name string) error { return unix.Symlinkat(blob, dirfd, name) }
 	case Hardlink:
-		link := func(to string) error {
-			err := os.Link(blob, to)
+		make = func(dirfd int, name string) error {
+			err := unix.Linkat(unix.AT_FDCWD, blob, dirfd, name, 0)
 			switch {
 			case errors.Is(err, unix.EXDEV):
-				return fmt.Errorf("hardlink %s: the store is on another filesystem; use --method copy or reflink", Quote(abs))
+				return fmt.Errorf("hardlink %s: the store is on another filesystem; use --method copy or reflink", Quote(a.abs))
 			case errors.Is(err, unix.EPERM):
-				return fmt.Errorf("hardlink %s: not permitted (a store owned by another user cannot be hardlinked, see fs.protected_hardlinks); use --method copy", Quote(abs))
+				return fmt.Errorf("hardlink %s: not permitted (a store owned by another user cannot be hardlinked, see fs.protected_hardlinks); use --method copy", Quote(a.abs))
 			case errors.Is(err, unix.ENOENT):
-				return missingBlob(abs, e)
+				return missingBlob(a.abs, e)
 			}
-			return wrapOp("hardlink", abs, err)
+			return err
 		}
-		if !replace {
-			return link(abs)
-		}
-		return replaceWith(abs, link)
 	case Copy, Reflink:
-		return replaceWith(abs, func(tmp string) error { return l.copyBlob(blob, tmp, e) })
+		return wrapOp("replace", a.abs, tree.Replace(a.dirfd, a.name, tmpPrefix, func(dirfd int, tmp string) error {
+			return l.copyBlob(blob, dirfd, tmp, a.abs, e)
+		}))
+	default:
+		return fmt.Errorf("unknown link method %q", l.opts.Method)
 	}
-	return fmt.Errorf("unknown link method %q", l.opts.Method)
+	if !replace {
+		return wrapOp(string(l.opts.Method), a.abs, make(a.dirfd, a.name))
+	}
+	return wrapOp("replace", a.abs, tree.Replace(a.dirfd, a.name, tmpPrefix, make))
 }
 
 func missingBlob(abs string, e manifest.Entry) error {
@@ -412,118 +553,91 @@ func missingBlob(abs string, e manifest.Entry) error {
 // clone extents.
 var ErrReflinkUnsupported = errors.New("reflink not supported")
 
-// copyBlob writes a user-owned copy (or clone) of blob at tmp, with the
-// entry's mode and mtime.
-func (l *linker) copyBlob(blob, tmp string, e manifest.Entry) error {
+// copyBlob writes a copy (or clone) of blob as tmp in dirfd, with the
+// entry's mode (special bits per l.mode) and mtime, set through the new
+// file's own descriptor.
+func (l *linker) copyBlob(blob string, dirfd int, tmp, abs string, e manifest.Entry) error {
 	src, err := os.Open(blob)
 	if errors.Is(err, iofs.ErrNotExist) {
-		return missingBlob(tmp, e)
+		return missingBlob(abs, e)
 	} else if err != nil {
 		return fmt.Errorf("open blob %s: %w", e.Key().Name(), Cause(err))
 	}
 	defer src.Close()
-	dst, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return wrapOp("create", tmp, err)
+		return err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			dst.Close()
-			os.Remove(tmp)
-		}
-	}()
+	dst := os.NewFile(uintptr(fd), tmp)
+	defer dst.Close()
 	if l.opts.Method == Reflink {
 		if err := cloneFile(dst, src); err != nil {
 			return fmt.Errorf("reflink %s: %w (%v); use --method copy or hardlink", Quote(l.dest), ErrReflinkUnsupported, err)
 		}
 	} else if _, err := io.Copy(dst, src); err != nil {
-		return wrapOp("copy", tmp, err)
+		return fmt.Errorf("copy: %w", Cause(err))
 	}
-	if err := dst.Chmod(e.FileMode()); err != nil {
-		return wrapOp("chmod", tmp, err)
+	if err := unix.Fchmod(fd, l.mode(e)); err != nil {
+		return fmt.Errorf("chmod: %w", err)
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(e.MTime), unix.NsecToTimespec(e.MTime)}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, tmp, ts, 0); err != nil {
-		return wrapOp("set mtime", tmp, err)
+	if err := tree.Futimens(fd, e.MTime); err != nil {
+		return fmt.Errorf("set mtime: %w", err)
 	}
-	ok = true
-	return wrapOp("close", tmp, dst.Close())
+	return dst.Close()
 }
 
-func (l *linker) symlink(abs string, e manifest.Entry, exists bool, st *unix.Stat_t) error {
+func (l *linker) symlink(a at, e manifest.Entry, exists bool, st *unix.Stat_t) error {
+	make := func(dirfd int, name string) error { return unix.Symlinkat(string(e.Target), dirfd, name) }
 	if exists {
 		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			if t, err := os.Readlink(abs); err == nil && t == string(e.Target) {
+			if t, err := tree.Readlink(a.dirfd, a.name, st.Size); err == nil && string(t) == string(e.Target) {
 				atomic.AddInt64(&l.res.Unchanged, 1)
 				return nil
 			}
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			l.conflict(abs, "a directory where the manifest has a symlink")
+			l.conflict(a.abs, "a directory where the manifest has a symlink")
 			return nil
 		}
-		if !l.opts.Force && !l.isProjection(abs, e, st) {
-			l.conflict(abs, "exists and is not a projection")
+		if !l.opts.Force && !l.isProjection(a, e, st) {
+			l.conflict(a.abs, "exists and is not a projection")
 			return nil
 		}
-		if err := replaceWith(abs, func(tmp string) error { return os.Symlink(string(e.Target), tmp) }); err != nil {
-			return err
+		if err := tree.Replace(a.dirfd, a.name, tmpPrefix, make); err != nil {
+			return wrapOp("replace", a.abs, err)
 		}
 		atomic.AddInt64(&l.res.Fixed, 1)
 	} else {
-		if err := wrapOp("symlink", abs, os.Symlink(string(e.Target), abs)); err != nil {
+		if err := wrapOp("symlink", a.abs, make(a.dirfd, a.name)); err != nil {
 			return err
 		}
 		atomic.AddInt64(&l.res.Created, 1)
 	}
 	if l.opts.Method != Symlink {
 		ts := []unix.Timespec{unix.NsecToTimespec(e.MTime), unix.NsecToTimespec(e.MTime)}
-		unix.UtimesNanoAt(unix.AT_FDCWD, abs, ts, unix.AT_SYMLINK_NOFOLLOW)
+		unix.UtimesNanoAt(a.dirfd, a.name, ts, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	return nil
 }
 
 // finishDirs gives directories their recorded mode and mtime, deepest first,
-// after everything inside them has been created.
+// after everything inside them has been created. Each is opened without
+// following symlinks and changed through its own descriptor.
 func (l *linker) finishDirs() error {
 	for i := len(l.dirs) - 1; i >= 0; i-- {
 		d := l.dirs[i]
-		if err := os.Chmod(d.abs, iofs.FileMode(d.mode&0o777)|specialBits(d.mode)); err != nil {
-			return wrapOp("chmod", d.abs, err)
+		fd, err := l.t.OpenDir(relOf(d.p))
+		if err != nil {
+			return fmt.Errorf("open %s: %w", Quote(l.abs(d.p)), Cause(err))
 		}
-		ts := []unix.Timespec{unix.NsecToTimespec(d.mtime), unix.NsecToTimespec(d.mtime)}
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, d.abs, ts, 0); err != nil {
-			return wrapOp("set mtime", d.abs, err)
+		err = unix.Fchmod(fd, d.mode)
+		if err == nil {
+			err = tree.Futimens(fd, d.mtime)
 		}
-	}
-	return nil
-}
-
-func specialBits(mode uint32) iofs.FileMode {
-	return manifest.Entry{Mode: mode}.FileMode() &^ iofs.ModePerm
-}
-
-// replaceWith makes a new version of path under a temporary name beside it
-// and renames it over path, so that path is never missing or half-written.
-func replaceWith(path string, make func(tmp string) error) error {
-	tmp := filepath.Join(filepath.Dir(path), tmpPrefix+filepath.Base(path))
-	if len(filepath.Base(tmp)) > 255 {
-		tmp = tmp[:len(tmp)-(len(filepath.Base(tmp))-255)]
-	}
-	err := make(tmp)
-	if errors.Is(err, iofs.ErrExist) {
-		// Left by an interrupted replacement.
-		os.Remove(tmp)
-		err = make(tmp)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return wrapOp("replace", path, err)
+		unix.Close(fd)
+		if err != nil {
+			return wrapOp("set mode and mtime of", l.abs(d.p), err)
+		}
 	}
 	return nil
 }

@@ -3,8 +3,10 @@ package fs
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -109,4 +111,24 @@ func unescapeMountinfo(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// Unmount detaches a FUSE mount, also one whose server is gone: umount2 as
+// root (lazily if busy), fusermount3 otherwise.
+func Unmount(mp string) error {
+	if os.Geteuid() == 0 {
+		err := syscall.Unmount(mp, 0)
+		if errors.Is(err, syscall.EBUSY) {
+			err = syscall.Unmount(mp, syscall.MNT_DETACH)
+		}
+		if errors.Is(err, syscall.EINVAL) {
+			return errors.New("not a mount point")
+		}
+		return err
+	}
+	out, err := exec.Command("fusermount3", "-u", "-z", mp).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("fusermount3: %s", strings.TrimSpace(string(out)))
+	}
+	return nil
 }

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/manifest"
 )
 
@@ -66,9 +66,12 @@ func (v *View) Options(name string) *gofs.Options {
 	d := cacheFor
 	return &gofs.Options{
 		MountOptions: fuse.MountOptions{
-			FsName:       name,
-			Name:         "vrift",
-			Options:      []string{"ro", "default_permissions"},
+			FsName: name,
+			Name:   "vrift",
+			// nosuid, nodev: a manifest is data its author chose; a view
+			// mounted by root must not serve a setuid-root binary or a
+			// device (the attributes mask the bits too).
+			Options:      []string{"ro", "nosuid", "nodev", "default_permissions"},
 			MaxReadAhead: 1 << 20,
 		},
 		EntryTimeout:    &d,
@@ -131,7 +134,7 @@ func typeBits(k manifest.Kind) uint32 {
 
 func (n *node) fill(e manifest.Entry, key string, a *fuse.Attr) {
 	a.Ino = inoOf(key)
-	a.Mode = typeBits(e.Kind) | (e.Mode & 0o7777)
+	a.Mode = typeBits(e.Kind) | (e.Mode & 0o1777)
 	a.Owner = fuse.Owner{Uid: n.v.uid, Gid: n.v.gid}
 	sec, nsec := uint64(e.MTime/1e9), uint32(e.MTime%1e9)
 	a.Mtime, a.Mtimensec = sec, nsec
@@ -219,7 +222,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if e.Kind != manifest.File {
 		return nil, 0, syscall.EISDIR
 	}
-	f, err := os.Open(filepath.Join(n.v.storeRoot, e.Key().RelPath()))
+	f, err := os.Open(cas.BlobPath(n.v.storeRoot, e.Key()))
 	if err != nil {
 		return nil, 0, syscall.EIO // the blob is missing: vrift verify names it
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"strings"
 
 	"github.com/vrift/vrift/cas"
@@ -198,4 +199,18 @@ func Within(p, subtree string) bool {
 		return true
 	}
 	return p == subtree || strings.HasPrefix(p, subtree+"/")
+}
+
+// CleanKey turns a user's path relative to the project root ("node_modules",
+// "./a/b/", "") into a key: RootPath for the root itself. It does not check
+// the key; CheckPath does.
+func CleanKey(s string) string {
+	if s == "" {
+		return RootPath
+	}
+	s = strings.TrimPrefix(filepath.ToSlash(filepath.Clean(s)), "./")
+	if s == "" {
+		return RootPath
+	}
+	return s
 }

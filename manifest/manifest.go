@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/PowerDNS/lmdb-go/lmdb"
+	"golang.org/x/sys/unix"
 )
 
 // FormatVersion is the manifest schema version written into Meta.
@@ -59,26 +60,146 @@ type Manifest struct {
 	env     *lmdb.Env
 	entries lmdb.DBI
 	meta    lmdb.DBI
+	// dir is the manifest's directory, held open: the manifest was
+	// opened through it, and Discard removes through it.
+	dir *os.File
 }
+
+// ErrUnsafe is returned (wrapped) for a manifest vrift will not open as
+// asked: a symlink or special file where the manifest or its lock file
+// should be, or a manifest directory another user controls opened for
+// writing.
+var ErrUnsafe = errors.New("unsafe manifest location")
 
 // Create opens the manifest at path for reading and writing, creating it
-// (and its directory) if needed.
+// (and its directory) if needed. The directory must be a real directory
+// (not a symlink) owned by the caller and writable by no one else, and the
+// manifest and its lock file regular files or absent: LMDB opens, truncates
+// and writes the lock file by path, so a symlink planted there would make
+// the caller (root, say) overwrite any file.
 func Create(path string) (*Manifest, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("create manifest %s: %w", path, err)
 	}
-	return open(path, 0)
-}
-
-// Open opens an existing manifest for reading.
-func Open(path string) (*Manifest, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("open manifest: %w", err)
+	d, own, err := openDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("create manifest %s: %w", path, err)
 	}
-	return open(path, lmdb.Readonly)
+	if !own {
+		d.Close()
+		return nil, fmt.Errorf("create manifest %s: %w: %s is owned by another user or writable by others, "+
+			"and vrift does not write a manifest another user controls", path, ErrUnsafe, dir)
+	}
+	return openIn(d, path, 0)
 }
 
-func open(path string, flags uint) (*Manifest, error) {
+// Open opens an existing manifest for reading. A manifest in a directory
+// the caller controls is opened in place, lock file and all. One in a
+// directory someone else controls (root reading a user's project) is
+// opened through a descriptor taken without following symlinks, with no
+// lock file at all (MDB_NOLOCK): nothing of it is written, and nothing is
+// opened by a path that other user could redirect.
+func Open(path string) (*Manifest, error) {
+	d, own, err := openDir(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("open manifest %s: %w", path, err)
+	}
+	if own {
+		if _, err := os.Stat(path); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("open manifest: %w", err)
+		}
+		return openIn(d, path, lmdb.Readonly)
+	}
+	f, err := openFileIn(d, path)
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("open manifest %s: %w", path, err)
+	}
+	defer f.Close()
+	m, err := open(path, fdPath(int(f.Fd())), lmdb.Readonly|lmdb.NoLock)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	m.dir = d
+	return m, nil
+}
+
+// OpenFile opens the manifest file at path for reading its bytes (to pass
+// it to the daemon), following no symlink at the file or its directory: a
+// planted symlink must not make the caller hand over some other file it
+// can read.
+func OpenFile(path string) (*os.File, error) {
+	d, _, err := openDir(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return openFileIn(d, path)
+}
+
+func openFileIn(d *os.File, path string) (*os.File, error) {
+	fd, err := unix.Openat(int(d.Fd()), filepath.Base(path), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%w: %s is a symlink", ErrUnsafe, path)
+	} else if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrUnsafe, path)
+	}
+	return f, nil
+}
+
+// openDir opens a manifest directory without following a symlink and
+// reports whether the caller controls it: owns it, and no one else may
+// write in it.
+func openDir(dir string) (*os.File, bool, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return nil, false, fmt.Errorf("%w: %s is not a directory (a symlink?)", ErrUnsafe, dir)
+	}
+	if err != nil {
+		return nil, false, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	d := os.NewFile(uintptr(fd), dir)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		d.Close()
+		return nil, false, err
+	}
+	return d, st.Uid == uint32(os.Geteuid()) && st.Mode&0o022 == 0, nil
+}
+
+// openIn opens the manifest named path in the directory d, which the caller
+// controls: its files are checked to be regular files (or absent), and
+// LMDB reaches them through d itself (fdPath), so no rename of a directory
+// above can redirect it.
+func openIn(d *os.File, path string, flags uint) (*Manifest, error) {
+	base := filepath.Base(path)
+	for _, name := range []string{base, base + "-lock"} {
+		var st unix.Stat_t
+		err := unix.Fstatat(int(d.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+			d.Close()
+			return nil, fmt.Errorf("open manifest %s: %w: %s is not a regular file", path, ErrUnsafe, name)
+		}
+	}
+	m, err := open(path, dirPath(d, base), flags)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	m.dir = d
+	return m, nil
+}
+
+func open(path, lmdbPath string, flags uint) (*Manifest, error) {
 	env, err := lmdb.NewEnv()
 	if err != nil {
 		return nil, fmt.Errorf("open manifest %s: %w", path, err)
@@ -94,7 +215,7 @@ func open(path string, flags uint) (*Manifest, error) {
 	if err := env.SetMapSize(mapSize); err != nil {
 		return fail(err)
 	}
-	if err := env.Open(path, flags|lmdb.NoSubdir, 0o644); err != nil {
+	if err := env.Open(lmdbPath, flags|lmdb.NoSubdir, 0o644); err != nil {
 		return fail(err)
 	}
 	if flags&lmdb.Readonly != 0 {
@@ -132,11 +253,31 @@ func Remove(path string) error {
 	return err
 }
 
+// Discard closes the manifest and deletes it, its lock file and, if then
+// empty, its directory, through the directory it was opened in.
+func (m *Manifest) Discard() error {
+	m.env.Close()
+	base := filepath.Base(m.path)
+	err := unix.Unlinkat(int(m.dir.Fd()), base, 0)
+	unix.Unlinkat(int(m.dir.Fd()), base+"-lock", 0)
+	m.dir.Close()
+	m.dir = nil
+	os.Remove(filepath.Dir(m.path))
+	return err
+}
+
 // Path is the manifest's file path.
 func (m *Manifest) Path() string { return m.path }
 
 // Close releases the manifest.
-func (m *Manifest) Close() error { return m.env.Close() }
+func (m *Manifest) Close() error {
+	err := m.env.Close()
+	if m.dir != nil {
+		m.dir.Close()
+		m.dir = nil
+	}
+	return err
+}
 
 // View runs fn with a consistent read-only snapshot.
 func (m *Manifest) View(fn func(*Reader) error) error {

@@ -71,8 +71,11 @@ func TestDebInstall(t *testing.T) {
 
 	run(t, "dpkg", "-i", deb)
 	checkInstalled(t)
-	// Installing again is a no-op.
+	// Installing again is a no-op, and follows no symlink the vrift user
+	// planted in the tree it owns (M4).
+	restore := plantSymlinks(t)
 	run(t, "dpkg", "-i", deb)
+	restore()
 	checkInstalled(t)
 
 	// The installed units verify.
@@ -84,6 +87,9 @@ func TestDebInstall(t *testing.T) {
 		"/usr/lib/systemd/system/vrift-daemon.service").CombinedOutput(); err == nil {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		t.Logf("systemd-analyze security: %s", lines[len(lines)-1])
+		if !strings.Contains(lines[len(lines)-1], "SAFE") {
+			t.Errorf("systemd-analyze security rates the unit below SAFE:\n%s", out)
+		}
 	}
 
 	// The installed daemon, started as vrift without systemd (PID 1 is not
@@ -132,6 +138,51 @@ func TestDebInstall(t *testing.T) {
 	for _, want := range []string{"useradd -r -g vrift", "systemctl disable --now vrift-daemon.socket", "rm -rf /var/lib/vrift"} {
 		if !strings.Contains(scripts, want) {
 			t.Errorf("rpm scripts lack %q", want)
+		}
+	}
+}
+
+// plantSymlinks does what the vrift user can do in /var/lib/vrift, which
+// it owns: it swaps the_source and state for symlinks to root-owned canary
+// directories. A package script that chowns or chmods those paths would
+// change the canaries; restore checks they are untouched and puts the
+// directories back.
+func plantSymlinks(t *testing.T) (restore func()) {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "vrift-canary-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	canaries := map[string]os.FileMode{"the_source": 0o700, "state": 0o750}
+	asVrift := func(script string) {
+		t.Helper()
+		run(t, "setpriv", "--reuid=vrift", "--regid=vrift", "--init-groups", "--", "sh", "-ec", script)
+	}
+	for name, mode := range canaries {
+		canary := filepath.Join(dir, name)
+		if err := os.Mkdir(canary, mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(canary, mode)
+		p := filepath.Join("/var/lib/vrift", name)
+		asVrift(fmt.Sprintf("mv %s %s.real && ln -s %s %s", p, p, canary, p))
+	}
+	return func() {
+		t.Helper()
+		for name, mode := range canaries {
+			info, err := os.Lstat(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := info.Sys().(*syscall.Stat_t)
+			if st.Uid != 0 || st.Gid != 0 || info.Mode().Perm() != mode {
+				t.Errorf("reinstall changed the canary behind /var/lib/vrift/%s: uid %d gid %d mode %v, want root:root %v",
+					name, st.Uid, st.Gid, info.Mode().Perm(), mode)
+			}
+			p := filepath.Join("/var/lib/vrift", name)
+			asVrift(fmt.Sprintf("rm %s && mv %s.real %s", p, p, p))
 		}
 	}
 }
@@ -282,10 +333,28 @@ func TestSystemdBoot(t *testing.T) {
 	}
 	t.Logf("inside the container:\n%s", result)
 	for _, want := range []string{"ingest exit: 0", "mode:    daemon", "Type=notify", "User=vrift", "ActiveState=active",
-		"SubState=running", "socket_activated=true", "StatusText=serving /var/lib/vrift/the_source", "DONE"} {
+		"SubState=running", "socket_activated=true", "StatusText=serving /var/lib/vrift/the_source", "DONE",
+		// Go raised the soft limit (to hard-1) despite ~@resources.
+		"filtered limits: Max open files            8191                 8192", "max_fds_total=4095"} {
 		if !strings.Contains(string(result), want) {
 			t.Errorf("container result lacks %q", want)
 		}
+	}
+	// LimitNOFILE=65536 sets both limits (clamped to PID 1's hard limit).
+	limits := func(prefix string) (soft, hard int) {
+		i := strings.Index(string(result), prefix+"Max open files")
+		if i < 0 {
+			t.Fatalf("container result lacks %q", prefix)
+		}
+		if _, err := fmt.Sscanf(string(result[i+len(prefix):]), "Max open files %d %d", &soft, &hard); err != nil {
+			t.Fatalf("%s: %v", prefix, err)
+		}
+		return soft, hard
+	}
+	soft, hard := limits("unit limits: ")
+	_, cap1 := limits("pid1 limits: ")
+	if want := min(65536, cap1); soft != want || hard != want {
+		t.Errorf("daemon's RLIMIT_NOFILE %d:%d, want LimitNOFILE=%d for both", soft, hard, want)
 	}
 }
 

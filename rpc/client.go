@@ -3,6 +3,8 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"os"
 	"sync"
@@ -26,10 +28,14 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 		return nil, err
 	}
 	stream := NewStream(c.(*net.UnixConn), 0)
-	return &Client{stream: stream, conn: jsonrpc2.NewConn(context.Background(), stream, noHandler{})}, nil
+	return &Client{stream: stream, conn: jsonrpc2.NewConn(context.Background(), stream, noHandler{},
+		// A daemon that hangs up is reported by the call that was waiting,
+		// not also printed on stderr.
+		jsonrpc2.SetLogger(log.New(io.Discard, "", 0)))}, nil
 }
 
-// Call invokes method and decodes its result.
+// Call invokes method and decodes its result. An error reply is an *Error:
+// errors.Is(err, errdefs.ErrQuota) and the like tell its kind.
 func (c *Client) Call(ctx context.Context, method string, params, result any) error {
 	return c.CallWithFiles(ctx, method, params, nil, result)
 }
@@ -42,7 +48,7 @@ func (c *Client) CallWithFiles(ctx context.Context, method string, params any, f
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stream.AttachFDs(files)
-	return c.conn.Call(ctx, method, params, result)
+	return fromWire(c.conn.Call(ctx, method, params, result))
 }
 
 // Close hangs up.

@@ -1,10 +1,13 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/sourcegraph/jsonrpc2"
+
+	"github.com/vrift/vrift/errdefs"
 )
 
 // Error codes. The first five are JSON-RPC 2.0's own; the rest are vrift's
@@ -35,11 +38,84 @@ func Errorf(code int64, format string, args ...any) *jsonrpc2.Error {
 	return &jsonrpc2.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// CodeOf returns the JSON-RPC code of err, or 0.
-func CodeOf(err error) int64 {
-	var e *jsonrpc2.Error
+// kinds maps vrift's application codes to the errdefs sentinels, both ways.
+var kinds = []struct {
+	code int64
+	err  error
+}{
+	{CodePermission, errdefs.ErrPermission},
+	{CodeNotFound, errdefs.ErrNotFound},
+	{CodeQuota, errdefs.ErrQuota},
+	{CodeBusy, errdefs.ErrBusy},
+	{CodeNeedDescriptors, errdefs.ErrNeedDescriptors},
+}
+
+// Error is an error reply as the client sees it. It matches (errors.Is)
+// the errdefs sentinel of its code, so a caller tells a daemon's quota
+// refusal from a failure without looking at codes.
+type Error struct {
+	Code    int64
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Is reports whether target is the sentinel of e's code.
+func (e *Error) Is(target error) bool {
+	for _, k := range kinds {
+		if k.code == e.Code {
+			return target == k.err
+		}
+	}
+	return false
+}
+
+// fromWire turns a reply's error into an *Error; other errors (the
+// connection failed) are returned as they are.
+func fromWire(err error) error {
+	var je *jsonrpc2.Error
+	if errors.As(err, &je) {
+		return &Error{Code: je.Code, Message: je.Message}
+	}
+	return err
+}
+
+// toWire is the error reply for a handler's error: a *jsonrpc2.Error or
+// *Error is sent as it is; an error wrapping an errdefs sentinel is sent
+// with that sentinel's code and the error's full message; anything else is
+// nil (the caller answers -32603).
+func toWire(err error) *jsonrpc2.Error {
+	var je *jsonrpc2.Error
+	if errors.As(err, &je) {
+		return je
+	}
+	var e *Error
 	if errors.As(err, &e) {
-		return e.Code
+		return &jsonrpc2.Error{Code: e.Code, Message: e.Message}
+	}
+	for _, k := range kinds {
+		if errors.Is(err, k.err) {
+			return &jsonrpc2.Error{Code: k.code, Message: err.Error()}
+		}
+	}
+	return nil
+}
+
+// CodeOf returns the JSON-RPC code err would be (or was) sent with: the
+// code of a reply, of a *jsonrpc2.Error, or of the errdefs sentinel err
+// wraps; 0 for any other error.
+func CodeOf(err error) int64 {
+	if err == nil {
+		return 0
+	}
+	if w := toWire(err); w != nil {
+		return w.Code
 	}
 	return 0
+}
+
+// errCanceled reports whether err comes from a call's context ending (the
+// caller hung up, the per-call limit passed, or the daemon is stopping).
+func errCanceled(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

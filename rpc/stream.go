@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sourcegraph/jsonrpc2"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,30 +21,73 @@ import (
 const DefaultMaxFrame = 16 << 20
 
 // MaxFDs is the most descriptors one frame may carry (the kernel's
-// SCM_MAX_FD is 253).
+// SCM_MAX_FD is 253). It is also the most a stream holds that no frame has
+// claimed yet.
 const MaxFDs = 253
+
+// maxHeaderLines bounds a frame's header: a peer cannot keep the reader
+// busy with an endless header.
+const maxHeaderLines = 32
+
+// Errors that end a connection: the peer broke the framing rules, so which
+// descriptor belongs to which frame is no longer known.
+var (
+	// ErrFrameTooLarge is returned when a frame's Content-Length exceeds
+	// the stream's limit.
+	ErrFrameTooLarge = errors.New("rpc: frame too large")
+	// ErrUnannouncedFDs: descriptors arrived that no frame's Fds header
+	// announced, or more than the stream holds for frames not yet read.
+	ErrUnannouncedFDs = errors.New("rpc: descriptors not announced by an Fds header")
+	// ErrFDBudget: the peer's user holds as many descriptors in the
+	// daemon as it allows (see Server.MaxFDsPerUID).
+	ErrFDBudget = errors.New("rpc: too many descriptors held for this user")
+	// ErrMemBudget: the frames of the peer's user in the daemon (being
+	// read, queued or handled) add up to the bytes it allows (see
+	// Server.MaxFrameBytesPerUID).
+	ErrMemBudget = errors.New("rpc: too many frame bytes in flight for this user")
+)
+
+// budget accounts what a stream holds (descriptors, frame bytes) against
+// limits shared with other streams (the server's per-user and total
+// limits).
+type budget interface {
+	acquire(n int) bool
+	release(n int)
+}
 
 // Stream is a jsonrpc2.ObjectStream over a unix socket that frames messages
 // LSP-style (Content-Length: N\r\n\r\n<json>, the VSCodeObjectCodec format)
 // and can carry file descriptors with a frame: the descriptors travel as
 // SCM_RIGHTS ancillary data and the frame says how many with an extra
 // "Fds: N" header. It reads only with ReadMsgUnix, so no descriptor is ever
-// dropped by a plain read, and queues received descriptors in arrival order.
+// dropped by a plain read.
 //
-// Frames larger than the limit are refused from their header, before any
-// allocation. A frame whose body is not JSON, or not a JSON-RPC request or
-// response, is answered with -32700 or -32600 by the stream itself and
-// skipped: framing is intact, so one bad message does not end the connection.
+// Descriptors are held in the order they arrive until a frame claims them;
+// a request's descriptors are then kept under its id until its handler
+// takes them (Call.Files). Descriptors no frame announces end the
+// connection, so a peer cannot make the daemon hold descriptors it never
+// hands to a handler.
+//
+// Frames larger than the limit are refused from their header; a frame's
+// buffer grows as its body arrives, so a peer that announces a large frame
+// and sends little pins little memory. A frame whose body is not JSON, or
+// not a JSON-RPC request or response, is answered with -32700 or -32600 by
+// the stream itself and skipped: framing is intact, so one bad message does
+// not end the connection.
 type Stream struct {
 	conn     *net.UnixConn
 	maxFrame int
+	budget   budget // descriptors; nil: no limit beyond MaxFDs per stream
+	mem      budget // frame bytes; nil: no limit beyond maxFrame
 
-	rmu    sync.Mutex
-	r      *bufio.Reader
-	queued []int // received descriptors not yet claimed by a frame
-	// current holds the descriptors of the frame last returned by
-	// ReadObject, until TakeFDs claims them or the next read closes them.
-	current []int
+	rmu sync.Mutex // serializes reads
+	r   *bufio.Reader
+
+	fmu     sync.Mutex // guards the descriptor state below
+	queued  []int      // received, not yet claimed by a frame
+	pending map[string][]int
+	memHeld map[string]int // frame bytes of requests not yet released
+	closed  bool
 
 	wmu    sync.Mutex
 	attach []int // descriptors for the next WriteObject
@@ -51,10 +95,14 @@ type Stream struct {
 
 // NewStream wraps conn. maxFrame <= 0 means DefaultMaxFrame.
 func NewStream(conn *net.UnixConn, maxFrame int) *Stream {
+	return newStream(conn, maxFrame, nil, nil)
+}
+
+func newStream(conn *net.UnixConn, maxFrame int, fds, mem budget) *Stream {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrame
 	}
-	s := &Stream{conn: conn, maxFrame: maxFrame}
+	s := &Stream{conn: conn, maxFrame: maxFrame, budget: fds, mem: mem, pending: map[string][]int{}, memHeld: map[string]int{}}
 	s.r = bufio.NewReaderSize(fdReader{s}, 64<<10)
 	return s
 }
@@ -66,22 +114,26 @@ type fdReader struct{ s *Stream }
 func (f fdReader) Read(p []byte) (int, error) {
 	oob := make([]byte, unix.CmsgSpace(MaxFDs*4))
 	n, oobn, flags, _, err := f.s.conn.ReadMsgUnix(p, oob)
+	var fds []int
 	if oobn > 0 {
-		msgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
-		if perr == nil {
+		if msgs, perr := unix.ParseSocketControlMessage(oob[:oobn]); perr == nil {
 			for _, m := range msgs {
-				fds, err := unix.ParseUnixRights(&m)
-				if err == nil {
-					for _, fd := range fds {
-						unix.CloseOnExec(fd)
-					}
-					f.s.queued = append(f.s.queued, fds...)
+				if got, err := unix.ParseUnixRights(&m); err == nil {
+					fds = append(fds, got...)
 				}
 			}
 		}
 	}
 	if n < 0 {
 		n = 0
+	}
+	if len(fds) > 0 {
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+		}
+		if ferr := f.s.receive(fds); ferr != nil {
+			return n, ferr
+		}
 	}
 	if flags&unix.MSG_CTRUNC != 0 {
 		return n, errors.New("rpc: descriptors truncated (MSG_CTRUNC): too many in one message")
@@ -93,70 +145,203 @@ func (f fdReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// ErrFrameTooLarge is returned when a frame's Content-Length exceeds the
-// stream's limit.
-var ErrFrameTooLarge = errors.New("rpc: frame too large")
+// receive queues descriptors that just arrived, or closes them and fails
+// when the stream or the peer's user already holds too many.
+func (s *Stream) receive(fds []int) error {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	switch {
+	case s.closed:
+		closeFDs(fds)
+		return net.ErrClosed
+	case len(s.queued)+len(fds) > MaxFDs:
+		closeFDs(fds)
+		return fmt.Errorf("%w: %d held for frames not yet read", ErrUnannouncedFDs, len(s.queued)+len(fds))
+	case s.budget != nil && !s.budget.acquire(len(fds)):
+		closeFDs(fds)
+		return ErrFDBudget
+	}
+	s.queued = append(s.queued, fds...)
+	return nil
+}
 
-// ReadObject reads the next JSON-RPC message into v.
+// claim takes a frame's nfds descriptors from the queue. Called with rmu
+// held, after the frame's body was read: the frame's descriptors came with
+// its first bytes, so they have arrived. Descriptors left in the queue are
+// legitimate only if they came with bytes still buffered (the next frame's).
+func (s *Stream) claim(nfds int) ([]int, error) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if nfds > len(s.queued) {
+		return nil, fmt.Errorf("rpc: frame announces %d descriptors, %d arrived", nfds, len(s.queued))
+	}
+	fds := s.queued[:nfds:nfds]
+	s.queued = s.queued[nfds:]
+	if len(s.queued) > 0 && s.r.Buffered() == 0 {
+		extra := len(s.queued)
+		s.dropLocked(fds)
+		s.dropLocked(s.queued)
+		s.queued = nil
+		return nil, fmt.Errorf("%w: %d more than the frame announced", ErrUnannouncedFDs, extra)
+	}
+	return fds, nil
+}
+
+// dropLocked closes descriptors the stream holds and returns them to the
+// budget.
+func (s *Stream) dropLocked(fds []int) {
+	closeFDs(fds)
+	if s.budget != nil && len(fds) > 0 {
+		s.budget.release(len(fds))
+	}
+}
+
+func (s *Stream) drop(fds []int) {
+	s.fmu.Lock()
+	s.dropLocked(fds)
+	s.fmu.Unlock()
+}
+
+// ReadObject reads the next JSON-RPC message into v. The frame bytes of a
+// request stay charged to the budget until the server calls releaseMem
+// (its call ended); others are released at once.
 func (s *Stream) ReadObject(v any) error {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	closeFDs(s.current)
-	s.current = nil
 	for {
 		body, nfds, err := s.readFrame()
 		if err != nil {
 			return err
 		}
-		if nfds > len(s.queued) {
-			return fmt.Errorf("rpc: frame announces %d descriptors, %d arrived", nfds, len(s.queued))
+		size := len(body)
+		fds, err := s.claim(nfds)
+		if err != nil {
+			s.releaseBytes(size)
+			return err
 		}
-		fds := s.queued[:nfds:nfds]
-		s.queued = s.queued[nfds:]
 		if code, msg := checkMessage(body); code != 0 {
-			closeFDs(fds)
+			s.drop(fds)
+			s.releaseBytes(size)
 			if err := s.writeError(code, msg, idOf(body)); err != nil {
 				return err
 			}
 			continue
 		}
 		if err := json.Unmarshal(body, v); err != nil {
-			closeFDs(fds)
-			if err := s.writeError(-32600, "invalid request: "+err.Error(), idOf(body)); err != nil {
+			s.drop(fds)
+			s.releaseBytes(size)
+			if err := s.writeError(CodeInvalidRequest, "invalid request: "+err.Error(), idOf(body)); err != nil {
 				return err
 			}
 			continue
 		}
-		s.current = fds
-		return nil
+		return s.hold(body, fds)
 	}
 }
 
-// TakeFDs hands the descriptors of the frame being handled to the caller,
-// who must close them. Handlers run one at a time per connection, so the
-// frame being handled is the one last read.
-func (s *Stream) TakeFDs() []*os.File {
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
-	files := make([]*os.File, len(s.current))
-	for i, fd := range s.current {
+func (s *Stream) releaseBytes(n int) {
+	if s.mem != nil && n > 0 {
+		s.mem.release(n)
+	}
+}
+
+// releaseMem releases the frame bytes of request id: the server calls it
+// once the request's call has ended (or was refused).
+func (s *Stream) releaseMem(id string) {
+	s.fmu.Lock()
+	n := s.memHeld[id]
+	delete(s.memHeld, id)
+	s.fmu.Unlock()
+	s.releaseBytes(n)
+}
+
+// hold keeps a request's descriptors under its id until its handler takes
+// them, and its frame bytes until its call ends. Only requests (with an id)
+// take descriptors: others are closed.
+func (s *Stream) hold(body []byte, fds []int) error {
+	id, ok := requestID(body)
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if !ok {
+		s.dropLocked(fds)
+		s.releaseBytes(len(body))
+		return nil
+	}
+	if _, dup := s.memHeld[id]; dup {
+		s.dropLocked(fds)
+		s.releaseBytes(len(body))
+		return fmt.Errorf("rpc: request id %s sent again while in flight", id)
+	}
+	s.memHeld[id] = len(body)
+	if len(fds) == 0 {
+		return nil
+	}
+	if s.closed {
+		s.dropLocked(fds)
+		return nil
+	}
+	s.pending[id] = fds
+	return nil
+}
+
+// requestID is the key of a request's descriptors: jsonrpc2.ID's String of
+// its id; false for a response or a notification.
+func requestID(body []byte) (string, bool) {
+	var m struct {
+		ID     *jsonrpc2.ID     `json:"id"`
+		Method *json.RawMessage `json:"method"`
+	}
+	if json.Unmarshal(body, &m) != nil || m.ID == nil || m.Method == nil {
+		return "", false
+	}
+	return m.ID.String(), true
+}
+
+// takeFDs hands the descriptors passed with request id to the caller, who
+// must close them and then release them with releaseFDs.
+func (s *Stream) takeFDs(id string) []*os.File {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	fds := s.pending[id]
+	delete(s.pending, id)
+	files := make([]*os.File, len(fds))
+	for i, fd := range fds {
 		files[i] = os.NewFile(uintptr(fd), "fd"+strconv.Itoa(fd))
 	}
-	s.current = nil
 	return files
+}
+
+// releaseFDs returns n taken descriptors, now closed, to the budget.
+func (s *Stream) releaseFDs(n int) {
+	if s.budget != nil && n > 0 {
+		s.budget.release(n)
+	}
+}
+
+// dropFDs closes the descriptors of request id that no handler took.
+func (s *Stream) dropFDs(id string) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	s.dropLocked(s.pending[id])
+	delete(s.pending, id)
 }
 
 func (s *Stream) readFrame() (body []byte, nfds int, err error) {
 	length := -1
-	for {
-		line, err := s.r.ReadString('\n')
+	for lines := 0; ; lines++ {
+		if lines == maxHeaderLines {
+			return nil, 0, errors.New("rpc: too many header lines")
+		}
+		// ReadSlice, not ReadString: a line without a newline must not
+		// grow without bound.
+		raw, err := s.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) || len(raw) > 1024 {
+			return nil, 0, errors.New("rpc: header line too long")
+		}
 		if err != nil {
 			return nil, 0, err
 		}
-		if len(line) > 1024 {
-			return nil, 0, errors.New("rpc: header line too long")
-		}
-		line = strings.TrimRight(line, "\r\n")
+		line := strings.TrimRight(string(raw), "\r\n")
 		if line == "" {
 			break
 		}
@@ -186,30 +371,27 @@ func (s *Stream) readFrame() (body []byte, nfds int, err error) {
 	if length < 0 {
 		return nil, 0, errors.New("rpc: frame without Content-Length")
 	}
-	body = make([]byte, length)
-	if _, err := readFull(s.r, body); err != nil {
+	if s.mem != nil && !s.mem.acquire(length) {
+		return nil, 0, fmt.Errorf("%w: a frame of %d bytes", ErrMemBudget, length)
+	}
+	// The buffer grows as the body arrives (bytes.Buffer doubles): a peer
+	// announcing 16 MiB and sending 10 bytes costs 10 bytes, not 16 MiB.
+	var buf bytes.Buffer
+	if length <= 64<<10 {
+		buf.Grow(length)
+	}
+	if _, err := io.CopyN(&buf, s.r, int64(length)); err != nil {
+		s.releaseBytes(length)
 		return nil, 0, fmt.Errorf("rpc: frame cut off: %w", err)
 	}
-	return body, nfds, nil
-}
-
-func readFull(r *bufio.Reader, p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		m, err := r.Read(p[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
+	return buf.Bytes(), nfds, nil
 }
 
 // checkMessage classifies a frame body: 0 when it is a JSON-RPC 2.0 message
 // the connection can handle, otherwise the error code to answer with.
 func checkMessage(body []byte) (int64, string) {
 	if !json.Valid(body) {
-		return -32700, "parse error: frame body is not JSON"
+		return CodeParseError, "parse error: frame body is not JSON"
 	}
 	var m struct {
 		Version *string          `json:"jsonrpc"`
@@ -218,21 +400,21 @@ func checkMessage(body []byte) (int64, string) {
 		Error   *json.RawMessage `json:"error"`
 	}
 	if bytes.HasPrefix(bytes.TrimSpace(body), []byte("[")) {
-		return -32600, "invalid request: batches are not supported"
+		return CodeInvalidRequest, "invalid request: batches are not supported"
 	}
 	if err := json.Unmarshal(body, &m); err != nil {
-		return -32600, "invalid request: not a JSON object"
+		return CodeInvalidRequest, "invalid request: not a JSON object"
 	}
 	if m.Version == nil || *m.Version != "2.0" {
-		return -32600, `invalid request: "jsonrpc" must be "2.0"`
+		return CodeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`
 	}
 	if m.Method == nil && m.Result == nil && m.Error == nil {
-		return -32600, "invalid request: no method"
+		return CodeInvalidRequest, "invalid request: no method"
 	}
 	if m.Method != nil {
 		var name string
 		if json.Unmarshal(*m.Method, &name) != nil || name == "" {
-			return -32600, "invalid request: method must be a non-empty string"
+			return CodeInvalidRequest, "invalid request: method must be a non-empty string"
 		}
 	}
 	return 0, ""
@@ -303,11 +485,15 @@ func (s *Stream) WriteObject(obj any) error {
 // Close closes the connection and any descriptors nobody claimed.
 func (s *Stream) Close() error {
 	err := s.conn.Close()
-	s.rmu.Lock()
-	closeFDs(s.queued)
-	closeFDs(s.current)
-	s.queued, s.current = nil, nil
-	s.rmu.Unlock()
+	s.fmu.Lock()
+	s.closed = true
+	s.dropLocked(s.queued)
+	s.queued = nil
+	for id, fds := range s.pending {
+		s.dropLocked(fds)
+		delete(s.pending, id)
+	}
+	s.fmu.Unlock()
 	return err
 }
 

@@ -127,6 +127,9 @@ type GCParams struct {
 	// gone; only the caller can see that, since the daemon cannot read
 	// home directories.
 	Drop []string `json:"drop"`
+	// DropStale (root and vrift only) also drops every user's roots whose
+	// pinned copy the daemon can no longer read as a manifest.
+	DropStale bool `json:"drop_stale,omitempty"`
 }
 
 // GCResult reports a collection.

@@ -60,10 +60,11 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 		return nil, rpc.Errorf(rpc.CodeInvalidParams, "%v", err)
 	}
 	before := requests(r.Backend)
-	// Shared: a sweep cannot run while the fetched blobs await their pin;
-	// they are then younger than any grace period.
-	s.gcLock.RLock()
-	defer s.gcLock.RUnlock()
+	// No sweep lock while downloading (that can take long, and a waiting
+	// sweep would block every other caller): fetched blobs are younger
+	// than any user's grace, and the caller's pin (link) checks under the
+	// lock that every blob is present, so a blob swept meanwhile is a
+	// reported error, never a broken tree.
 	res := &teamcache.Result{Name: p.Name, Remote: r.Backend.String()}
 	t, raw, err := teamcache.FetchTree(ctx, r.Backend, p.Name)
 	if err == nil {
@@ -109,8 +110,8 @@ func (s *Service) remotePush(ctx context.Context, c *rpc.Call) (any, error) {
 		return nil, rpc.Errorf(rpc.CodeInvalidParams, "remote push: %v", err)
 	}
 	before := requests(r.Backend)
-	s.gcLock.RLock()
-	defer s.gcLock.RUnlock()
+	// No sweep lock while uploading: a blob swept meanwhile fails its
+	// upload, and then no tree is written.
 	keys := t.Keys()
 	res := &teamcache.Result{Name: p.Name, Remote: r.Backend.String(), Files: t.Files()}
 	err = teamcache.PushTree(ctx, s.store, r.Backend, p.Name, p.Tree, keys, res, teamcache.Options{Jobs: p.Jobs})
@@ -135,6 +136,6 @@ func (s *Service) auditRemote(c *rpc.Call, method, name string, res *teamcache.R
 	if err != nil {
 		result = "error: " + err.Error()
 	}
-	s.audit.write(auditEntry{UID: c.Peer.UID, PID: c.Peer.PID, Method: method, Path: name,
+	s.audit.write(auditEntry{UID: c.Peer.UID, PID: c.Peer.PID, Method: method, ClientPath: name,
 		BlobsAdded: res.BlobsFetched, BytesAdded: res.BytesFetched, Files: res.Files, Result: result})
 }

@@ -188,7 +188,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 	if pres.BlobsFetched != int64(len(keys)) || pres.Reused != 0 {
 		t.Fatalf("cold pull: %+v", pres)
 	}
-	if _, err := d2.Link(ctx, engine.LinkOptions{ManifestPath: pres.ManifestPath, Method: vfs.Copy}); err != nil {
+	if _, err := engine.Link(ctx, d2, engine.LinkOptions{ManifestPath: pres.ManifestPath, Method: vfs.Copy}); err != nil {
 		t.Fatal(err)
 	}
 	compareTrees(t, filepath.Join(root, "node_modules"), filepath.Join(dest, "node_modules"))
@@ -298,7 +298,7 @@ func TestKillServerMidPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d2.Link(ctx, engine.LinkOptions{ManifestPath: pres.ManifestPath, Method: vfs.Copy}); err != nil {
+	if _, err := engine.Link(ctx, d2, engine.LinkOptions{ManifestPath: pres.ManifestPath, Method: vfs.Copy}); err != nil {
 		t.Fatal(err)
 	}
 	compareTrees(t, filepath.Join(root, "node_modules"), filepath.Join(dest, "node_modules"))

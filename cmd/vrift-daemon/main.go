@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -43,6 +44,30 @@ type config struct {
 	// daemon's own credentials come from its AWS_* environment or its
 	// credentials file.
 	Remote remote.Config `toml:"remote"`
+
+	// Bounds (0: the service's default; see docs/protocol.md).
+	MaxManifest        int64    `toml:"max_manifest"`
+	MaxSessionBytes    int64    `toml:"max_session_bytes"`
+	MaxSessionsPerUser int      `toml:"max_sessions_per_user"`
+	MaxRootsPerUser    int      `toml:"max_roots_per_user"`
+	MinUserGrace       duration `toml:"min_user_grace"`
+	AuditMaxBytes      int64    `toml:"audit_max_bytes"`
+	AuditKeep          int      `toml:"audit_keep"`
+	// Transport bounds (see docs/protocol.md); 0 means the default.
+	CallTimeout    string `toml:"call_timeout"`
+	MaxConns       int    `toml:"max_conns"`
+	MaxConnsPerUID int    `toml:"max_conns_per_uid"`
+	MaxFDsPerUID   int    `toml:"max_fds_per_uid"`
+	MaxInflight    int    `toml:"max_inflight"`
+}
+
+// duration reads a TOML string such as "1h30m".
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	var err error
+	d.Duration, err = time.ParseDuration(string(b))
+	return err
 }
 
 const defaultConfigFile = "/etc/vrift/config.toml"
@@ -61,6 +86,10 @@ func defaults() config {
 }
 
 func main() {
+	// The daemon re-executes itself to read untrusted manifests.
+	if code, ran := service.RunChild(); ran {
+		os.Exit(code)
+	}
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
@@ -75,6 +104,10 @@ func run(args []string, stderr io.Writer) int {
 	maxFrame := fl.Int("max-frame", 0, "largest accepted frame in bytes (default 16 MiB)")
 	allowRoot := fl.Bool("allow-root", false, "run as root (the store would then be root-owned)")
 	logLevel := fl.String("log-level", "", "debug, info, warn or error")
+	callTimeout := fl.String("call-timeout", "", "longest one call may run (default 1h)")
+	maxConns := fl.Int("max-conns", 0, "most connections open at once (default 1024)")
+	maxConnsPerUID := fl.Int("max-conns-per-uid", 0, "most connections one user may have open (default 64)")
+	maxFDsPerUID := fl.Int("max-fds-per-uid", 0, "most passed descriptors the daemon holds for one user (default 4096, at most a quarter of RLIMIT_NOFILE)")
 	showVersion := fl.Bool("version", false, "print the version and exit")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "usage: vrift-daemon [flags]\n\nServes the shared vrift store on a unix socket. Flags override the config file.\n\n")
@@ -116,6 +149,18 @@ func run(args []string, stderr io.Writer) int {
 	if set["log-level"] {
 		cfg.LogLevel = *logLevel
 	}
+	if set["call-timeout"] {
+		cfg.CallTimeout = *callTimeout
+	}
+	if set["max-conns"] {
+		cfg.MaxConns = *maxConns
+	}
+	if set["max-conns-per-uid"] {
+		cfg.MaxConnsPerUID = *maxConnsPerUID
+	}
+	if set["max-fds-per-uid"] {
+		cfg.MaxFDsPerUID = *maxFDsPerUID
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		fmt.Fprintf(stderr, "vrift-daemon: log level %q: %v\n", cfg.LogLevel, err)
@@ -145,7 +190,10 @@ func serve(cfg config, log *slog.Logger) error {
 		log.Info("team cache", "remote", b.String(), "push", cfg.Remote.Push)
 	}
 	svc, err := service.New(service.Config{Store: cfg.Store, State: cfg.State, SharePrivate: cfg.SharePrivate,
-		Version: version, Log: log, Remote: rem})
+		Version: version, Log: log, MaxManifest: cfg.MaxManifest, MaxSessionBytes: cfg.MaxSessionBytes,
+		MaxSessionsPerUser: cfg.MaxSessionsPerUser, MaxRootsPerUser: cfg.MaxRootsPerUser,
+		MinUserGrace: cfg.MinUserGrace.Duration, AuditMaxBytes: cfg.AuditMaxBytes, AuditKeep: cfg.AuditKeep,
+		Remote: rem})
 	if err != nil {
 		return err
 	}
@@ -156,9 +204,20 @@ func serve(cfg config, log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv := &rpc.Server{Handler: svc, Log: log, MaxFrame: cfg.MaxFrame, ShutdownTimeout: 20 * time.Second}
+	var callTimeout time.Duration
+	if cfg.CallTimeout != "" {
+		if callTimeout, err = time.ParseDuration(cfg.CallTimeout); err != nil || callTimeout <= 0 {
+			return fmt.Errorf("call_timeout %q: want a positive duration such as 30m", cfg.CallTimeout)
+		}
+	}
+	srv := &rpc.Server{Handler: svc, Log: log, MaxFrame: cfg.MaxFrame, ShutdownTimeout: 20 * time.Second,
+		CallTimeout: callTimeout, MaxConns: cfg.MaxConns, MaxConnsPerUID: cfg.MaxConnsPerUID, MaxFDsPerUID: cfg.MaxFDsPerUID,
+		MaxInflight: cfg.MaxInflight}
+	conns, connsPerUID, fdsPerUID, fdsTotal, callLimit := srv.Limits()
 	log.Info("serving", "socket", cfg.Socket, "store", cfg.Store, "state", cfg.State, "socket_activated", activated,
-		"uid", os.Getuid(), "version", version)
+		"uid", os.Getuid(), "version", version, "max_conns", conns, "max_conns_per_uid", connsPerUID,
+		"max_fds_per_uid", fdsPerUID, "max_fds_total", fdsTotal, "call_timeout", callLimit,
+		"max_inflight", cmp.Or(cfg.MaxInflight, rpc.DefaultMaxInflight))
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	daemon.SdNotify(false, "STATUS=serving "+cfg.Store+" on "+cfg.Socket)
 	err = srv.Serve(ctx, l)

@@ -23,9 +23,7 @@ period. It waits for in-flight ingests and keeps new ones out while it runs.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Waiting = func() { fmt.Fprintln(a.stderr, "vrift: gc: waiting for in-flight ingests to finish") }
 			ctx := cmd.Context()
-			res, err := onStore(ctx, a,
-				func(r *engine.Remote) (*engine.GCResult, error) { return r.GC(ctx, opts) },
-				func(d *engine.Direct) (*engine.GCResult, error) { return d.GC(ctx, opts) })
+			res, err := withStore(ctx, a, func(s engine.Store) (*engine.GCResult, error) { return s.GC(ctx, opts) })
 			if err != nil {
 				return err
 			}
@@ -42,5 +40,7 @@ period. It waits for in-flight ingests and keeps new ones out while it runs.`,
 	}
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would be deleted, delete nothing")
 	cmd.Flags().DurationVar(&opts.Grace, "grace", engine.DefaultGrace, "keep unreferenced blobs younger than this")
+	cmd.Flags().BoolVar(&opts.DropStale, "drop-stale", false,
+		"daemon mode, root or vrift only: also drop every user's roots whose pinned manifest copy the daemon can no longer read")
 	return cmd
 }

@@ -15,6 +15,7 @@ import (
 
 func (a *app) ingestCommand() *cobra.Command {
 	var tier, mode, manifestPath string
+	var copyAll bool
 	cmd := &cobra.Command{
 		Use:   "ingest DIR",
 		Short: "Store a tree's files and record it in the project manifest",
@@ -30,14 +31,24 @@ that, DIR's parent.
                  serve them with vrift mount
 
 Unchanged files (same size, mtime, ctime and inode as recorded) and existing
-projections are not read again.`,
+projections are not read again.
+
+Adoption (tier1, direct mode): instead of copying a file into the store,
+vrift makes the file itself read-only (0444, or 0555 if executable) and
+links that very inode into the store, then puts the symlink in its place.
+No byte is copied. It does so only for a file with a single link, owned by
+you, on the store's filesystem, that no other process has open (a write
+lease proves it and keeps writers out while it is hashed). Anything else is
+copied. --copy copies every file. In daemon mode files are always copied:
+shared blobs belong to the daemon.`,
 		Example: `  vrift ingest node_modules
   vrift ingest --tier tier2 --json ~/go/pkg/mod
   vrift ingest --mode phantom node_modules && vrift link --method hardlink`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := engine.IngestOptions{Dir: args[0], ManifestPath: manifestPath,
-				Tier: engine.Tier(tier), Mode: engine.Mode(mode), Warn: a.warn}
+				Tier: engine.Tier(tier), Mode: engine.Mode(mode), Warn: a.warn, AllowOtherOwner: a.allowOtherOwner,
+				Copy: copyAll}
 			bar := a.progress()
 			if bar != nil {
 				opts.Progress = func(files, bytes int64) {
@@ -46,9 +57,7 @@ projections are not read again.`,
 				}
 			}
 			ctx := cmd.Context()
-			res, err := onStore(ctx, a,
-				func(r *engine.Remote) (*engine.IngestResult, error) { return r.Ingest(ctx, opts) },
-				func(d *engine.Direct) (*engine.IngestResult, error) { return d.Ingest(ctx, opts) })
+			res, err := withStore(ctx, a, func(s engine.Store) (*engine.IngestResult, error) { return s.Ingest(ctx, opts) })
 			if bar != nil {
 				bar.Finish()
 				fmt.Fprintln(a.stderr)
@@ -62,6 +71,7 @@ projections are not read again.`,
 	cmd.Flags().StringVar(&tier, "tier", string(engine.Tier1), "tier1 (project in place) or tier2 (keep files)")
 	cmd.Flags().StringVar(&mode, "mode", string(engine.Solid), "solid (keep the tree) or phantom (remove it after ingest)")
 	cmd.Flags().StringVar(&manifestPath, "manifest", "", "manifest path (default <project>/.vrift/manifest.lmdb)")
+	cmd.Flags().BoolVar(&copyAll, "copy", false, "copy every file into the store; never adopt a file's own inode")
 	return cmd
 }
 
@@ -83,7 +93,8 @@ func (a *app) progress() *progressbar.ProgressBar {
 func printIngest(w io.Writer, r *engine.IngestResult) {
 	fmt.Fprintf(w, "ingested %d files (%s), %d unique, %d dirs, %d symlinks in %s\n",
 		r.Files, humanBytes(r.Bytes), r.Unique, r.Dirs, r.Symlinks, time.Duration(r.DurationMS)*time.Millisecond)
-	fmt.Fprintf(w, "  new blobs: %d (%s); reused without reading: %d\n", r.NewBlobs, humanBytes(r.NewBytes), r.Reused)
+	fmt.Fprintf(w, "  new blobs: %d (%s): %d adopted, %d copied; reused without reading: %d\n",
+		r.NewBlobs, humanBytes(r.NewBytes), r.Adopted, r.Copied, r.Reused)
 	switch {
 	case r.Mode == engine.Phantom:
 		fmt.Fprintf(w, "  phantom: removed %d paths; restore with vrift link or vrift mount\n", r.Removed)

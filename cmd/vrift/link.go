@@ -14,7 +14,7 @@ import (
 
 func (a *app) linkCommand() *cobra.Command {
 	var to, subtree, method, manifestPath string
-	var force bool
+	var force, keepSpecial bool
 	cmd := &cobra.Command{
 		Use:   "link [PROJECT]",
 		Short: "Materialize a project's manifest from the store",
@@ -23,6 +23,11 @@ the current directory) back in place, or under --to DIR at the same relative
 paths. It creates what is missing, fixes projections that differ and leaves
 what matches. A file that is not a projection is never replaced unless
 --force: conflicts are listed and the exit status is 3.
+
+Setuid, setgid and sticky bits recorded in the manifest are masked unless
+--keep-special-bits is given and the destination is yours. A destination
+another user owns is refused unless --allow-other-owner; either way nothing
+outside the destination is touched and no symlink inside it is followed.
 
 Methods:
   symlink   (default) symlinks into the store; Node tools do not work on these
@@ -38,7 +43,8 @@ Methods:
 			if err != nil {
 				return usageError{err}
 			}
-			opts := engine.LinkOptions{To: to, Subtree: subtree, Method: m, Force: force, Warn: a.warn}
+			opts := engine.LinkOptions{To: to, Subtree: subtree, Method: m, Force: force, Warn: a.warn,
+				AllowOtherOwner: a.allowOtherOwner, KeepSpecialBits: keepSpecial}
 			if len(args) == 1 {
 				opts.Project = args[0]
 			}
@@ -48,9 +54,7 @@ Methods:
 				}
 			}
 			ctx := cmd.Context()
-			res, err := onStore(ctx, a,
-				func(r *engine.Remote) (*vfs.LinkResult, error) { return r.Link(ctx, opts) },
-				func(d *engine.Direct) (*vfs.LinkResult, error) { return d.Link(ctx, opts) })
+			res, err := withStore(ctx, a, func(s engine.Store) (*vfs.LinkResult, error) { return engine.Link(ctx, s, opts) })
 			if res != nil {
 				if perr := a.emit(res, func(w io.Writer) { printLink(w, res) }); perr != nil {
 					return perr
@@ -66,6 +70,7 @@ Methods:
 	cmd.Flags().StringVar(&subtree, "subtree", "", "only this path (relative to the project root), e.g. node_modules")
 	cmd.Flags().StringVar(&method, "method", string(vfs.Symlink), "symlink, hardlink, reflink or copy")
 	cmd.Flags().BoolVar(&force, "force", false, "replace files that are not projections")
+	cmd.Flags().BoolVar(&keepSpecial, "keep-special-bits", false, "apply the manifest's setuid, setgid and sticky bits (only in a destination you own)")
 	cmd.Flags().StringVar(&manifestPath, "manifest", "", "manifest to link (default: found from PROJECT)")
 	return cmd
 }

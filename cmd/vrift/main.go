@@ -47,9 +47,11 @@ type app struct {
 	storeFlag  string
 	socketFlag string
 	direct     bool
-	jsonOut    bool
-	stdout     io.Writer
-	stderr     io.Writer
+	// allowOtherOwner lets vrift act in a tree another user owns.
+	allowOtherOwner bool
+	jsonOut         bool
+	stdout          io.Writer
+	stderr          io.Writer
 }
 
 func main() {
@@ -110,6 +112,8 @@ Exit codes:
 	root.PersistentFlags().BoolVar(&a.jsonOut, "json", false, "print one JSON object on stdout instead of text")
 	root.PersistentFlags().StringVar(&a.socketFlag, "socket", "", "daemon socket (default $VRIFT_SOCKET or "+engine.DefaultSocket()+")")
 	root.PersistentFlags().BoolVar(&a.direct, "direct", false, "never use a daemon: work on the per-user store")
+	root.PersistentFlags().BoolVar(&a.allowOtherOwner, "allow-other-owner", os.Getenv("VRIFT_ALLOW_OTHER_OWNER") == "1",
+		"act in a project or directory another user owns (refused by default; also VRIFT_ALLOW_OTHER_OWNER=1)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
 		a.statusCommand(), a.gcCommand(), a.verifyCommand(),
@@ -132,51 +136,37 @@ func (a *app) storeRoot() (string, error) {
 	return filepath.Join(home, ".vrift", "the_source"), nil
 }
 
-// remote returns the daemon to use, or nil for direct mode: with --direct,
-// or when no daemon answers on the socket.
-func (a *app) remote(ctx context.Context) (*engine.Remote, error) {
-	if a.direct {
-		return nil, nil
-	}
+// store opens the store every command works on: the daemon's when one is
+// set up on the socket, the per-user store with --direct, with an explicit
+// --store/VRIFT_STORE (and no socket named), or when no daemon socket
+// exists. The caller closes it.
+func (a *app) store(ctx context.Context) (engine.Store, error) {
 	socket := a.socketFlag
 	if socket == "" {
 		socket = os.Getenv("VRIFT_SOCKET")
 	}
-	if socket == "" {
-		if a.storeFlag != "" || os.Getenv("VRIFT_STORE") != "" {
-			// A store named explicitly is a direct-mode store.
-			return nil, nil
-		}
+	if socket == "" && a.storeFlag == "" && os.Getenv("VRIFT_STORE") == "" {
 		socket = engine.DefaultSocket()
 	}
-	return engine.Connect(ctx, socket)
+	var root string
+	if a.direct || socket == "" || !engine.SocketExists(socket) {
+		var err error
+		if root, err = a.storeRoot(); err != nil {
+			return nil, err
+		}
+	}
+	return engine.Open(ctx, socket, a.direct, root)
 }
 
-// onStore runs daemon when a daemon answers, direct otherwise: every
-// command has the same two front doors onto the same engine.
-func onStore[T any](ctx context.Context, a *app, daemon func(*engine.Remote) (T, error), direct func(*engine.Direct) (T, error)) (T, error) {
-	var zero T
-	r, err := a.remote(ctx)
+// withStore runs fn on the command's store.
+func withStore[T any](ctx context.Context, a *app, fn func(engine.Store) (T, error)) (T, error) {
+	s, err := a.store(ctx)
 	if err != nil {
+		var zero T
 		return zero, err
 	}
-	if r != nil {
-		defer r.Client.Close()
-		return daemon(r)
-	}
-	d, err := a.openDirect()
-	if err != nil {
-		return zero, err
-	}
-	return direct(d)
-}
-
-func (a *app) openDirect() (*engine.Direct, error) {
-	root, err := a.storeRoot()
-	if err != nil {
-		return nil, err
-	}
-	return engine.OpenDirect(root)
+	defer s.Close()
+	return fn(s)
 }
 
 // emit prints v as JSON with --json, or calls text otherwise.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/vrift/vrift/engine"
 	vfs "github.com/vrift/vrift/fs"
-	"github.com/vrift/vrift/manifest"
+	"github.com/vrift/vrift/fs/tree"
 )
 
 func (a *app) mountCommand() *cobra.Command {
@@ -54,9 +54,21 @@ killed) at MOUNTPOINT is cleaned up first.`,
 			if err != nil {
 				return err
 			}
+			// Mounting follows symlinks: a mount point is never one, and
+			// one another user owns is refused unless allowed, so a tree
+			// someone else controls cannot steer root's mount elsewhere.
+			var st unix.Stat_t
+			if err := unix.Lstat(mp, &st); err == nil {
+				if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+					return fmt.Errorf("mount: %s is a symlink; name the directory itself", mp)
+				}
+				if err := tree.CheckOwner(mp, st.Uid, a.allowOtherOwner); err != nil {
+					return fmt.Errorf("mount: %w", err)
+				}
+			}
 			if vfs.IsStale(mp) {
 				fmt.Fprintf(a.stderr, "vrift: %s is a stale mount (its server is gone); unmounting it first\n", mp)
-				if err := unmount(mp); err != nil {
+				if err := vfs.Unmount(mp); err != nil {
 					return fmt.Errorf("mount %s: clean up stale mount: %w", mp, err)
 				}
 			}
@@ -85,47 +97,23 @@ func (a *app) serveMount(ctx context.Context, project, mp, subtree string, noPas
 		}
 	}
 	err := func() error {
-		mpath, err := engine.ProjectManifest(project)
-		if err != nil {
-			return fmt.Errorf("mount %w", err)
-		}
-		storeRoot, err := onStore(ctx, a,
-			func(r *engine.Remote) (string, error) { return r.Pin(ctx, mpath) },
-			func(d *engine.Direct) (string, error) { return d.Pin(mpath) })
-		if err != nil {
-			return fmt.Errorf("mount: %w", err)
-		}
 		info, err := os.Stat(mp)
 		if err != nil || !info.IsDir() {
 			return fmt.Errorf("mount: %s is not a directory", mp)
 		}
-		m, err := manifest.Open(mpath)
+		s, err := a.store(ctx)
 		if err != nil {
-			return fmt.Errorf("mount: %w", err)
+			return err
+		}
+		// The pin outlives the connection: the store can close at once.
+		v, m, source, err := engine.OpenView(ctx, s, engine.ViewOptions{Project: project, Subtree: subtree, NoPassthrough: noPassthrough})
+		s.Close()
+		if err != nil {
+			return err
 		}
 		defer m.Close()
-		sub := cleanKey(subtree)
-		if sub != manifest.RootPath {
-			var ok bool
-			m.View(func(r *manifest.Reader) error {
-				e, found, err := r.Get(sub)
-				ok = found && e.Kind == manifest.Dir
-				return err
-			})
-			if !ok {
-				return fmt.Errorf("mount: %q is not a directory in %s", sub, mpath)
-			}
-		}
-		v, err := vfs.NewView(m, vfs.ViewOptions{StoreRoot: storeRoot, Subtree: sub, NoPassthrough: noPassthrough})
-		if err != nil {
-			return fmt.Errorf("mount: %w", err)
-		}
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		source := mpath
-		if sub != manifest.RootPath {
-			source += ":" + sub
-		}
 		return v.Serve(ctx, mp, source, func(passthrough bool) {
 			mode := "reads through vrift: no FUSE passthrough (it needs root and kernel support, and no --no-passthrough)"
 			if passthrough {
@@ -198,17 +186,6 @@ func passGlobal(a *app) []string {
 	return out
 }
 
-func cleanKey(s string) string {
-	if s == "" {
-		return manifest.RootPath
-	}
-	s = strings.TrimPrefix(filepath.ToSlash(filepath.Clean(s)), "./")
-	if s == "" || s == "." {
-		return manifest.RootPath
-	}
-	return s
-}
-
 func (a *app) umountCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:     "umount MOUNTPOINT",
@@ -221,7 +198,7 @@ func (a *app) umountCommand() *cobra.Command {
 				return err
 			}
 			stale := vfs.IsStale(mp)
-			if err := unmount(mp); err != nil {
+			if err := vfs.Unmount(mp); err != nil {
 				return fmt.Errorf("umount %s: %w", mp, err)
 			}
 			if stale {
@@ -232,23 +209,4 @@ func (a *app) umountCommand() *cobra.Command {
 			return nil
 		},
 	}
-}
-
-// unmount detaches a FUSE mount: umount2 as root, fusermount3 otherwise.
-func unmount(mp string) error {
-	if os.Geteuid() == 0 {
-		err := unix.Unmount(mp, 0)
-		if errors.Is(err, unix.EBUSY) {
-			err = unix.Unmount(mp, unix.MNT_DETACH)
-		}
-		if errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("not a mount point")
-		}
-		return err
-	}
-	out, err := exec.Command("fusermount3", "-u", "-z", mp).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("fusermount3: %s", strings.TrimSpace(string(out)))
-	}
-	return nil
 }

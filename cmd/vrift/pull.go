@@ -62,40 +62,36 @@ NAME defaults to the key derived from the project's lock file (see vrift push).`
 			if name, err = a.treeName(name, root); err != nil {
 				return err
 			}
-			r, err := a.remote(ctx)
+			s, err := a.store(ctx)
 			if err != nil {
 				return err
 			}
+			defer s.Close()
 			var res *teamcache.Result
-			var link func(engine.LinkOptions) (*vfs.LinkResult, error)
-			if r != nil {
+			switch st := s.(type) {
+			case *engine.Remote:
 				// Daemon mode: the daemon fetches into the shared store
 				// with its own credentials; we record and pin the tree.
-				defer r.Client.Close()
 				if err := rf.daemonMode(); err != nil {
 					return err
 				}
-				if res, err = daemonPull(ctx, r, name, root, rf.jobs); err != nil {
+				if res, err = daemonPull(ctx, st, name, root, rf.jobs); err != nil {
 					return err
 				}
-				link = func(o engine.LinkOptions) (*vfs.LinkResult, error) { return r.Link(ctx, o) }
-			} else {
-				d, err := a.openDirect()
-				if err != nil {
-					return err
-				}
+			case *engine.Direct:
 				b, err := rf.open()
 				if err != nil {
 					return err
 				}
-				if res, err = teamcache.Pull(ctx, d.Store, b, name, root, d.Roots.Add, rf.options(a)); err != nil {
+				if res, err = teamcache.Pull(ctx, st.Store, b, name, root, st.Roots.Add, rf.options(a)); err != nil {
 					return err
 				}
 				res.Requests = b.Stats().Requests()
-				link = func(o engine.LinkOptions) (*vfs.LinkResult, error) { return d.Link(ctx, o) }
+			default:
+				return fmt.Errorf("pull: unsupported store %T", s)
 			}
 			if mount {
-				mp := filepath.Join(root, filepath.FromSlash(cleanKey(subtree)))
+				mp := filepath.Join(root, filepath.FromSlash(manifest.CleanKey(subtree)))
 				if err := os.MkdirAll(mp, 0o755); err != nil {
 					return fmt.Errorf("pull: %w", err)
 				}
@@ -109,7 +105,7 @@ NAME defaults to the key derived from the project's lock file (see vrift push).`
 				}
 				return a.mountDetached([]string{root, mp}, mp, subtree, false)
 			}
-			lres, err := link(engine.LinkOptions{ManifestPath: res.ManifestPath, Subtree: subtree,
+			lres, err := engine.Link(ctx, s, engine.LinkOptions{ManifestPath: res.ManifestPath, Subtree: subtree,
 				Method: m, Force: force, Warn: a.warn})
 			if lres != nil {
 				if perr := a.emitPull(res, lres); perr != nil {

@@ -65,12 +65,12 @@ AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE in
 			if name, err = a.treeName(name, filepath.Dir(filepath.Dir(mpath))); err != nil {
 				return err
 			}
-			r, err := a.remote(ctx)
+			s, err := a.store(ctx)
 			if err != nil {
 				return err
 			}
-			if r != nil {
-				defer r.Client.Close()
+			defer s.Close()
+			if r, ok := s.(*engine.Remote); ok {
 				if err := rf.daemonMode(); err != nil {
 					return err
 				}
@@ -80,9 +80,9 @@ AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE in
 				}
 				return a.emit(res, func(w io.Writer) { printTransfer(w, "pushed", res) })
 			}
-			d, err := a.openDirect()
-			if err != nil {
-				return err
+			d, ok := s.(*engine.Direct)
+			if !ok {
+				return fmt.Errorf("push: unsupported store %T", s)
 			}
 			b, err := rf.open()
 			if err != nil {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/vrift/vrift/engine"
 	vfs "github.com/vrift/vrift/fs"
-	"github.com/vrift/vrift/rpc"
 )
 
 type statusOutput struct {
@@ -16,16 +15,9 @@ type statusOutput struct {
 	Store   engine.StoreStatus    `json:"store"`
 	Project *engine.ProjectStatus `json:"project,omitempty"`
 	// Daemon mode: the daemon's version and the caller's pinned roots.
-	Daemon *daemonStatus `json:"daemon,omitempty"`
+	Daemon *engine.DaemonStatus `json:"daemon,omitempty"`
 	// Mounts are the vrift views mounted in this namespace.
 	Mounts []vfs.Mount `json:"mounts"`
-}
-
-type daemonStatus struct {
-	Version  string     `json:"version"`
-	Roots    []rpc.Root `json:"roots"`
-	Sessions int        `json:"sessions"`
-	Usage    rpc.Usage  `json:"usage"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -41,29 +33,16 @@ bytes of distinct content.`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var out statusOutput
-			r, err := a.remote(cmd.Context())
+			s, err := a.store(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if r != nil {
-				defer r.Client.Close()
-				st, err := r.Status(cmd.Context())
-				if err != nil {
-					return fmt.Errorf("status: daemon: %w", err)
-				}
-				out = statusOutput{Mode: "daemon", Store: engine.StoreStatus{Store: st.Store, Blobs: st.Blobs,
-					Bytes: st.Bytes, DiskBytes: st.DiskBytes, Roots: len(st.Roots)},
-					Daemon: &daemonStatus{Version: st.Version, Roots: st.Roots, Sessions: st.Sessions, Usage: st.Usage}}
-			} else {
-				d, err := a.openDirect()
-				if err != nil {
-					return err
-				}
-				out.Mode = "direct"
-				if out.Store, err = d.Status(cmd.Context()); err != nil {
-					return err
-				}
+			defer s.Close()
+			st, err := s.Status(cmd.Context())
+			if err != nil {
+				return err
 			}
+			out = statusOutput{Mode: s.Mode(), Store: *st, Daemon: st.Daemon}
 			if out.Mounts, err = vfs.Mounts(); err != nil {
 				return fmt.Errorf("status: mounts: %w", err)
 			}

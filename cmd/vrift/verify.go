@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -23,14 +24,12 @@ that the next ingest of that content stores it again.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			res, err := onStore(ctx, a,
-				func(r *engine.Remote) (*engine.VerifyResult, error) {
-					if repair {
-						return nil, usageError{fmt.Errorf("verify --repair changes the shared store: run it as the daemon's user, with --direct --store on the daemon's store")}
-					}
-					return r.Verify(ctx)
-				},
-				func(d *engine.Direct) (*engine.VerifyResult, error) { return d.Verify(ctx, repair) })
+			res, err := withStore(ctx, a, func(s engine.Store) (*engine.VerifyResult, error) {
+				return s.Verify(ctx, engine.VerifyOptions{Repair: repair})
+			})
+			if errors.Is(err, engine.ErrRepairShared) {
+				return usageError{err}
+			}
 			if err != nil {
 				return err
 			}

@@ -11,5 +11,20 @@ echo "ingest exit: $?"
 setpriv --reuid=nobody --regid=nogroup --clear-groups -- env HOME=/tmp/u /usr/bin/vrift status
 systemctl show vrift-daemon.service -p Type -p User -p ActiveState -p SubState -p MainPID -p StatusText
 readlink /tmp/u/proj/lib/a.txt
+# The unit's LimitNOFILE reaches the daemon (systemd clamps it to its own
+# hard limit, which a container may have lower).
+pid=$(systemctl show -p MainPID --value vrift-daemon.service)
+echo "unit limits: $(grep 'Max open files' "/proc/$pid/limits")"
+echo "pid1 limits: $(grep 'Max open files' /proc/1/limits)"
+# Under the unit's syscall filter (which denies @resources), Go still raises
+# a soft RLIMIT_NOFILE below the hard one at startup (it uses prlimit64).
+mkdir -p /tmp/rl && chown vrift:vrift /tmp/rl
+systemd-run --unit=vrift-rl -p User=vrift -p NoNewPrivileges=yes -p SystemCallArchitectures=native \
+	-p SystemCallFilter=@system-service -p 'SystemCallFilter=~@privileged @resources' -p SystemCallErrorNumber=EPERM \
+	-p LimitNOFILE=1024:8192 /usr/bin/vrift-daemon --store /tmp/rl/store --state /tmp/rl/state --socket /tmp/rl/d.sock --config /dev/null
+sleep 2
+pid=$(systemctl show -p MainPID --value vrift-rl.service)
+echo "filtered limits: $(grep 'Max open files' "/proc/$pid/limits")"
+journalctl -u vrift-rl.service --no-pager | grep -o 'max_fds_total=[0-9]*' 
 journalctl -u vrift-daemon.service --no-pager | tail -5
 echo DONE

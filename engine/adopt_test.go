@@ -1,0 +1,210 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/vrift/vrift/cas"
+	"github.com/vrift/vrift/manifest"
+)
+
+func ingestDirect(t *testing.T, store, dir string, opts IngestOptions) *IngestResult {
+	t.Helper()
+	d, err := OpenDirect(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Dir = dir
+	res, err := d.Ingest(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func entryOf(t *testing.T, proj, key string) manifest.Entry {
+	t.Helper()
+	m, err := manifest.Open(manifest.PathFor(proj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var e manifest.Entry
+	m.View(func(r *manifest.Reader) error {
+		e, _, err = r.Get(key)
+		return err
+	})
+	return e
+}
+
+// TestAdoption: tier1 direct ingest adopts a file's own inode (no copy):
+// the blob is that inode, read-only and the user's; the path becomes a
+// symlink to it; a second project with the same content deduplicates
+// against it; verify is clean; --copy copies.
+func TestAdoption(t *testing.T) {
+	base := t.TempDir()
+	store := filepath.Join(base, "store")
+	a := filepath.Join(base, "a")
+	writeFiles(t, a, map[string]string{"package.json": "{}", "lib/x.js": "same content", "lib/y.sh": "#!/bin/sh\n"})
+	os.Chmod(filepath.Join(a, "lib/y.sh"), 0o755)
+	var st0 os.FileInfo
+	st0, _ = os.Stat(filepath.Join(a, "lib/x.js"))
+	res := ingestDirect(t, store, filepath.Join(a, "lib"), IngestOptions{})
+	if res.Adopted != 2 || res.Copied != 0 {
+		t.Fatalf("adopted %d, copied %d; want 2 and 0", res.Adopted, res.Copied)
+	}
+	e := entryOf(t, a, "lib/x.js")
+	s, _ := cas.Open(store, cas.Options{})
+	blob, err := os.Stat(s.Path(e.Key()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(blob, st0) || blob.Mode().Perm() != 0o444 {
+		t.Errorf("blob is not the adopted inode, or mode %v != 0444", blob.Mode().Perm())
+	}
+	if e.Mode != 0o644 {
+		t.Errorf("manifest records mode %o, want the file's own 0644", e.Mode)
+	}
+	if got, _ := os.Readlink(filepath.Join(a, "lib/x.js")); got != s.Path(e.Key()) {
+		t.Errorf("path is not projected: %q", got)
+	}
+	ey := entryOf(t, a, "lib/y.sh")
+	if b, _ := os.Stat(s.Path(ey.Key())); b == nil || b.Mode().Perm() != 0o555 {
+		t.Errorf("exec blob mode %v, want 0555", b.Mode())
+	}
+
+	b := filepath.Join(base, "b")
+	writeFiles(t, b, map[string]string{"package.json": "{}", "lib/x.js": "same content", "lib/z.js": "other"})
+	res = ingestDirect(t, store, filepath.Join(b, "lib"), IngestOptions{})
+	if res.Adopted != 1 || res.NewBlobs != 1 || res.Files != 2 {
+		t.Errorf("second project: adopted %d, new %d, files %d; want 1, 1, 2 (x.js deduplicated)", res.Adopted, res.NewBlobs, res.Files)
+	}
+	c := filepath.Join(base, "c")
+	writeFiles(t, c, map[string]string{"package.json": "{}", "lib/w.js": "copied"})
+	res = ingestDirect(t, store, filepath.Join(c, "lib"), IngestOptions{Copy: true})
+	if res.Adopted != 0 || res.Copied != 1 {
+		t.Errorf("--copy: adopted %d, copied %d", res.Adopted, res.Copied)
+	}
+	d, _ := OpenDirect(store)
+	v, err := d.Verify(context.Background(), VerifyOptions{})
+	if err != nil || !v.OK() {
+		t.Errorf("verify after adoption: %v %+v", err, v)
+	}
+}
+
+// TestAdoptionOpenWriterCopies: a file another process holds open for
+// writing is copied, not adopted, and what that process writes afterwards
+// changes neither the blob nor the manifest.
+func TestAdoptionOpenWriterCopies(t *testing.T) {
+	base := t.TempDir()
+	proj := filepath.Join(base, "p")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "lib/busy.log": "before"})
+	busy := filepath.Join(proj, "lib/busy.log")
+	holder := exec.Command("sh", "-c", `exec 3>>"$1"; echo ready; read _; echo after >&3`, "sh", busy)
+	stdin, _ := holder.StdinPipe()
+	out, _ := holder.StdoutPipe()
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	out.Read(buf) // the writer holds the file open now
+	store := filepath.Join(base, "store")
+	res := ingestDirect(t, store, filepath.Join(proj, "lib"), IngestOptions{})
+	stdin.Write([]byte("go\n"))
+	stdin.Close()
+	if err := holder.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if res.Adopted != 0 || res.Copied != 1 {
+		t.Fatalf("adopted %d, copied %d; want the open file copied", res.Adopted, res.Copied)
+	}
+	e := entryOf(t, proj, "lib/busy.log")
+	s, _ := cas.Open(store, cas.Options{})
+	if got, _ := os.ReadFile(s.Path(e.Key())); string(got) != "before" {
+		t.Errorf("blob content %q, want %q", got, "before")
+	}
+	ingestDirect(t, store, filepath.Join(proj, "lib"), IngestOptions{})
+	if e2 := entryOf(t, proj, "lib/busy.log"); e2.Sum != e.Sum {
+		t.Error("the manifest's hash changed after the writer wrote")
+	}
+}
+
+// TestAdoptionSecondLinkCopies: a file with a second hardlink outside the
+// tree is copied, and the outside file keeps its mode.
+func TestAdoptionSecondLinkCopies(t *testing.T) {
+	base := t.TempDir()
+	proj := filepath.Join(base, "p")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "lib/shared.js": "linked"})
+	outside := filepath.Join(base, "outside.js")
+	if err := os.Link(filepath.Join(proj, "lib/shared.js"), outside); err != nil {
+		t.Fatal(err)
+	}
+	res := ingestDirect(t, filepath.Join(base, "store"), filepath.Join(proj, "lib"), IngestOptions{})
+	if res.Adopted != 0 || res.Copied != 1 {
+		t.Errorf("adopted %d, copied %d; want the linked file copied", res.Adopted, res.Copied)
+	}
+	if info, _ := os.Stat(outside); info.Mode().Perm() != 0o644 {
+		t.Errorf("the outside link's mode changed to %v", info.Mode().Perm())
+	}
+}
+
+// TestAdoptionOtherFilesystem: a store on another filesystem means every
+// file is copied, with no error.
+func TestAdoptionOtherFilesystem(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "vrift-store-")
+	if err != nil {
+		t.Skip("no /dev/shm tmpfs here")
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	base := t.TempDir()
+	proj := filepath.Join(base, "p")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "lib/a.js": "a", "lib/b.js": "b"})
+	res := ingestDirect(t, filepath.Join(shm, "store"), filepath.Join(proj, "lib"), IngestOptions{})
+	if res.Adopted != 0 || res.Copied != 2 || res.Projected != 2 {
+		t.Errorf("adopted %d, copied %d, projected %d; want 0, 2, 2", res.Adopted, res.Copied, res.Projected)
+	}
+}
+
+// TestAdoptionUndoneOnFailure: an ingest that fails before its manifest is
+// committed gives adopted files back: their mode, and their only link.
+func TestAdoptionUndoneOnFailure(t *testing.T) {
+	base := t.TempDir()
+	proj := filepath.Join(base, "p")
+	files := map[string]string{"package.json": "{}"}
+	for i := range 3000 {
+		files[filepath.Join("lib", strconv.Itoa(i/100), strconv.Itoa(i)+".js")] = "content " + strconv.Itoa(i)
+	}
+	writeFiles(t, proj, files)
+	d, err := OpenDirect(filepath.Join(base, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err = d.Ingest(ctx, IngestOptions{Dir: filepath.Join(proj, "lib"), Workers: 1,
+		Progress: func(files, _ int64) {
+			if files > 0 {
+				cancel()
+			}
+		}})
+	if err == nil {
+		t.Fatal("the ingest was not interrupted")
+	}
+	for p := range files {
+		info, err := os.Lstat(filepath.Join(proj, p))
+		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm() != 0o644 {
+			t.Fatalf("%s after a failed ingest: %v %v", p, info.Mode(), err)
+		}
+		if n := info.Sys().(*syscall.Stat_t).Nlink; n != 1 {
+			t.Fatalf("%s has %d links after a failed ingest", p, n)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(proj, ".vrift")); err == nil {
+		t.Error("a failed first ingest left a manifest")
+	}
+}

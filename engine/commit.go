@@ -1,0 +1,210 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/manifest"
+)
+
+// record walks the tree, stores its content and commits the manifest.
+func (in *ingester) record(ctx context.Context) error {
+	old, err := in.m.BeginRead()
+	if err != nil {
+		return err
+	}
+	defer old.Close()
+	oldMeta, err := old.Meta()
+	if err != nil {
+		return err
+	}
+
+	workers := in.opts.Workers
+	if workers <= 0 {
+		// Reads and fsyncs block; more workers than cores keeps the disk busy.
+		workers = max(8, 4*runtime.GOMAXPROCS(0))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := make(chan []hashJob, workers)
+	out := make(chan []recorded, 2*workers)
+
+	var producers atomic.Int32
+	producers.Store(int32(workers) + 1)
+	done := func() {
+		if producers.Add(-1) == 0 {
+			close(out)
+		}
+	}
+	g.Go(func() error {
+		defer done()
+		defer close(jobs)
+		w := walker{in: in, old: old, jobs: jobs, out: out}
+		fd, err := in.t.OpenDir(in.subtree)
+		if err != nil {
+			return fmt.Errorf("open dir %s: %w", vfs.Quote(in.dir), vfs.Cause(err))
+		}
+		if err := w.walkDir(gctx, os.NewFile(uintptr(fd), in.dir), in.dir, in.subtree); err != nil {
+			return err
+		}
+		return w.flush(gctx)
+	})
+	for range workers {
+		g.Go(func() error {
+			defer done()
+			for batch := range jobs {
+				rs := make([]recorded, 0, len(batch))
+				for _, j := range batch {
+					r, err := in.hashFile(gctx, j)
+					if err != nil {
+						return err
+					}
+					rs = append(rs, r)
+				}
+				select {
+				case out <- rs:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+
+	// The manifest write transaction lives on this goroutine (LMDB ties it
+	// to one OS thread); everything else feeds it through out.
+	seed := maphash.MakeSeed()
+	seen := make(map[uint64]struct{})
+	err = in.m.Update(func(w *manifest.Writer) error {
+		changed := false
+		var lastProgress time.Time
+		for batch := range out {
+			for _, r := range batch {
+				if r.private {
+					in.res.Private++
+					in.opts.Warn(fmt.Sprintf("left in place, not stored: %s is not world-readable and other users "+
+						"can reach the store (the daemon stores such files only with --share-private; a direct-mode "+
+						"store is private once its directory is, e.g. chmod 700 ~/.vrift)",
+						vfs.Quote(in.abs(r.path))))
+					continue
+				}
+				seen[maphash.String(seed, r.path)] = struct{}{}
+				wrote, err := w.PutIfChanged(r.path, r.entry)
+				if err != nil {
+					return err
+				}
+				changed = changed || wrote
+				in.count(r)
+			}
+			if in.opts.Progress != nil && time.Since(lastProgress) > 100*time.Millisecond {
+				in.opts.Progress(in.res.Files, in.res.Bytes)
+				lastProgress = time.Now()
+			}
+		}
+		// Producers are done (out is closed): a failure among them aborts
+		// the transaction, leaving the old manifest in place.
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		if in.opts.Progress != nil {
+			in.opts.Progress(in.res.Files, in.res.Bytes)
+		}
+		deleted, err := w.DeleteUnseen(in.subtree, func(p []byte) bool {
+			_, ok := seen[maphash.Bytes(seed, p)]
+			return ok
+		})
+		if err != nil {
+			return err
+		}
+		// The manifest must never name a blob that a crash could lose (and
+		// a blob re-stored for an unchanged entry must be published too).
+		if in.res.NewBlobs > 0 {
+			if err := in.opts.Blobs.Sync(ctx); err != nil {
+				return err
+			}
+		}
+		subtrees := addSubtree(oldMeta.Subtrees, in.subtree)
+		if !changed && deleted == 0 && slices.Equal(subtrees, oldMeta.Subtrees) {
+			return errUnchanged
+		}
+		meta := oldMeta
+		meta.Root = in.root
+		meta.Subtrees = subtrees
+		if meta.Totals, err = w.Count(); err != nil {
+			return err
+		}
+		meta.UpdatedAt = time.Now().UTC()
+		return w.SetMeta(meta)
+	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
+	if err != nil {
+		// Stop the walk and drain, so that no goroutine stays blocked on out.
+		cancel()
+		for range out {
+		}
+		g.Wait()
+	}
+	return err
+}
+
+func (in *ingester) count(r recorded) {
+	switch r.entry.Kind {
+	case manifest.Dir:
+		in.res.Dirs++
+		if strings.HasSuffix(r.path, "node_modules") && filepath.Base(r.path) == "node_modules" {
+			in.sawNodeModules = true
+		}
+	case manifest.Symlink:
+		in.res.Symlinks++
+	case manifest.File:
+		in.res.Files++
+		in.res.Bytes += r.entry.Size
+		k := r.entry.Key()
+		in.unique[k] = struct{}{}
+		if r.reused {
+			in.res.Reused++
+		}
+		if !r.projected {
+			in.regularFiles++
+		}
+		if r.adopted {
+			in.res.Adopted++
+		} else if r.newBlob {
+			in.res.Copied++
+		}
+		if r.newBlob {
+			in.res.NewBlobs++
+			in.res.NewBytes += r.entry.Size
+		}
+	}
+}
+
+// addSubtree adds s to the ingested subtrees, keeping the list free of
+// entries that contain one another.
+func addSubtree(list []string, s string) []string {
+	var out []string
+	for _, t := range list {
+		if manifest.Within(s, t) {
+			return list // already covered
+		}
+		if !manifest.Within(t, s) {
+			out = append(out, t)
+		}
+	}
+	return append(out, s)
+}

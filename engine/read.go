@@ -1,0 +1,87 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vrift/vrift/cas"
+	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/manifest"
+)
+
+// hashFile reads one file into the store. The file's identity is taken from
+// the open descriptor before and after reading; a file that changes while it
+// is read is read again, so the manifest never pairs content with the stat
+// of a different version.
+func (in *ingester) hashFile(ctx context.Context, j hashJob) (recorded, error) {
+	for attempt := 0; ; attempt++ {
+		// By descriptor below the root (one openat2, no symlink followed),
+		// and not os.Open: a regular file needs none of the poller set-up
+		// os.Open does, and this runs once per file.
+		fd, err := in.t.OpenFile(j.path, unix.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK)
+		if err != nil {
+			return recorded{}, fmt.Errorf("read %s: %w", vfs.Quote(j.abs), vfs.Cause(err))
+		}
+		f := os.NewFile(uintptr(fd), j.abs)
+		var before, after unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &before); err != nil {
+			f.Close()
+			return recorded{}, fmt.Errorf("stat %s: %w", vfs.Quote(j.abs), err)
+		}
+		if before.Mode&unix.S_IFMT != unix.S_IFREG {
+			f.Close()
+			return recorded{}, fmt.Errorf("read %s: replaced by a non-regular file during ingest", vfs.Quote(j.abs))
+		}
+		mode := uint32(before.Mode) & 0o7777
+		exec := mode&0o111 != 0
+		if in.adopt != nil {
+			pr, how, err := in.adopt.try(ctx, f, j.path, &before, exec)
+			if errors.Is(err, cas.ErrNotShared) {
+				f.Close()
+				return recorded{path: j.path, private: true}, nil
+			}
+			if err != nil {
+				f.Close()
+				return recorded{}, fmt.Errorf("store %s: %w", vfs.Quote(j.abs), err)
+			}
+			if how != copyInstead {
+				// The lease kept every writer out from the first byte
+				// hashed on: the content is the version stat'ed before.
+				// (An adoption's chmod and link changed its ctime, so
+				// there is no after stat to compare.)
+				f.Close()
+				e := manifest.Entry{Kind: manifest.File, Mode: mode, MTime: unix.TimespecToNsec(before.Mtim),
+					Size: pr.Key.Size, Sum: pr.Key.Sum, Ino: before.Ino, CTime: unix.TimespecToNsec(before.Ctim)}
+				return recorded{path: j.path, entry: e, newBlob: how == adoptedFile, adopted: how == adoptedFile}, nil
+			}
+		}
+		pr, err := in.opts.Blobs.PutFile(ctx, f, exec)
+		if errors.Is(err, cas.ErrNotShared) {
+			f.Close()
+			return recorded{path: j.path, private: true}, nil
+		}
+		if err == nil {
+			err = unix.Fstat(int(f.Fd()), &after)
+		}
+		f.Close()
+		if err != nil {
+			return recorded{}, fmt.Errorf("store %s: %w", vfs.Quote(j.abs), err)
+		}
+		if sameVersion(&before, &after) && pr.Key.Size == before.Size {
+			e := manifest.Entry{Kind: manifest.File, Mode: mode, MTime: unix.TimespecToNsec(before.Mtim),
+				Size: pr.Key.Size, Sum: pr.Key.Sum, Ino: before.Ino, CTime: unix.TimespecToNsec(before.Ctim)}
+			return recorded{path: j.path, entry: e, newBlob: pr.New}, nil
+		}
+		if attempt == 2 {
+			return recorded{}, fmt.Errorf("read %s: file keeps changing while being read", vfs.Quote(j.abs))
+		}
+	}
+}
+
+func sameVersion(a, b *unix.Stat_t) bool {
+	return a.Ino == b.Ino && a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim
+}

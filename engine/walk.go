@@ -1,0 +1,214 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vrift/vrift/cas"
+	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/fs/tree"
+	"github.com/vrift/vrift/manifest"
+)
+
+// walker produces the tree in pre-order: directories and symlinks straight
+// to the manifest, files either reused from the previous manifest or queued
+// for hashing.
+type walker struct {
+	in      *ingester
+	old     *manifest.Reader
+	jobs    chan<- []hashJob
+	out     chan<- []recorded
+	records []recorded
+	queued  []hashJob
+}
+
+func (w *walker) emit(ctx context.Context, r recorded) error {
+	w.records = append(w.records, r)
+	if len(w.records) < recordBatch {
+		return nil
+	}
+	return w.flushRecords(ctx)
+}
+
+func (w *walker) queue(ctx context.Context, j hashJob) error {
+	w.queued = append(w.queued, j)
+	if len(w.queued) < jobBatch {
+		return nil
+	}
+	return w.flushJobs(ctx)
+}
+
+func (w *walker) flush(ctx context.Context) error {
+	if err := w.flushJobs(ctx); err != nil {
+		return err
+	}
+	return w.flushRecords(ctx)
+}
+
+func (w *walker) flushRecords(ctx context.Context) error {
+	if len(w.records) == 0 {
+		return nil
+	}
+	select {
+	case w.out <- w.records:
+		w.records = make([]recorded, 0, recordBatch)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *walker) flushJobs(ctx context.Context) error {
+	if len(w.queued) == 0 {
+		return nil
+	}
+	select {
+	case w.jobs <- w.queued:
+		w.queued = make([]hashJob, 0, jobBatch)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// walkDir walks the open directory d (abs, key). Subdirectories are opened
+// relative to it with O_NOFOLLOW, so a directory swapped for a symlink
+// during the walk fails instead of leading the walk outside the tree.
+func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error {
+	defer d.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
+		return fmt.Errorf("stat %s: %w", vfs.Quote(abs), err)
+	}
+	dirEntry := manifest.Entry{Kind: manifest.Dir, Mode: uint32(st.Mode) & 0o7777, MTime: unix.TimespecToNsec(st.Mtim)}
+	if err := w.emit(ctx, recorded{path: key, entry: dirEntry}); err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("read dir %s: %w", vfs.Quote(abs), vfs.Cause(err))
+	}
+	fd := int(d.Fd())
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if skipNames[name] {
+			continue
+		}
+		childAbs := filepath.Join(abs, name)
+		if abs != "/" {
+			childAbs = abs + "/" + name // clean already: skip Join's Clean on the hot path
+		}
+		childKey := manifest.Join(key, name)
+		var cst unix.Stat_t
+		if err := unix.Fstatat(fd, name, &cst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue // gone since readdir
+			}
+			return fmt.Errorf("stat %s: %w", vfs.Quote(childAbs), err)
+		}
+		if childAbs == w.in.opts.StoreRoot {
+			continue
+		}
+		switch cst.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("open dir %s: %w", vfs.Quote(childAbs), err)
+			}
+			if err := w.walkDir(ctx, os.NewFile(uintptr(cfd), childAbs), childAbs, childKey); err != nil {
+				return err
+			}
+		case unix.S_IFLNK:
+			target, err := tree.Readlink(fd, name, cst.Size)
+			if err != nil {
+				return fmt.Errorf("readlink %s: %w", vfs.Quote(childAbs), err)
+			}
+			if strings.HasPrefix(name, swapPrefix) {
+				// Left by an interrupted swap: the original is intact.
+				unix.Unlinkat(fd, name, 0)
+				continue
+			}
+			r, err := w.symlinkEntry(childKey, target, &cst)
+			if err != nil {
+				return err
+			}
+			if err := w.emit(ctx, r); err != nil {
+				return err
+			}
+		case unix.S_IFREG:
+			if r, ok, err := w.reuse(childKey, &cst); err != nil {
+				return err
+			} else if ok {
+				if err := w.emit(ctx, r); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := w.queue(ctx, hashJob{path: childKey, abs: childAbs}); err != nil {
+				return err
+			}
+		default:
+			w.in.opts.Warn(fmt.Sprintf("skipping %s: %s, not a regular file, directory or symlink", vfs.Quote(childAbs), fileType(cst.Mode)))
+			atomic.AddInt64(&w.in.res.Skipped, 1)
+		}
+	}
+	return nil
+}
+
+// reuse returns the previous manifest's entry for an unchanged regular file
+// whose blob is still present.
+func (w *walker) reuse(key string, st *unix.Stat_t) (recorded, bool, error) {
+	e, ok, err := w.old.Get(key)
+	if err != nil || !ok || e.Kind != manifest.File {
+		return recorded{}, false, err
+	}
+	if e.Ino != st.Ino || e.Size != st.Size || e.MTime != unix.TimespecToNsec(st.Mtim) ||
+		e.CTime != unix.TimespecToNsec(st.Ctim) || e.Mode != uint32(st.Mode)&0o7777 {
+		return recorded{}, false, nil
+	}
+	if !exists(w.blobPath(e.Key())) {
+		return recorded{}, false, nil
+	}
+	return recorded{path: key, entry: e, reused: true}, true, nil
+}
+
+// symlinkEntry records a symlink. One that already projects the previous
+// manifest's file (the result of an earlier tier1 ingest) stands for that
+// file, unchanged.
+func (w *walker) symlinkEntry(key string, target []byte, st *unix.Stat_t) (recorded, error) {
+	if e, ok, err := w.old.Get(key); err != nil {
+		return recorded{}, err
+	} else if ok && e.Kind == manifest.File && string(target) == w.blobPath(e.Key()) {
+		// Not checked against the store: if the blob were gone, its
+		// content would be gone with it, and re-reading the dangling
+		// link could not bring it back (verify names such losses).
+		return recorded{path: key, entry: e, reused: true, projected: true}, nil
+	}
+	e := manifest.Entry{Kind: manifest.Symlink, Mode: 0o777, MTime: unix.TimespecToNsec(st.Mtim), Target: target}
+	return recorded{path: key, entry: e}, nil
+}
+
+func (w *walker) blobPath(k cas.Key) string { return w.in.blobPath(k) }
+
+func fileType(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "named pipe"
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFCHR:
+		return "character device"
+	case unix.S_IFBLK:
+		return "block device"
+	}
+	return "special file"
+}
