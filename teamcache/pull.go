@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -268,6 +269,9 @@ func Pull(ctx context.Context, store *cas.Store, b remote.Backend, name, root st
 		return res, fmt.Errorf("pull %s: %w", name, err)
 	}
 	mpath := manifest.PathFor(root)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return res, fmt.Errorf("pull %s: %w", name, err)
+	}
 	if err := WriteManifest(mpath, root, t); err != nil {
 		return res, fmt.Errorf("pull %s: %w", name, err)
 	}
