@@ -90,7 +90,11 @@ func ParseURL(s string) (bucket, prefix string, err error) {
 		return "", "", errors.New("no remote configured: pass --remote s3://bucket/prefix or set [remote] url in " + DefaultConfigPath())
 	}
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "s3" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+	if (err == nil && u.User != nil) || strings.Contains(s, "@") {
+		// Never echo a URL that carries credentials.
+		return "", "", errors.New("remote URL: credentials do not go in the URL; use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a credentials file")
+	}
+	if err != nil || u.Scheme != "s3" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return "", "", fmt.Errorf("remote %q: want s3://bucket or s3://bucket/prefix", s)
 	}
 	prefix = strings.Trim(u.Path, "/")
