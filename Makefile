@@ -9,7 +9,7 @@ FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
 STATICCHECK_VERSION ?= 2025.1.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
-.PHONY: all build demo test test-go fixture versitygw lint bench package systemd-test clean
+.PHONY: all build demo deps test test-quick test-go fixture versitygw lint bench package systemd-test clean
 
 all: build
 
@@ -29,10 +29,28 @@ fixture:
 versitygw:
 	scripts/versitygw.sh >/dev/null
 
-## test: everything, on the real npm fixture
-test: build fixture versitygw
+## deps: install the system packages the tests need (Debian/Ubuntu, apt), as
+## root; as non-root, say the one sudo command that does, if any is missing
+deps:
+	@scripts/deps.sh
+
+# go test -json through a filter that shows each package as it starts, slow
+# tests, skip reasons and every failure in full, keeps go test's "ok"/"FAIL"
+# lines, closes with "tests: N passed, N failed, N skipped" and exits as go
+# test did.
+GOTEST = $(GO) run ./scripts/testprogress $(GO) test -json
+
+## test: every test, on the real npm fixture (installs the missing system
+## packages first, as root; CI then runs make systemd-test too). Root, FUSE
+## and package tests skip without root; CI (VRIFT_REQUIRE_ROOT=1) fails them.
+test: deps build fixture versitygw
 	$(GO) vet ./...
-	$(GO) test -p 1 -count=1 -timeout 60m ./...
+	VRIFT_REQUIRE_FIXTURE=1 $(GOTEST) -p 1 -count=1 -timeout 60m ./...
+
+## test-quick: the edit-test loop: -short skips the root, FUSE, package and
+## npm-fixture tests (even as root, even with VRIFT_REQUIRE_* set); no set-up
+test-quick:
+	VRIFT_REQUIRE_ROOT= VRIFT_REQUIRE_FIXTURE= $(GOTEST) -short ./...
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vrift/vrift/internal/atomicfile"
 )
 
 // smallBlob is the size up to which Put reads a blob into memory first, so
@@ -103,12 +105,7 @@ func (s *Store) claim(owner string) error {
 	if !errors.Is(err, fs.ErrNotExist) || owner == "" {
 		return nil // unreadable or not claimed: unknown owner
 	}
-	tmp := fmt.Sprintf("%s.%d.tmp", p, os.Getpid())
-	if err := writeSynced(tmp, []byte(owner+"\n"), 0o444); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(p, []byte(owner+"\n"), 0o444); err != nil {
 		return err
 	}
 	s.owner = owner
@@ -118,26 +115,6 @@ func (s *Store) claim(owner string) error {
 // Owner is the mode that manages the store (OwnerDaemon, OwnerDirect), or
 // "" when the store records none.
 func (s *Store) Owner() string { return s.owner }
-
-// writeSynced writes a small file and fsyncs it, so a rename of it into
-// place is durable once the directory is.
-func writeSynced(path string, data []byte, mode fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
-}
 
 // Root is the store's absolute root directory.
 func (s *Store) Root() string { return s.root }

@@ -39,7 +39,9 @@ type Meta struct {
 	// Root is the absolute project root the keys are relative to.
 	Root string `json:"root"`
 	// Subtrees are the keys of the ingested directories.
-	Subtrees  []string  `json:"subtrees"`
+	Subtrees []string `json:"subtrees"`
+	// Store is the store root the manifest's projections point into.
+	Store     string    `json:"store,omitempty"`
 	Totals    Totals    `json:"totals"`
 	UpdatedAt time.Time `json:"updated_at"`
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/internal/atomicfile"
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/rpc"
 )
@@ -652,7 +653,7 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, err
 	}
-	if err := engine.WriteFileAtomic(filepath.Join(dir, id+".json"), side); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, id+".json"), side, 0o600); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, err
 	}
 	return rec, res, nil

@@ -696,7 +696,10 @@ func TestDaemonGCDuringIngest(t *testing.T) {
 func TestDaemonMount(t *testing.T) {
 	requireFUSE(t)
 	if _, err := exec.LookPath("fusermount3"); err != nil {
-		t.Fatal("fusermount3 missing (package fuse3)")
+		if os.Getenv("VRIFT_REQUIRE_ROOT") != "" {
+			t.Fatal("fusermount3 missing (package fuse3) and VRIFT_REQUIRE_ROOT is set")
+		}
+		t.Skip("no fusermount3 (package fuse3; scripts/deps.sh installs it)")
 	}
 	e := newDaemonEnv(t)
 	info, _ := os.Stat("/dev/fuse")

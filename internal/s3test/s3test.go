@@ -38,6 +38,9 @@ type Server struct {
 // under VRIFT_REQUIRE_ROOT (CI), where it fails.
 func Binary(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: skipping the tests that run a real S3 server")
+	}
 	cands := []string{os.Getenv("VRIFT_VERSITYGW")}
 	cache := os.Getenv("XDG_CACHE_HOME")
 	if cache == "" {
