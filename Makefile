@@ -9,8 +9,7 @@ FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
 STATICCHECK_VERSION ?= 2025.1.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
-
-.PHONY: all build demo deps test test-quick test-go fixture lint bench package systemd-test clean fuzz soak
+.PHONY: all build demo deps test test-quick test-go fixture versitygw lint bench package systemd-test clean fuzz soak
 
 all: build
 
@@ -26,6 +25,10 @@ demo: build
 fixture:
 	scripts/npm-fixture.sh
 
+## versitygw: build the pinned S3 server the team-cache tests run (once, into ~/.cache/vrift/bin)
+versitygw:
+	scripts/versitygw.sh >/dev/null
+
 ## deps: install the system packages the tests need (Debian/Ubuntu, apt), as
 ## root; as non-root, say the one sudo command that does, if any is missing
 deps:
@@ -40,7 +43,7 @@ GOTEST = $(GO) run ./scripts/testprogress $(GO) test -json
 ## test: every test, on the real npm fixture (installs the missing system
 ## packages first, as root; CI then runs make systemd-test too). Root, FUSE
 ## and package tests skip without root; CI (VRIFT_REQUIRE_ROOT=1) fails them.
-test: deps build fixture
+test: deps build fixture versitygw
 	$(GO) vet ./...
 	VRIFT_REQUIRE_FIXTURE=1 $(GOTEST) -p 1 -count=1 -timeout 60m ./...
 
@@ -60,6 +63,7 @@ bench: build fixture
 	$(GO) test -run '^$$' -bench Hash -benchtime 1s ./cas
 	scripts/bench.sh
 	scripts/bench-fuse.sh
+	scripts/bench-remote.sh
 
 ## package: dist/vrift_<version>_amd64.deb and dist/vrift-<version>.x86_64.rpm (nfpm)
 package: build

@@ -40,6 +40,10 @@ type Config struct {
 	Log          *slog.Logger
 	// MaxManifest bounds a pinned manifest's size (default 256 MiB).
 	MaxManifest int64
+	// Remote is the team cache the daemon pulls from and pushes to (nil:
+	// none).
+	Remote *Remote
+
 	// MaxSessionBytes bounds the bytes one ingest session may have the
 	// daemon read, counted by each file's logical size (holes included:
 	// the daemon reads and hashes them). A file that would cross it is
@@ -282,6 +286,10 @@ func (s *Service) Handle(ctx context.Context, c *rpc.Call) (any, error) {
 		return s.gc(ctx, c)
 	case rpc.MethodVerify:
 		return s.verify(ctx, c)
+	case rpc.MethodRemotePull:
+		return s.remotePull(ctx, c)
+	case rpc.MethodRemotePush:
+		return s.remotePush(ctx, c)
 	}
 	return nil, rpc.Errorf(rpc.CodeMethodNotFound, "unknown method %q", c.Method)
 }

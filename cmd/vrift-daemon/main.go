@@ -25,6 +25,7 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/service"
 )
@@ -40,6 +41,11 @@ type config struct {
 	SharePrivate bool   `toml:"share_private"`
 	MaxFrame     int    `toml:"max_frame"`
 	LogLevel     string `toml:"log_level"`
+	// Remote is the team cache ([remote] url, endpoint, region, push); the
+	// daemon's own credentials come from its AWS_* environment or its
+	// credentials file.
+	Remote remote.Config `toml:"remote"`
+
 	// Bounds (0: the service's default; see docs/protocol.md).
 	MaxManifest        int64    `toml:"max_manifest"`
 	MaxSessionBytes    int64    `toml:"max_session_bytes"`
@@ -236,10 +242,20 @@ func run(args []string, stderr io.Writer) int {
 }
 
 func serve(cfg config, log *slog.Logger) error {
+	var rem *service.Remote
+	if cfg.Remote.URL != "" {
+		b, err := remote.OpenS3(cfg.Remote)
+		if err != nil {
+			return fmt.Errorf("team cache: %w", err)
+		}
+		rem = &service.Remote{Backend: b, AllowPush: cfg.Remote.Push}
+		log.Info("team cache", "remote", b.String(), "push", cfg.Remote.Push)
+	}
 	svc, err := service.New(service.Config{Store: cfg.Store, State: cfg.State, SharePrivate: cfg.SharePrivate,
 		Version: version, Log: log, MaxManifest: cfg.MaxManifest, MaxSessionBytes: cfg.MaxSessionBytes,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser, MaxRootsPerUser: cfg.MaxRootsPerUser,
-		MinUserGrace: cfg.MinUserGrace.Duration, AuditMaxBytes: cfg.AuditMaxBytes, AuditKeep: cfg.AuditKeep})
+		MinUserGrace: cfg.MinUserGrace.Duration, AuditMaxBytes: cfg.AuditMaxBytes, AuditKeep: cfg.AuditKeep,
+		Remote: rem})
 	if err != nil {
 		return err
 	}

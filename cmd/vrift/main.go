@@ -120,7 +120,8 @@ Exit codes:
 		"act in a project or directory another user owns (refused by default; also VRIFT_ALLOW_OTHER_OWNER=1)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
-		a.statusCommand(), a.gcCommand(), a.verifyCommand())
+		a.statusCommand(), a.gcCommand(), a.verifyCommand(),
+		a.pushCommand(), a.pullCommand(), a.remoteCommand())
 	return root
 }
 
