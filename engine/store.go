@@ -6,6 +6,7 @@ import (
 	"os"
 
 	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/teamcache"
 )
 
 // Store is a content store as the front doors see it, in either mode: Direct
@@ -29,6 +30,11 @@ type Store interface {
 	GC(ctx context.Context, opts GCOptions) (*GCResult, error)
 	// Verify re-hashes the blobs and checks the roots' blobs are present.
 	Verify(ctx context.Context, opts VerifyOptions) (*VerifyResult, error)
+	// Push uploads a project's tree to the team cache under name.
+	Push(ctx context.Context, manifestPath, name string, opts TransferOptions) (*teamcache.Result, error)
+	// Pull fetches the tree name from the team cache and records it as the
+	// manifest of the project at root (link or mount it next).
+	Pull(ctx context.Context, name, root string, opts TransferOptions) (*teamcache.Result, error)
 	Close() error
 }
 

@@ -1,4 +1,4 @@
-package teamcache
+package teamcache_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+
+	"github.com/vrift/vrift/teamcache"
 
 	"github.com/vrift/vrift/remote"
 )
@@ -56,12 +58,12 @@ func TestRetriesOnThrottlingAndServerErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			d1, root := project(t, sampleFiles(3))
-			res, err := Push(ctx, d1.Store, mpathOf(root), b, "app", Options{Jobs: 2, ListThreshold: 1 << 30})
+			res, err := teamcache.Push(ctx, d1.Store, mpathOf(root), b, "app", teamcache.Options{Jobs: 2, ListThreshold: 1 << 30})
 			if err != nil {
 				t.Fatalf("push through %s: %v", f.code, err)
 			}
 			d2 := newStore(t)
-			pres, err := Pull(ctx, d2.Store, b, "app", filepath.Join(t.TempDir(), "r"), nil, Options{Jobs: 2})
+			pres, err := teamcache.Pull(ctx, d2.Store, b, "app", filepath.Join(t.TempDir(), "r"), nil, teamcache.Options{Jobs: 2})
 			if err != nil {
 				t.Fatalf("pull through %s: %v", f.code, err)
 			}

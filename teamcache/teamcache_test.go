@@ -1,4 +1,4 @@
-package teamcache
+package teamcache_test
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vrift/vrift/teamcache"
 
 	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/engine"
@@ -112,7 +114,7 @@ func mpathOf(root string) string { return manifest.PathFor(root) }
 func remoteKeys(t *testing.T, b remote.Backend) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
-	if err := b.List(context.Background(), BlobPrefix, func(o remote.ObjectInfo) error {
+	if err := b.List(context.Background(), teamcache.BlobPrefix, func(o remote.ObjectInfo) error {
 		out[o.Key] = o.Size
 		return nil
 	}); err != nil {
@@ -127,17 +129,17 @@ func checkTreesComplete(t *testing.T, b remote.Backend) int {
 	t.Helper()
 	ctx := context.Background()
 	have := remoteKeys(t, b)
-	trees, err := List(ctx, b)
+	trees, err := teamcache.List(ctx, b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, ti := range trees {
-		tr, _, err := FetchTree(ctx, b, ti.Name)
+		tr, _, err := teamcache.FetchTree(ctx, b, ti.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, k := range tr.Keys() {
-			if size, ok := have[BlobKey(k)]; !ok || size != k.Size {
+			if size, ok := have[teamcache.BlobKey(k)]; !ok || size != k.Size {
 				t.Fatalf("tree %s references %s, which the remote lacks", ti.Name, k)
 			}
 		}
@@ -149,11 +151,11 @@ func TestPushPullRoundTrip(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	d1, root := project(t, sampleFiles(40))
-	res, err := Push(ctx, d1.Store, mpathOf(root), e.b, "app-1", Options{})
+	res, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "app-1", teamcache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, keys, _, _ := EncodeManifest(mpathOf(root))
+	_, keys, _, _ := teamcache.EncodeManifest(mpathOf(root))
 	if res.Trees != 1 || res.BlobsSent != int64(len(keys)) || res.Reused != 0 {
 		t.Fatalf("first push: %+v (want %d blobs sent)", res, len(keys))
 	}
@@ -168,12 +170,12 @@ func TestPushPullRoundTrip(t *testing.T) {
 	}
 
 	// The same push again sends nothing.
-	again, err := Push(ctx, d1.Store, mpathOf(root), e.b, "app-1", Options{})
+	again, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "app-1", teamcache.Options{})
 	if err != nil || again.BlobsSent != 0 || again.Trees != 0 || again.Reused != int64(len(keys)) {
 		t.Fatalf("unchanged push: %+v, %v", again, err)
 	}
 	// Under another name, only the tree goes up (checked with HEADs).
-	other, err := Push(ctx, d1.Store, mpathOf(root), e.b, "app-copy", Options{ListThreshold: 1 << 30})
+	other, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "app-copy", teamcache.Options{ListThreshold: 1 << 30})
 	if err != nil || other.BlobsSent != 0 || other.Trees != 1 {
 		t.Fatalf("push under a new name: %+v, %v", other, err)
 	}
@@ -181,7 +183,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 	// Pull into an empty store and an empty directory, then copy out.
 	d2 := newStore(t)
 	dest := filepath.Join(t.TempDir(), "restored")
-	pres, err := Pull(ctx, d2.Store, e.b, "app-1", dest, d2.Roots.Add, Options{})
+	pres, err := teamcache.Pull(ctx, d2.Store, e.b, "app-1", dest, d2.Roots.Add, teamcache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,11 +199,11 @@ func TestPushPullRoundTrip(t *testing.T) {
 		t.Fatalf("pulled manifest not a gc root: %v", roots)
 	}
 	// A second pull fetches nothing.
-	p2, err := Pull(ctx, d2.Store, e.b, "app-1", dest, d2.Roots.Add, Options{})
+	p2, err := teamcache.Pull(ctx, d2.Store, e.b, "app-1", dest, d2.Roots.Add, teamcache.Options{})
 	if err != nil || p2.BlobsFetched != 0 || p2.Reused != int64(len(keys)) {
 		t.Fatalf("second pull: %+v, %v", p2, err)
 	}
-	if _, err := Pull(ctx, d2.Store, e.b, "nope", dest, nil, Options{}); !errors.Is(err, remote.ErrNotFound) {
+	if _, err := teamcache.Pull(ctx, d2.Store, e.b, "nope", dest, nil, teamcache.Options{}); !errors.Is(err, remote.ErrNotFound) {
 		t.Fatalf("pull of a missing tree: %v", err)
 	}
 }
@@ -256,7 +258,7 @@ func TestKillServerMidPush(t *testing.T) {
 	blobDir := e.srv.ObjectPath(bucket, "cache/blake3")
 	done := make(chan error, 1)
 	go func() {
-		_, err := Push(ctx, d1.Store, mpathOf(root), e.b, "big", Options{Jobs: 4})
+		_, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "big", teamcache.Options{Jobs: 4})
 		done <- err
 	}()
 	// Kill once some, not all, blobs are up.
@@ -281,7 +283,7 @@ func TestKillServerMidPush(t *testing.T) {
 		t.Fatalf("%d trees after a failed push", n)
 	}
 	before := len(remoteKeys(t, e.b))
-	res, err := Push(ctx, d1.Store, mpathOf(root), e.b, "big", Options{})
+	res, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "big", teamcache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +296,7 @@ func TestKillServerMidPush(t *testing.T) {
 	}
 	d2 := newStore(t)
 	dest := filepath.Join(t.TempDir(), "r")
-	pres, err := Pull(ctx, d2.Store, e.b, "big", dest, nil, Options{})
+	pres, err := teamcache.Pull(ctx, d2.Store, e.b, "big", dest, nil, teamcache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,10 +324,10 @@ func TestCorruptBlobRejected(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	d1, root := project(t, sampleFiles(5))
-	if _, err := Push(ctx, d1.Store, mpathOf(root), e.b, "app", Options{}); err != nil {
+	if _, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "app", teamcache.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	_, keys, _, _ := EncodeManifest(mpathOf(root))
+	_, keys, _, _ := teamcache.EncodeManifest(mpathOf(root))
 	for name, corrupt := range map[string]func([]byte) []byte{
 		"flipped": func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/2] ^= 0xff; return b },
 		"short":   func(b []byte) []byte { return b[:len(b)-1] },
@@ -348,7 +350,7 @@ func TestCorruptBlobRejected(t *testing.T) {
 			}
 			d2 := newStore(t)
 			dest := filepath.Join(t.TempDir(), "r")
-			_, err = Pull(ctx, d2.Store, e.b, "app", dest, d2.Roots.Add, Options{})
+			_, err = teamcache.Pull(ctx, d2.Store, e.b, "app", dest, d2.Roots.Add, teamcache.Options{})
 			if !errors.Is(err, cas.ErrMismatch) || !strings.Contains(err.Error(), victim.RelPath()) {
 				t.Fatalf("pull of a corrupt blob: %v", err)
 			}
@@ -391,23 +393,23 @@ func TestRemoteGC(t *testing.T) {
 		d    *engine.Direct
 		root string
 	}{{d1, root1}, {d2, root2}, {d3, root3}} {
-		if _, err := Push(ctx, p.d.Store, mpathOf(p.root), e.b, fmt.Sprintf("t%d", i+1), Options{}); err != nil {
+		if _, err := teamcache.Push(ctx, p.d.Store, mpathOf(p.root), e.b, fmt.Sprintf("t%d", i+1), teamcache.Options{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := e.b.Delete(ctx, TreeKey("t3")); err != nil {
+	if err := e.b.Delete(ctx, teamcache.TreeKey("t3")); err != nil {
 		t.Fatal(err)
 	}
 	all := remoteKeys(t, e.b)
-	res, err := GC(ctx, e.b, time.Hour, false, Options{})
+	res, err := teamcache.GC(ctx, e.b, time.Hour, false, teamcache.Options{})
 	if err != nil || res.Removed != 0 || res.KeptYoung != 1 {
 		t.Fatalf("gc within grace: %+v, %v", res, err)
 	}
-	res, err = GC(ctx, e.b, 0, true, Options{})
+	res, err = teamcache.GC(ctx, e.b, 0, true, teamcache.Options{})
 	if err != nil || res.Removed != 1 || len(remoteKeys(t, e.b)) != len(all) {
 		t.Fatalf("dry gc: %+v, %v", res, err)
 	}
-	res, err = GC(ctx, e.b, 0, false, Options{})
+	res, err = teamcache.GC(ctx, e.b, 0, false, teamcache.Options{})
 	if err != nil || res.Removed != 1 || res.Trees != 2 {
 		t.Fatalf("gc: %+v, %v", res, err)
 	}
@@ -417,7 +419,7 @@ func TestRemoteGC(t *testing.T) {
 	if got := len(remoteKeys(t, e.b)); got != len(all)-1 {
 		t.Fatalf("%d blobs left of %d", got, len(all))
 	}
-	trees, err := List(ctx, e.b)
+	trees, err := teamcache.List(ctx, e.b)
 	if err != nil || len(trees) != 2 || trees[0].Name != "t1" || trees[0].Size == 0 || trees[0].Modified.IsZero() {
 		t.Fatalf("ls: %+v, %v", trees, err)
 	}
@@ -439,7 +441,7 @@ func TestBadCredentials(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = List(context.Background(), b)
+			_, err = teamcache.List(context.Background(), b)
 			if !errors.Is(err, remote.ErrAuth) || strings.Contains(err.Error(), wrong) {
 				t.Fatalf("got %v", err)
 			}
@@ -456,21 +458,21 @@ func TestBadCredentials(t *testing.T) {
 
 func TestLockName(t *testing.T) {
 	dir := t.TempDir()
-	if _, _, err := LockName(dir); !errors.Is(err, ErrNoLockFile) {
+	if _, _, err := teamcache.LockName(dir); !errors.Is(err, teamcache.ErrNoLockFile) {
 		t.Fatalf("no lock file: %v", err)
 	}
 	os.WriteFile(filepath.Join(dir, "yarn.lock"), []byte("a"), 0o644)
 	os.WriteFile(filepath.Join(dir, "package-lock.json"), []byte("{}"), 0o644)
-	n1, p, err := LockName(dir)
-	if err != nil || !strings.HasPrefix(n1, "npm-") || len(n1) != len("npm-")+16 || filepath.Base(p) != "package-lock.json" || CheckName(n1) != nil {
+	n1, p, err := teamcache.LockName(dir)
+	if err != nil || !strings.HasPrefix(n1, "npm-") || len(n1) != len("npm-")+16 || filepath.Base(p) != "package-lock.json" || teamcache.CheckName(n1) != nil {
 		t.Fatalf("%q %q %v", n1, p, err)
 	}
 	os.WriteFile(filepath.Join(dir, "package-lock.json"), []byte("{ }"), 0o644)
-	if n2, _, _ := LockName(dir); n2 == n1 {
+	if n2, _, _ := teamcache.LockName(dir); n2 == n1 {
 		t.Fatal("a changed lock file gives the same name")
 	}
 	for _, bad := range []string{"", "../x", "a/b", ".hidden", "-x", strings.Repeat("a", 201)} {
-		if CheckName(bad) == nil {
+		if teamcache.CheckName(bad) == nil {
 			t.Errorf("name %q accepted", bad)
 		}
 	}
@@ -496,13 +498,13 @@ func TestConcurrentFetchesCoalesce(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	d1, root := project(t, sampleFiles(1))
-	if _, err := Push(ctx, d1.Store, mpathOf(root), e.b, "app", Options{}); err != nil {
+	if _, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "app", teamcache.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	_, keys, _, _ := EncodeManifest(mpathOf(root))
+	_, keys, _, _ := teamcache.EncodeManifest(mpathOf(root))
 	d2 := newStore(t)
 	slow := &slowGets{Backend: e.b}
-	f := &Fetcher{Store: d2.Store, Remote: slow}
+	f := &teamcache.Fetcher{Store: d2.Store, Remote: slow}
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for range 8 {

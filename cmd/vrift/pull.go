@@ -1,20 +1,17 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
 	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/manifest"
-	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/teamcache"
 )
 
@@ -67,28 +64,16 @@ NAME defaults to the key derived from the project's lock file (see vrift push).`
 				return err
 			}
 			defer s.Close()
-			var res *teamcache.Result
-			switch st := s.(type) {
-			case *engine.Remote:
-				// Daemon mode: the daemon fetches into the shared store
-				// with its own credentials; we record and pin the tree.
-				if err := rf.daemonMode(); err != nil {
-					return err
-				}
-				if res, err = daemonPull(ctx, st, name, root, rf.jobs); err != nil {
-					return err
-				}
-			case *engine.Direct:
-				b, err := rf.open()
-				if err != nil {
-					return err
-				}
-				if res, err = teamcache.Pull(ctx, st.Store, b, name, root, st.Roots.Add, rf.options(a)); err != nil {
-					return err
-				}
+			opts, b, err := rf.transfer(a, s)
+			if err != nil {
+				return err
+			}
+			res, err := s.Pull(ctx, name, root, opts)
+			if err != nil {
+				return err
+			}
+			if b != nil {
 				res.Requests = b.Stats().Requests()
-			default:
-				return fmt.Errorf("pull: unsupported store %T", s)
 			}
 			if mount {
 				mp := filepath.Join(root, filepath.FromSlash(manifest.CleanKey(subtree)))
@@ -137,32 +122,4 @@ func (a *app) emitPull(res *teamcache.Result, l *vfs.LinkResult) error {
 			printLink(w, l)
 		}
 	})
-}
-
-// daemonPull asks the daemon to fetch the tree into the shared store, then
-// records the tree it returns as the manifest of the project at root.
-func daemonPull(ctx context.Context, r *engine.Remote, name, root string, jobs int) (*teamcache.Result, error) {
-	start := time.Now()
-	var out rpc.RemoteResult
-	if err := r.Client.Call(ctx, rpc.MethodRemotePull, rpc.RemotePullParams{Name: name, Jobs: jobs}, &out); err != nil {
-		return nil, fmt.Errorf("pull %s: daemon: %w", name, err)
-	}
-	t, err := teamcache.DecodeTree(out.Tree)
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: tree from the daemon: %w", name, err)
-	}
-	mpath := manifest.PathFor(root)
-	if err := teamcache.WriteManifest(mpath, root, t); err != nil {
-		return nil, fmt.Errorf("pull %s: %w", name, err)
-	}
-	res := fromRPC(name, &out)
-	res.Files, res.ManifestPath = t.Files(), mpath
-	res.DurationMS = time.Since(start).Milliseconds()
-	return res, nil
-}
-
-func fromRPC(name string, o *rpc.RemoteResult) *teamcache.Result {
-	return &teamcache.Result{Name: name, Remote: o.Remote, Trees: o.Trees, Blobs: o.Blobs,
-		BlobsSent: o.BlobsSent, BytesSent: o.BytesSent, BlobsFetched: o.BlobsFetched,
-		BytesFetched: o.BytesFetched, Reused: o.Reused, Requests: o.Requests}
 }

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
-	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/teamcache"
 )
 
@@ -70,51 +67,21 @@ AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE in
 				return err
 			}
 			defer s.Close()
-			if r, ok := s.(*engine.Remote); ok {
-				if err := rf.daemonMode(); err != nil {
-					return err
-				}
-				res, err := daemonPush(ctx, r, mpath, name, rf.jobs)
-				if err != nil {
-					return err
-				}
-				return a.emit(res, func(w io.Writer) { printTransfer(w, "pushed", res) })
-			}
-			d, ok := s.(*engine.Direct)
-			if !ok {
-				return fmt.Errorf("push: unsupported store %T", s)
-			}
-			b, err := rf.open()
+			opts, b, err := rf.transfer(a, s)
 			if err != nil {
 				return err
 			}
-			res, err := teamcache.Push(ctx, d.Store, mpath, b, name, rf.options(a))
+			res, err := s.Push(ctx, mpath, name, opts)
 			if err != nil {
 				return err
 			}
-			res.Requests = b.Stats().Requests()
+			if b != nil {
+				res.Requests = b.Stats().Requests()
+			}
 			return a.emit(res, func(w io.Writer) { printTransfer(w, "pushed", res) })
 		},
 	}
 	rf.add(cmd)
 	cmd.Flags().StringVar(&name, "name", "", "tree name (default: derived from the lock file)")
 	return cmd
-}
-
-// daemonPush encodes the manifest and has the daemon upload it from the
-// shared store, with the daemon's credentials (if its config allows).
-func daemonPush(ctx context.Context, r *engine.Remote, mpath, name string, jobs int) (*teamcache.Result, error) {
-	start := time.Now()
-	tree, _, files, err := teamcache.EncodeManifest(mpath)
-	if err != nil {
-		return nil, fmt.Errorf("push: %w", err)
-	}
-	var out rpc.RemoteResult
-	if err := r.Client.Call(ctx, rpc.MethodRemotePush, rpc.RemotePushParams{Name: name, Tree: tree, Jobs: jobs}, &out); err != nil {
-		return nil, fmt.Errorf("push %s: daemon: %w", name, err)
-	}
-	res := fromRPC(name, &out)
-	res.Files = files
-	res.DurationMS = time.Since(start).Milliseconds()
-	return res, nil
 }

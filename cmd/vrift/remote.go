@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/teamcache"
 )
@@ -60,6 +61,22 @@ func (f *remoteFlags) daemonMode() error {
 
 func (f *remoteFlags) options(a *app) teamcache.Options {
 	return teamcache.Options{Jobs: f.jobs, Progress: a.transferBar()}
+}
+
+// transfer builds the options of a push or pull on s: in direct mode with
+// the remote the flags and config name (returned too, for its request
+// count); in daemon mode with none, since the daemon uses its own.
+func (f *remoteFlags) transfer(a *app, s engine.Store) (engine.TransferOptions, *remote.S3, error) {
+	opts := engine.TransferOptions{Options: f.options(a)}
+	if s.Mode() == "daemon" {
+		return opts, nil, f.daemonMode()
+	}
+	b, err := f.open()
+	if err != nil {
+		return opts, nil, err
+	}
+	opts.Backend = b
+	return opts, b, nil
 }
 
 // transferBar returns a progress reporter drawing a bar on stderr when it

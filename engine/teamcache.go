@@ -1,0 +1,100 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vrift/vrift/manifest"
+	"github.com/vrift/vrift/remote"
+	"github.com/vrift/vrift/rpc"
+	"github.com/vrift/vrift/teamcache"
+)
+
+// TransferOptions configure a push or pull through a team cache.
+type TransferOptions struct {
+	// Backend is the team cache, in direct mode. A daemon transfers with
+	// the remote and credentials of its own config, never a user's: Remote
+	// refuses a Backend.
+	Backend remote.Backend
+	teamcache.Options
+}
+
+// ErrNoRemote is returned (wrapped) when direct mode has no team cache to
+// transfer with.
+var ErrNoRemote = errors.New("no remote configured")
+
+// Push uploads the project's tree (the manifest at mpath) as name: the
+// blobs the remote lacks first, then the tree.
+func (d *Direct) Push(ctx context.Context, mpath, name string, opts TransferOptions) (*teamcache.Result, error) {
+	if opts.Backend == nil {
+		return nil, fmt.Errorf("push: %w (--remote s3://bucket/prefix, or [remote] in the config)", ErrNoRemote)
+	}
+	return teamcache.Push(ctx, d.Store, mpath, opts.Backend, name, opts.Options)
+}
+
+// Pull fetches the tree name and the blobs the store lacks, and records it
+// as the manifest of the project at root, registered as a root.
+func (d *Direct) Pull(ctx context.Context, name, root string, opts TransferOptions) (*teamcache.Result, error) {
+	if opts.Backend == nil {
+		return nil, fmt.Errorf("pull: %w (--remote s3://bucket/prefix, or [remote] in the config)", ErrNoRemote)
+	}
+	return teamcache.Pull(ctx, d.Store, opts.Backend, name, root, d.Roots.Add, opts.Options)
+}
+
+// errDaemonRemote refuses a user's remote in daemon mode.
+var errDaemonRemote = errors.New("in daemon mode the daemon uses the remote in its own config")
+
+// Push has the daemon upload the tree from the shared store with its own
+// credentials (if its config allows pushing).
+func (r *Remote) Push(ctx context.Context, mpath, name string, opts TransferOptions) (*teamcache.Result, error) {
+	if opts.Backend != nil {
+		return nil, errDaemonRemote
+	}
+	start := time.Now()
+	tree, _, files, err := teamcache.EncodeManifest(mpath)
+	if err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	var out rpc.RemoteResult
+	if err := r.Client.Call(ctx, rpc.MethodRemotePush, rpc.RemotePushParams{Name: name, Tree: tree, Jobs: opts.Jobs}, &out); err != nil {
+		return nil, fmt.Errorf("push %s: daemon: %w", name, err)
+	}
+	res := fromRPC(name, &out)
+	res.Files = files
+	res.DurationMS = time.Since(start).Milliseconds()
+	return res, nil
+}
+
+// Pull has the daemon fetch the tree into the shared store, then records
+// the tree it returns as the manifest of the project at root; linking pins
+// it.
+func (r *Remote) Pull(ctx context.Context, name, root string, opts TransferOptions) (*teamcache.Result, error) {
+	if opts.Backend != nil {
+		return nil, errDaemonRemote
+	}
+	start := time.Now()
+	var out rpc.RemoteResult
+	if err := r.Client.Call(ctx, rpc.MethodRemotePull, rpc.RemotePullParams{Name: name, Jobs: opts.Jobs}, &out); err != nil {
+		return nil, fmt.Errorf("pull %s: daemon: %w", name, err)
+	}
+	t, err := teamcache.DecodeTree(out.Tree)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: tree from the daemon: %w", name, err)
+	}
+	mpath := manifest.PathFor(root)
+	if err := teamcache.WriteManifest(mpath, root, t); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", name, err)
+	}
+	res := fromRPC(name, &out)
+	res.Files, res.ManifestPath = t.Files(), mpath
+	res.DurationMS = time.Since(start).Milliseconds()
+	return res, nil
+}
+
+func fromRPC(name string, o *rpc.RemoteResult) *teamcache.Result {
+	return &teamcache.Result{Name: name, Remote: o.Remote, Trees: o.Trees, Blobs: o.Blobs,
+		BlobsSent: o.BlobsSent, BytesSent: o.BytesSent, BlobsFetched: o.BlobsFetched,
+		BytesFetched: o.BytesFetched, Reused: o.Reused, Requests: o.Requests}
+}
