@@ -87,6 +87,7 @@ func (r *Remote) Status(ctx context.Context) (*StoreStatus, error) {
 		return nil, fmt.Errorf("status: daemon: %w", err)
 	}
 	out := &StoreStatus{Store: st.Store, Blobs: st.Blobs, Bytes: st.Bytes, DiskBytes: st.DiskBytes, Roots: len(st.Roots),
+		Counted: st.StoreCounted,
 		Daemon: &DaemonStatus{Version: st.Version, Sessions: st.Sessions, Roots: []RootInfo{},
 			Usage: Usage{Roots: st.Usage.Roots, Files: st.Usage.Files, Bytes: st.Usage.Bytes}}}
 	for _, rt := range st.Roots {

@@ -16,6 +16,9 @@ type StoreStatus struct {
 	Bytes     int64  `json:"bytes"`
 	DiskBytes int64  `json:"disk_bytes"`
 	Roots     int    `json:"roots"`
+	// Counted is false when the caller may not see store-wide figures
+	// (Blobs, Bytes, DiskBytes): a daemon's, for anyone but root and vrift.
+	Counted bool `json:"counted"`
 	// Daemon is set in daemon mode.
 	Daemon *DaemonStatus `json:"-"`
 }
@@ -81,6 +84,7 @@ func (d *Direct) Status(ctx context.Context) (*StoreStatus, error) {
 		return nil, fmt.Errorf("status: %w", err)
 	}
 	st.Roots = len(roots)
+	st.Counted = true
 	return &st, nil
 }
 

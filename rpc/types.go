@@ -104,6 +104,9 @@ type StatusResult struct {
 	Blobs     int64  `json:"blobs"`
 	Bytes     int64  `json:"bytes"`
 	DiskBytes int64  `json:"disk_bytes"`
+	// StoreCounted is set when Blobs, Bytes and DiskBytes are filled in:
+	// store-wide figures are for root and vrift only.
+	StoreCounted bool `json:"store_counted"`
 	// Roots are the caller's own (everyone's for root and vrift).
 	Roots    []Root `json:"roots"`
 	Sessions int    `json:"sessions"`

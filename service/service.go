@@ -791,7 +791,7 @@ func (s *Service) status(ctx context.Context, c *rpc.Call) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		res.Blobs, res.Bytes, res.DiskBytes = st.Blobs, st.Bytes, st.DiskBytes
+		res.Blobs, res.Bytes, res.DiskBytes, res.StoreCounted = st.Blobs, st.Bytes, st.DiskBytes, true
 	}
 	recs, err := s.roots(c.Peer.UID, admin)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

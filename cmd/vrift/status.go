@@ -72,7 +72,11 @@ bytes of distinct content.`,
 func printStatus(w io.Writer, s statusOutput) {
 	fmt.Fprintf(w, "mode:    %s\n", s.Mode)
 	fmt.Fprintf(w, "store:   %s\n", s.Store.Store)
-	fmt.Fprintf(w, "blobs:   %d (%s, %s on disk)\n", s.Store.Blobs, humanBytes(s.Store.Bytes), humanBytes(s.Store.DiskBytes))
+	if s.Store.Counted {
+		fmt.Fprintf(w, "blobs:   %d (%s, %s on disk)\n", s.Store.Blobs, humanBytes(s.Store.Bytes), humanBytes(s.Store.DiskBytes))
+	} else {
+		fmt.Fprintf(w, "blobs:   (store-wide figures are for root and vrift)\n")
+	}
 	fmt.Fprintf(w, "roots:   %d\n", s.Store.Roots)
 	if s.Daemon != nil {
 		fmt.Fprintf(w, "daemon:  %s, %d ingests in flight\n", s.Daemon.Version, s.Daemon.Sessions)
