@@ -41,7 +41,7 @@ func TestReingestTrustedDirs(t *testing.T) {
 	os.Remove(filepath.Join(proj, "nm/b/index.js"))
 	os.WriteFile(filepath.Join(proj, "nm/b/index.js"), []byte("b2"), 0o644)
 	os.WriteFile(filepath.Join(proj, "nm/c/new.txt"), []byte("new"), 0o644)
-	res = ingestDirect(t, store, filepath.Join(proj, "nm"), IngestOptions{Tier: Tier2})
+	ingestDirect(t, store, filepath.Join(proj, "nm"), IngestOptions{Tier: Tier2})
 	if e := entryOf(t, proj, "nm/a/index.js"); e.Kind != manifest.Symlink || string(e.Target) != "/elsewhere" {
 		t.Errorf("replaced projection recorded as %v %q", e.Kind, e.Target)
 	}
