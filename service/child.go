@@ -28,6 +28,9 @@ import (
 // childEnv names the manifest a child process walks.
 const childEnv = "VRIFT_DAEMON_WALK_MANIFEST"
 
+// childFlag is the child's only argument.
+const childFlag = "-vrift-manifest-reader"
+
 // childTimeout bounds one child's walk (a crafted manifest can make LMDB
 // loop), and maxChildren how many walk at once, daemon-wide.
 const (
@@ -83,7 +86,10 @@ func (s *Service) walkInChild(ctx context.Context, path string, rec *rootRecord)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.childTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, s.exe)
+	// The flag makes a binary that does not call RunChild first (a test
+	// binary without the hook, say) fail at once on an unknown flag
+	// instead of running as something else until the timeout.
+	cmd := exec.CommandContext(ctx, s.exe, childFlag)
 	cmd.Env = []string{childEnv + "=" + path}
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 4096}

@@ -38,8 +38,13 @@ func loopFSIn(t *testing.T, dir, size string, extra ...string) string {
 		}
 	}
 	t.Cleanup(func() {
+		// A daemon still stopping may hold the store (its lock file)
+		// open: detach lazily then; the loop device goes with its last
+		// user.
 		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", mnt, err, out)
+			if out2, err2 := exec.Command("umount", "-l", mnt).CombinedOutput(); err2 != nil {
+				t.Errorf("umount %s: %v\n%s%s", mnt, err, out, out2)
+			}
 		}
 	})
 	return mnt

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/vrift/vrift/errdefs"
 	"github.com/vrift/vrift/rpc"
 )
 
@@ -21,7 +23,7 @@ func TestServiceConcurrentRootReads(t *testing.T) {
 	mustVrift(t, "--store", filepath.Join(dir, "direct"), "ingest", "--tier", "tier2", filepath.Join(dir, "p"))
 	mpath := filepath.Join(dir, "p", ".vrift", "manifest.lmdb")
 	sock := serveService(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c, err := rpc.Dial(ctx, sock)
 	if err != nil {
@@ -48,7 +50,7 @@ func TestServiceConcurrentRootReads(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			for range 600 {
+			for range 150 {
 				var err error
 				if w%2 == 0 {
 					var vr rpc.VerifyResult
@@ -57,7 +59,9 @@ func TestServiceConcurrentRootReads(t *testing.T) {
 					var gr rpc.GCResult
 					err = c.Call(ctx, rpc.MethodGC, rpc.GCParams{DryRun: true}, &gr)
 				}
-				if err != nil {
+				// One gc and one full verify run at a time: the others
+				// are told to retry, which is an answer, not a crash.
+				if err != nil && !errors.Is(err, errdefs.ErrBusy) {
 					t.Error(err)
 					return
 				}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/PowerDNS/lmdb-go/lmdb"
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/vrift/vrift/service"
 )
 
 func writeRawManifest(path string, keys []string) error {
@@ -49,6 +51,11 @@ func writeRawManifest(path string, keys []string) error {
 }
 
 func TestMain(m *testing.M) {
+	// The in-process daemons of some tests re-run this binary as their
+	// manifest reader (service.RunChild), as vrift-daemon does.
+	if code, ran := service.RunChild(); ran {
+		os.Exit(code)
+	}
 	testscript.Main(m, map[string]func(){
 		"vrift": func() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) },
 	})
