@@ -66,7 +66,7 @@ func (v *View) Options(name string) *gofs.Options {
 	d := cacheFor
 	return &gofs.Options{
 		MountOptions: fuse.MountOptions{
-			FsName: name,
+			FsName: fsName(name),
 			Name:   "vrift",
 			// nosuid, nodev: a manifest is data its author chose; a view
 			// mounted by root must not serve a setuid-root binary or a
