@@ -11,6 +11,11 @@ import (
 // shown): a view's source is "vrift:" + the manifest.
 const darwinSourcePrefix = "vrift:"
 
+// fuseSubtype is empty: macFUSE's mount helper rejects Linux's subtype=
+// option (its fssubtype is a number from its own table), so views are told
+// apart by their source instead.
+const fuseSubtype = ""
+
 // fsName is the source a view shows in the mount table (f_mntfromname).
 func fsName(source string) string { return darwinSourcePrefix + source }
 

@@ -7,6 +7,9 @@ import (
 	"strings"
 )
 
+// fuseSubtype makes the kernel show views as fuse.vrift (FSType).
+const fuseSubtype = "vrift"
+
 // fsName is the source a view shows in the mount table: the manifest as
 // given; the table's fstype (fuse.vrift, from the subtype) tells vrift's
 // views from other FUSE mounts.

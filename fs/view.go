@@ -68,7 +68,7 @@ func (v *View) Options(name string) *gofs.Options {
 	return &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName: fsName(name),
-			Name:   "vrift",
+			Name:   fuseSubtype,
 			// nosuid, nodev: a manifest is data its author chose; a view
 			// mounted by root must not serve a setuid-root binary or a
 			// device (the attributes mask the bits too).
