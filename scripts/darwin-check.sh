@@ -9,6 +9,8 @@
 # clang's debug info for the real target. See README, "macOS".
 #
 # Extra arguments go to `go vet` (e.g. -overlay FILE); PKGS overrides ./...
+# With STATICCHECK=/path/to/staticcheck (a binary built for this machine),
+# staticcheck runs for darwin as well (make lint does that).
 set -eu
 cd "$(dirname "$0")/.."
 CLANG=${CLANG:-clang}
@@ -43,5 +45,12 @@ for arch in arm64 amd64; do
 	GOOS=darwin GOARCH=$arch CGO_ENABLED=1 \
 		CC="$CLANG --target=$target -isysroot '$sysroot'" \
 		go vet "$@" $pkgs
+	if [ -n "${STATICCHECK:-}" ]; then
+		echo "darwin-check: staticcheck $pkgs for darwin/$arch"
+		# shellcheck disable=SC2086
+		GOOS=darwin GOARCH=$arch CGO_ENABLED=1 \
+			CC="$CLANG --target=$target -isysroot '$sysroot'" \
+			"$STATICCHECK" $pkgs
+	fi
 done
 echo "darwin-check: ok"
