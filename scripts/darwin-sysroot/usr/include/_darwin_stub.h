@@ -36,7 +36,6 @@ typedef long time_t;
 typedef int32_t suseconds_t;
 typedef uint32_t sigset_t;
 typedef int sem_t;
-typedef int64_t intmax_t_stub;
 typedef char *caddr_t;
 
 struct timespec { time_t tv_sec; long tv_nsec; };

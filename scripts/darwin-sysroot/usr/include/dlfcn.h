@@ -1,2 +1,0 @@
-/* See _darwin_stub.h. */
-#include "_darwin_stub.h"
