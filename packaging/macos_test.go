@@ -27,9 +27,7 @@ type fakeMac struct {
 
 func newFakeMac(t *testing.T) *fakeMac {
 	t.Helper()
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Fatal("the fake dscl and launchctl need python3")
-	}
+	requireTool(t, "python3", "python3") // the fake dscl and launchctl
 	d := t.TempDir()
 	m := &fakeMac{root: filepath.Join(d, "root"), state: filepath.Join(d, "state"), bin: filepath.Join(d, "bin")}
 	m.fakes, _ = filepath.Abs("testdata/fakemac")
@@ -278,12 +276,7 @@ func TestMacUninstallScript(t *testing.T) {
 
 // TestMacScriptsShellcheck lints the macOS install scripts.
 func TestMacScriptsShellcheck(t *testing.T) {
-	if _, err := exec.LookPath("shellcheck"); err != nil {
-		if os.Getenv("VRIFT_REQUIRE_ROOT") != "" {
-			t.Fatal("shellcheck missing, and VRIFT_REQUIRE_ROOT is set")
-		}
-		t.Skip("shellcheck missing")
-	}
+	requireTool(t, "shellcheck", "shellcheck")
 	out, err := exec.Command("shellcheck", "macos/install.sh", "macos/uninstall.sh", "../scripts/darwin-check.sh").CombinedOutput()
 	if err != nil {
 		t.Fatalf("shellcheck: %v\n%s", err, out)

@@ -2,7 +2,7 @@
 # each records its call in $FAKE_STATE/calls.log (paths under $VRIFT_ROOT
 # shown without it) and keeps what it changed in $FAKE_STATE/*.json, so that
 # a second run of install.sh sees the user, group and job the first made.
-import json, os, plistlib, sys
+import json, os, sys
 
 state = os.environ["FAKE_STATE"]
 root = os.environ.get("VRIFT_ROOT", "")
@@ -102,6 +102,8 @@ elif prog == "launchctl":
     elif cmd == "bootstrap":
         if args[1] != "system":
             fail("domain must be system for a LaunchDaemon")
+        import plistlib
+
         with open(args[2], "rb") as f:
             p = plistlib.load(f)
         label = p["Label"]
