@@ -55,8 +55,8 @@ test-quick:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	GOBIN=$(CURDIR)/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	bin/staticcheck ./...
 	STATICCHECK=$(CURDIR)/bin/staticcheck scripts/darwin-check.sh
 
 ## darwin-check: go vet every package for darwin/arm64 and darwin/amd64, cgo
