@@ -9,7 +9,7 @@ FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
 STATICCHECK_VERSION ?= 2025.1.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
-.PHONY: all build demo deps test test-quick test-go fixture versitygw lint bench package systemd-test clean fuzz soak
+.PHONY: all build demo deps test test-quick test-go fixture versitygw lint darwin-check bench package systemd-test clean fuzz soak
 
 all: build
 
@@ -55,8 +55,14 @@ test-quick:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
-	GOOS=darwin CGO_ENABLED=0 $(GO) vet ./cas ./rpc
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	GOBIN=$(CURDIR)/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	bin/staticcheck ./...
+	STATICCHECK=$(CURDIR)/bin/staticcheck scripts/darwin-check.sh
+
+## darwin-check: go vet every package for darwin/arm64 and darwin/amd64, cgo
+## included (needs clang); also run by make test (packaging.TestDarwinBuild)
+darwin-check:
+	scripts/darwin-check.sh
 
 ## bench: ratios against cp on the npm fixture, plus hash micro-benchmarks
 bench: build fixture

@@ -62,10 +62,11 @@ func (ad *adoption) try(ctx context.Context, f *os.File, path string, st *unix.S
 		return cas.PutResult{}, copyInstead, nil
 	}
 	fd := int(f.Fd())
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+	release, ok := writeLease(fd)
+	if !ok {
 		return cas.PutResult{}, copyInstead, nil // open elsewhere, or no leases here
 	}
-	defer unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+	defer release()
 	mode := uint32(st.Mode) & 0o7777
 	pr, err := ad.a.Adopt(ctx, f, mode, exec)
 	switch {

@@ -46,13 +46,13 @@ func (u *dirUnlocker) unlock(dir string) bool {
 	if unix.Fstat(fd, &st) != nil || st.Mode&0o200 != 0 {
 		return false
 	}
-	if unix.Fchmod(fd, st.Mode&0o7777|0o200) != nil {
+	if unix.Fchmod(fd, uint32(st.Mode)&0o7777|0o200) != nil {
 		return false
 	}
 	if u.modes == nil {
 		u.modes = map[string]uint32{}
 	}
-	u.modes[dir] = st.Mode & 0o7777
+	u.modes[dir] = uint32(st.Mode) & 0o7777
 	return true
 }
 

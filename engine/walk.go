@@ -206,7 +206,7 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 				return err
 			}
 		default:
-			w.in.opts.Warn(fmt.Sprintf("skipping %s: %s, not a regular file, directory or symlink", vfs.Quote(childAbs), fileType(cst.Mode)))
+			w.in.opts.Warn(fmt.Sprintf("skipping %s: %s, not a regular file, directory or symlink", vfs.Quote(childAbs), fileType(uint32(cst.Mode))))
 			atomic.AddInt64(&w.in.res.Skipped, 1)
 		}
 	}

@@ -29,8 +29,9 @@ const (
 	// Hardlink shares the blob's inode: needs the same filesystem and a
 	// store the caller may link to (direct mode).
 	Hardlink Method = "hardlink"
-	// Reflink clones the blob's extents (FICLONE): a private copy that costs
-	// no space, where the filesystem supports it.
+	// Reflink clones the blob's extents (FICLONE; clonefile on macOS's
+	// APFS): a private copy that costs no space, where the filesystem
+	// supports it.
 	Reflink Method = "reflink"
 	// Copy writes a user-owned copy.
 	Copy Method = "copy"
@@ -414,7 +415,7 @@ func (l *linker) dir(dirs *tree.Dirs, p string, e manifest.Entry, look bool) err
 		if st.Mode&0o200 == 0 {
 			// Read-only directories (Go's module cache) are made writable
 			// while we work and get their mode back at the end.
-			if err := l.chmodDir(p, st.Mode&0o7777|0o700); err != nil {
+			if err := l.chmodDir(p, uint32(st.Mode)&0o7777|0o700); err != nil {
 				return err
 			}
 		}
@@ -564,19 +565,28 @@ func (l *linker) copyBlob(blob string, dirfd int, tmp, abs string, e manifest.En
 		return fmt.Errorf("open blob %s: %w", e.Key().Name(), Cause(err))
 	}
 	defer src.Close()
-	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err
-	}
-	dst := os.NewFile(uintptr(fd), tmp)
-	defer dst.Close()
+	var dst *os.File
 	if l.opts.Method == Reflink {
-		if err := cloneFile(dst, src); err != nil {
+		fd, err := cloneAt(src, dirfd, tmp)
+		if errors.Is(err, unix.EEXIST) {
+			return err // a temp left by an interrupted run: Replace retries
+		} else if err != nil {
 			return fmt.Errorf("reflink %s: %w (%v); use --method copy or hardlink", Quote(l.dest), ErrReflinkUnsupported, err)
 		}
-	} else if _, err := io.Copy(dst, src); err != nil {
-		return fmt.Errorf("copy: %w", Cause(err))
+		dst = os.NewFile(uintptr(fd), tmp)
+		defer dst.Close()
+	} else {
+		fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return err
+		}
+		dst = os.NewFile(uintptr(fd), tmp)
+		defer dst.Close()
+		if _, err := io.Copy(dst, src); err != nil {
+			return fmt.Errorf("copy: %w", Cause(err))
+		}
 	}
+	fd := int(dst.Fd())
 	if err := unix.Fchmod(fd, l.mode(e)); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}

@@ -1,15 +1,11 @@
 package fs
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 )
 
@@ -45,36 +41,14 @@ func writeReadsNote(mountpoint, reads string) {
 	}
 }
 
-// Mounts lists the vrift views in this mount namespace.
-func Mounts() ([]Mount, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+// readReadsNote is the server's note on how mountpoint serves reads, or ""
+// when it left none.
+func readReadsNote(mountpoint string) string {
+	b, err := os.ReadFile(readsNote(mountpoint))
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, err
+		return ""
 	}
-	defer f.Close()
-	var out []Mount
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superopts
-		left, right, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		lf, rf := strings.Fields(left), strings.Fields(right)
-		if len(lf) < 5 || len(rf) < 2 || rf[0] != FSType {
-			continue
-		}
-		m := Mount{Mountpoint: unescapeMountinfo(lf[4]), Source: unescapeMountinfo(rf[1])}
-		m.Stale = IsStale(m.Mountpoint)
-		if b, err := os.ReadFile(readsNote(m.Mountpoint)); err == nil {
-			m.Reads = string(b)
-		}
-		out = append(out, m)
-	}
-	return out, sc.Err()
+	return string(b)
 }
 
 // IsStale reports whether path is a FUSE mount whose server is gone. It
@@ -85,50 +59,18 @@ func IsStale(path string) bool {
 	return errors.Is(syscall.Statfs(path, &st), syscall.ENOTCONN)
 }
 
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			v := 0
-			ok := true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + int(c-'0')
-			}
-			if ok {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // Unmount detaches a FUSE mount, also one whose server is gone: umount2 as
-// root (lazily if busy), fusermount3 otherwise.
+// root (lazily or forcibly if busy), the FUSE helper otherwise.
 func Unmount(mp string) error {
 	if os.Geteuid() == 0 {
 		err := syscall.Unmount(mp, 0)
 		if errors.Is(err, syscall.EBUSY) {
-			err = syscall.Unmount(mp, syscall.MNT_DETACH)
+			err = detach(mp)
 		}
 		if errors.Is(err, syscall.EINVAL) {
 			return errors.New("not a mount point")
 		}
 		return err
 	}
-	out, err := exec.Command("fusermount3", "-u", "-z", mp).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("fusermount3: %s", strings.TrimSpace(string(out)))
-	}
-	return nil
+	return userUnmount(mp)
 }

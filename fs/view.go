@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -66,8 +67,8 @@ func (v *View) Options(name string) *gofs.Options {
 	d := cacheFor
 	return &gofs.Options{
 		MountOptions: fuse.MountOptions{
-			FsName: name,
-			Name:   "vrift",
+			FsName: fsName(name),
+			Name:   fuseSubtype,
 			// nosuid, nodev: a manifest is data its author chose; a view
 			// mounted by root must not serve a setuid-root binary or a
 			// device (the attributes mask the bits too).
@@ -252,6 +253,16 @@ func (b *blobFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadR
 func (b *blobFile) Release(ctx context.Context) syscall.Errno {
 	b.f.Close()
 	return 0
+}
+
+// PassthroughSupport says, for status, whether views on this platform can
+// let the kernel read blobs directly (FUSE passthrough): only Linux has it;
+// elsewhere (macFUSE) every read goes through the view's server.
+func PassthroughSupport() (supported bool, note string) {
+	if passthroughSupported {
+		return true, "supported (used when the kernel offers it and the view's server runs as root)"
+	}
+	return false, "not supported on " + runtime.GOOS + " (FUSE passthrough is Linux-only): reads go through the view's server"
 }
 
 // Serve mounts the view at mountpoint (named source in the mount table) and

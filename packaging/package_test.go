@@ -6,6 +6,7 @@ package packaging
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -57,18 +58,76 @@ func requireTool(t *testing.T, name, pkg string) {
 	t.Skipf("no %s (package %s; scripts/deps.sh installs it)", name, pkg)
 }
 
-// TestLaunchdPlistParses checks the macOS LaunchDaemon is a valid plist.
+// TestLaunchdPlistParses validates the macOS LaunchDaemon with plistlib
+// against launchd.plist(5): the keys launchd requires (Label,
+// ProgramArguments), the type of every key used, no key launchd does not
+// know, and a Sockets entry whose name and path are the ones vrift-daemon
+// asks launchd for and the CLI dials by default.
 func TestLaunchdPlistParses(t *testing.T) {
 	requireTool(t, "python3", "python3")
-	script := `import plistlib, sys
+	script := `import json, plistlib, sys
 p = plistlib.load(open(sys.argv[1], "rb"))
-assert p["Label"] == "com.velorift.vrift-daemon", p["Label"]
-assert p["UserName"] == "_vrift"
-assert p["ProgramArguments"][0].endswith("vrift-daemon")
-print("ok")`
+known = {"Label", "Disabled", "UserName", "GroupName", "Program", "ProgramArguments",
+	"EnableGlobbing", "KeepAlive", "RunAtLoad", "WorkingDirectory", "EnvironmentVariables",
+	"Umask", "TimeOut", "ExitTimeOut", "ThrottleInterval", "StandardInPath", "StandardOutPath",
+	"StandardErrorPath", "Sockets", "ProcessType", "AbandonProcessGroup", "LowPriorityIO",
+	"Nice", "SoftResourceLimits", "HardResourceLimits", "MachServices", "WatchPaths",
+	"AssociatedBundleIdentifiers"}
+unknown = set(p) - known
+assert not unknown, "keys launchd does not know: %s" % sorted(unknown)
+assert isinstance(p["Label"], str) and p["Label"] == "com.velorift.vrift-daemon", p["Label"]
+args = p["ProgramArguments"]
+assert isinstance(args, list) and args and all(isinstance(a, str) for a in args), args
+assert args[0].startswith("/") and args[0].endswith("/vrift-daemon"), args[0]
+assert p["UserName"] == "_vrift" and p["GroupName"] == "_vrift"
+assert isinstance(p["RunAtLoad"], bool)
+ka = p["KeepAlive"]
+assert isinstance(ka, bool) or (isinstance(ka, dict) and set(ka) <= {"SuccessfulExit", "NetworkState", "PathState", "OtherJobEnabled", "Crashed"}), ka
+assert isinstance(p["Umask"], int) and 0 <= p["Umask"] <= 0o777
+assert isinstance(p["ExitTimeOut"], int) and p["ExitTimeOut"] > 0
+assert p["ProcessType"] in ("Background", "Standard", "Adaptive", "Interactive")
+assert p["StandardErrorPath"].startswith("/")
+socks = {}
+for name, s in p["Sockets"].items():
+	for e in (s if isinstance(s, list) else [s]):
+		assert set(e) <= {"SockType", "SockPassive", "SockNodeName", "SockServiceName", "SockFamily",
+			"SockProtocol", "SockPathName", "SecureSocketWithKey", "SockPathOwner", "SockPathGroup",
+			"SockPathMode", "Bonjour", "MulticastGroup"}, e
+		assert e.get("SockType", "stream") == "stream"
+		assert isinstance(e["SockPathName"], str) and e["SockPathName"].startswith("/")
+		assert isinstance(e["SockPathMode"], int) and e["SockPathMode"] == 0o666, e["SockPathMode"]
+		socks[name] = e["SockPathName"]
+opt = {a: args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("--")}
+print(json.dumps({"sockets": socks, "flags": opt}))`
 	out, err := exec.Command("python3", "-c", script, "launchd/com.velorift.vrift-daemon.plist").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+	if err != nil {
 		t.Fatalf("plist: %v\n%s", err, out)
+	}
+	var got struct {
+		Sockets map[string]string
+		Flags   map[string]string
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("plist check output: %v\n%s", err, out)
+	}
+	daemonMain, _ := os.ReadFile("../cmd/vrift-daemon/main.go")
+	remote, _ := os.ReadFile("../engine/remote.go")
+	if len(got.Sockets) != 1 {
+		t.Fatalf("want one Sockets entry, got %v", got.Sockets)
+	}
+	for name, path := range got.Sockets {
+		if !strings.Contains(string(daemonMain), "launchdSocket = "+strconv.Quote(name)) {
+			t.Errorf("Sockets entry %q is not the one vrift-daemon activates", name)
+		}
+		if !strings.Contains(string(remote), strconv.Quote(path)) {
+			t.Errorf("socket %q is not engine.DefaultSocket's macOS path", path)
+		}
+		if got.Flags["--socket"] != path {
+			t.Errorf("--socket %q differs from the launchd socket %q", got.Flags["--socket"], path)
+		}
+	}
+	if got.Flags["--store"] == "" || got.Flags["--state"] == "" {
+		t.Errorf("plist names no --store or --state: %v", got.Flags)
 	}
 }
 

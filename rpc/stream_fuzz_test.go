@@ -16,10 +16,13 @@ import (
 // the raw other end.
 func streamPair(t testing.TB) (*Stream, *net.UnixConn) {
 	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	// No SOCK_CLOEXEC on macOS: set close-on-exec right after.
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	unix.CloseOnExec(fds[0])
+	unix.CloseOnExec(fds[1])
 	conn := func(fd int) *net.UnixConn {
 		f := os.NewFile(uintptr(fd), "sock")
 		defer f.Close()

@@ -52,6 +52,7 @@ needs=(
 	"zstd             zstd                                compressed blob tests"
 	"shellcheck       shellcheck                          script lint tests"
 	"e2fsprogs        mkfs.ext4                           loop-mounted test filesystems"
+	"clang            clang                               macOS build check (scripts/darwin-check.sh)"
 	"mount            losetup                             loop-mounted test filesystems"
 )
 

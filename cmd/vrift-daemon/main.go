@@ -294,13 +294,21 @@ func serve(cfg config, log *slog.Logger) error {
 	return err
 }
 
-// listen returns the socket systemd passed (socket activation) or binds
-// path itself with mode 0666: every user may connect, and the daemon tells
-// them apart by SO_PEERCRED.
+// launchdSocket names the plist's Sockets entry (packaging/launchd).
+const launchdSocket = "Listeners"
+
+// listen returns the socket systemd or launchd passed (socket activation) or
+// binds path itself with mode 0666: every user may connect, and the daemon
+// tells them apart by SO_PEERCRED (LOCAL_PEERCRED on macOS).
 func listen(path string) (*net.UnixListener, bool, error) {
 	ls, err := activation.Listeners()
 	if err != nil {
 		return nil, false, fmt.Errorf("socket activation: %w", err)
+	}
+	if len(ls) == 0 {
+		if ls, err = launchdListeners(launchdSocket); err != nil {
+			return nil, false, fmt.Errorf("socket activation: %w", err)
+		}
 	}
 	for _, l := range ls {
 		if ul, ok := l.(*net.UnixListener); ok {

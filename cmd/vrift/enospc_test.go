@@ -56,7 +56,7 @@ func fsFree(t *testing.T, p string) int64 {
 	if err := syscall.Statfs(p, &st); err != nil {
 		t.Fatal(err)
 	}
-	return int64(st.Bavail) * st.Bsize
+	return int64(st.Bavail) * int64(st.Bsize) // Bsize is uint32 on macOS
 }
 
 // fill writes a ballast file of n bytes of real data at path.

@@ -118,6 +118,8 @@ func (a *app) serveMount(ctx context.Context, project, mp, subtree string, noPas
 			mode := "reads through vrift: no FUSE passthrough (it needs root and kernel support, and no --no-passthrough)"
 			if passthrough {
 				mode = "FUSE passthrough (the kernel reads blobs directly)"
+			} else if ok, note := vfs.PassthroughSupport(); !ok {
+				mode = "reads through vrift: FUSE passthrough is " + note
 			}
 			report("ok " + mode)
 		})

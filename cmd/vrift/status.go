@@ -18,6 +18,9 @@ type statusOutput struct {
 	Daemon *engine.DaemonStatus `json:"daemon,omitempty"`
 	// Mounts are the vrift views mounted in this namespace.
 	Mounts []vfs.Mount `json:"mounts"`
+	// Passthrough says whether views can use FUSE passthrough here
+	// (Linux only).
+	Passthrough string `json:"passthrough"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -46,6 +49,7 @@ bytes of distinct content.`,
 			if out.Mounts, err = vfs.Mounts(); err != nil {
 				return fmt.Errorf("status: mounts: %w", err)
 			}
+			_, out.Passthrough = vfs.PassthroughSupport()
 			if out.Mounts == nil {
 				out.Mounts = []vfs.Mount{}
 			}
@@ -95,6 +99,9 @@ func printStatus(w io.Writer, s statusOutput) {
 			state = "STALE (server gone; vrift umount it)"
 		}
 		fmt.Fprintf(w, "mount:   %s <- %s (%s)\n", m.Mountpoint, m.Source, state)
+	}
+	if ok, _ := vfs.PassthroughSupport(); len(s.Mounts) > 0 || !ok {
+		fmt.Fprintf(w, "passthrough: %s\n", s.Passthrough)
 	}
 	if p := s.Project; p != nil {
 		t := p.Totals

@@ -1,0 +1,2 @@
+/* See _darwin_stub.h. */
+#include "../_darwin_stub.h"
