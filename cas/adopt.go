@@ -28,7 +28,9 @@ var ErrNotAdoptable = errors.New("cannot adopt")
 // Content already stored or pending is not linked: New is false, and the
 // file is left as it was.
 func (b *Batch) Adopt(ctx context.Context, f *os.File, mode uint32, exec bool) (PutResult, error) {
-	k, err := hashAll(ctx, f, exec)
+	bp := b.s.bufs.Get().(*[]byte)
+	k, err := hashAll(ctx, f, exec, *bp)
+	b.s.bufs.Put(bp)
 	if err != nil {
 		return PutResult{}, err
 	}
@@ -53,11 +55,12 @@ func (b *Batch) Adopt(ctx context.Context, f *os.File, mode uint32, exec bool) (
 	return pr, err
 }
 
-// hashAll hashes the whole of f from its first byte.
-func hashAll(ctx context.Context, f *os.File, exec bool) (Key, error) {
+// hashAll hashes the whole of f from its first byte, reading through buf
+// (a pooled buffer: a fresh 1 MiB per file cost more than the hashing, in
+// allocation and zeroing, measured on the npm fixture).
+func hashAll(ctx context.Context, f *os.File, exec bool, buf []byte) (Key, error) {
 	h := NewHasher()
 	r := io.NewSectionReader(f, 0, 1<<62)
-	buf := make([]byte, 1<<20)
 	var size int64
 	for {
 		if err := ctx.Err(); err != nil {
