@@ -89,6 +89,15 @@ func newMetrics(s *Service) *metrics {
 		m.quotaRefusals, m.pins} {
 		f(c)
 	}
+	// Series that exist from the start, so that rate() sees their first
+	// increment.
+	for _, l := range []string{"gc", "limit"} {
+		m.gcRuns.WithLabelValues(l)
+	}
+	for _, l := range []string{"ingest", "link"} {
+		m.pins.WithLabelValues(l)
+	}
+	m.quotaRefusals.WithLabelValues("store")
 	gauge := func(name, help string, v func() float64) {
 		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, v))
 	}

@@ -108,8 +108,10 @@ func (s *Service) chargeKey(sess *session, k cas.Key) error {
 // storeState reports whether the store is past max_bytes or its
 // filesystem under min_free, and why.
 func (s *Service) storeState() (over bool, why string) {
-	if m := s.cfg.MaxStoreBytes; m > 0 && s.disk.Load() > m {
-		return true, fmt.Sprintf("the shared store holds %s, over its max_bytes of %s", FormatSize(s.disk.Load()), FormatSize(m))
+	// max_bytes bounds the blobs' logical bytes, which the daemon knows
+	// exactly at each put; a sparse blob counts its holes (conservative).
+	if m := s.cfg.MaxStoreBytes; m > 0 && s.bytes.Load() > m {
+		return true, fmt.Sprintf("the shared store holds %s, over its max_bytes of %s", FormatSize(s.bytes.Load()), FormatSize(m))
 	}
 	if m := s.cfg.MinFree; m > 0 {
 		var st unix.Statfs_t

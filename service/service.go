@@ -145,8 +145,8 @@ type Service struct {
 	// acct is the per-user accounting (usage.go); metrics the Prometheus
 	// families (metrics.go). blobs, bytes and disk are the store's
 	// totals: read once at startup, then kept at each new blob and sweep.
-	acct              *accounting
-	metrics           *metrics
+	acct               *accounting
+	metrics            *metrics
 	blobs, bytes, disk atomic.Int64
 	// lastFutileSweep (guarded by sweeping) is when a store-wide limit
 	// sweep last failed to bring the store under its limits.
@@ -174,8 +174,8 @@ type session struct {
 	// them from the store's totals).
 	quotaBytes                 int64
 	pendingBlobs, pendingBytes int64
-	finished  bool
-	connClose func() bool
+	finished                   bool
+	connClose                  func() bool
 	// puts counts puts in flight; endSession cancels them (ctx) and waits
 	// for them before it discards the batch, so a put racing the end of
 	// its session (from another connection) leaves no temp file behind.
@@ -492,7 +492,12 @@ func (s *Service) put(ctx context.Context, c *rpc.Call) (any, error) {
 	}
 	// A quota or store-limit refusal fails the whole call with -32003, so
 	// the client stops before it touches the project.
+	// The session ends: its blobs, unpinned, are garbage, and no longer
+	// count against the user's quota. (Ended in the background: ending
+	// waits for this put.)
 	if err := g.Wait(); err != nil {
+		sess.connClose()
+		go s.endSession(sess, "refused: "+err.Error())
 		return nil, err
 	}
 	return rpc.PutResults{Results: results}, nil
