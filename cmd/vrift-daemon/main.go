@@ -33,7 +33,8 @@ var version = "dev"
 // config is the daemon's configuration: the TOML file's keys, overridden by
 // flags given on the command line.
 type config struct {
-	Store        string `toml:"store"`
+	// Store is `store = "/path"` or a [store] table (quota.go).
+	Store        storeConfig `toml:"store"`
 	Socket       string `toml:"socket"`
 	State        string `toml:"state"`
 	SharePrivate bool   `toml:"share_private"`
@@ -53,6 +54,9 @@ type config struct {
 	MaxConnsPerUID int    `toml:"max_conns_per_uid"`
 	MaxFDsPerUID   int    `toml:"max_fds_per_uid"`
 	MaxInflight    int    `toml:"max_inflight"`
+	// Quotas, store-wide limits and metrics (quota.go, README).
+	Quota   quotaConfig   `toml:"quota"`
+	Metrics metricsConfig `toml:"metrics"`
 }
 
 // duration reads a TOML string such as "1h30m".
@@ -64,10 +68,16 @@ func (d *duration) UnmarshalText(b []byte) error {
 	return err
 }
 
+// decodeConfig reads a config file's text over cfg.
+func decodeConfig(src []byte, cfg *config) error {
+	_, err := toml.Decode(string(src), cfg)
+	return err
+}
+
 const defaultConfigFile = "/etc/vrift/config.toml"
 
 func defaults() config {
-	c := config{Store: "/var/lib/vrift/the_source", State: "/var/lib/vrift/state",
+	c := config{Store: storeConfig{Path: "/var/lib/vrift/the_source"}, State: "/var/lib/vrift/state",
 		Socket: "/run/vrift/daemon.sock", MaxFrame: rpc.DefaultMaxFrame, LogLevel: "info"}
 	if runtime.GOOS == "darwin" {
 		// The RFC's ~/Library/Application Support/vrift/daemon.sock, in the
@@ -102,6 +112,7 @@ func run(args []string, stderr io.Writer) int {
 	maxConns := fl.Int("max-conns", 0, "most connections open at once (default 1024)")
 	maxConnsPerUID := fl.Int("max-conns-per-uid", 0, "most connections one user may have open (default 64)")
 	maxFDsPerUID := fl.Int("max-fds-per-uid", 0, "most passed descriptors the daemon holds for one user (default 4096, at most a quarter of RLIMIT_NOFILE)")
+	metricsAddr := fl.String("metrics-addr", "", "serve Prometheus /metrics on this TCP address, e.g. 127.0.0.1:9464 (default off)")
 	showVersion := fl.Bool("version", false, "print the version and exit")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "usage: vrift-daemon [flags]\n\nServes the shared vrift store on a unix socket. Flags override the config file.\n\n")
@@ -119,14 +130,29 @@ func run(args []string, stderr io.Writer) int {
 	if !explicit {
 		path = defaultConfigFile
 	}
-	if _, err := toml.DecodeFile(path, &cfg); err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)) {
+	src, err := os.ReadFile(path)
+	if err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)) {
 		fmt.Fprintf(stderr, "vrift-daemon: config %s: %v\n", path, err)
+		return 2
+	}
+	if err == nil {
+		if err := decodeConfig(src, &cfg); err != nil {
+			fmt.Fprintf(stderr, "vrift-daemon: config %s: %v\n", path, err)
+			return 2
+		}
+	}
+	lim, err := checkLimits(path, src, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "vrift-daemon: config %v\n", err)
 		return 2
 	}
 	set := map[string]bool{}
 	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["store"] {
-		cfg.Store = *store
+		cfg.Store.Path = *store
+	}
+	if set["metrics-addr"] {
+		cfg.Metrics.Addr = *metricsAddr
 	}
 	if set["socket"] {
 		cfg.Socket = *socket
@@ -165,7 +191,7 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("refusing to run as root: the shared store would become root-owned; run as the vrift user (or pass --allow-root)")
 		return 1
 	}
-	if err := serve(cfg, log); err != nil {
+	if err := serve(cfg, lim, log); err != nil {
 		log.Error("daemon failed", "err", err)
 		daemon.SdNotify(false, "STATUS=failed: "+err.Error())
 		return 1
@@ -173,15 +199,23 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func serve(cfg config, log *slog.Logger) error {
-	svc, err := service.New(service.Config{Store: cfg.Store, State: cfg.State, SharePrivate: cfg.SharePrivate,
+func serve(cfg config, lim limits, log *slog.Logger) error {
+	svc, err := service.New(service.Config{Store: cfg.Store.Path, State: cfg.State, SharePrivate: cfg.SharePrivate,
 		Version: version, Log: log, MaxManifest: cfg.MaxManifest, MaxSessionBytes: cfg.MaxSessionBytes,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser, MaxRootsPerUser: cfg.MaxRootsPerUser,
-		MinUserGrace: cfg.MinUserGrace.Duration, AuditMaxBytes: cfg.AuditMaxBytes, AuditKeep: cfg.AuditKeep})
+		MinUserGrace: cfg.MinUserGrace.Duration, AuditMaxBytes: cfg.AuditMaxBytes, AuditKeep: cfg.AuditKeep,
+		QuotaDefault: lim.quotaDefault, QuotaUsers: lim.quotaUsers, MaxStoreBytes: lim.maxBytes, MinFree: lim.minFree})
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
+	if cfg.Metrics.Addr != "" {
+		stopMetrics, err := serveMetrics(context.Background(), cfg.Metrics.Addr, svc.MetricsHandler(), log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	l, activated, err := listen(cfg.Socket)
 	if err != nil {
 		return err
@@ -198,12 +232,12 @@ func serve(cfg config, log *slog.Logger) error {
 		CallTimeout: callTimeout, MaxConns: cfg.MaxConns, MaxConnsPerUID: cfg.MaxConnsPerUID, MaxFDsPerUID: cfg.MaxFDsPerUID,
 		MaxInflight: cfg.MaxInflight}
 	conns, connsPerUID, fdsPerUID, fdsTotal, callLimit := srv.Limits()
-	log.Info("serving", "socket", cfg.Socket, "store", cfg.Store, "state", cfg.State, "socket_activated", activated,
+	log.Info("serving", "socket", cfg.Socket, "store", cfg.Store.Path, "state", cfg.State, "socket_activated", activated,
 		"uid", os.Getuid(), "version", version, "max_conns", conns, "max_conns_per_uid", connsPerUID,
 		"max_fds_per_uid", fdsPerUID, "max_fds_total", fdsTotal, "call_timeout", callLimit,
 		"max_inflight", cmp.Or(cfg.MaxInflight, rpc.DefaultMaxInflight))
 	daemon.SdNotify(false, daemon.SdNotifyReady)
-	daemon.SdNotify(false, "STATUS=serving "+cfg.Store+" on "+cfg.Socket)
+	daemon.SdNotify(false, "STATUS=serving "+cfg.Store.Path+" on "+cfg.Socket)
 	err = srv.Serve(ctx, l)
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	if !activated {
