@@ -35,11 +35,11 @@ var version = "dev"
 type config struct {
 	// Store is `store = "/path"` or a [store] table (quota.go).
 	Store        storeConfig `toml:"store"`
-	Socket       string `toml:"socket"`
-	State        string `toml:"state"`
-	SharePrivate bool   `toml:"share_private"`
-	MaxFrame     int    `toml:"max_frame"`
-	LogLevel     string `toml:"log_level"`
+	Socket       string      `toml:"socket"`
+	State        string      `toml:"state"`
+	SharePrivate bool        `toml:"share_private"`
+	MaxFrame     int         `toml:"max_frame"`
+	LogLevel     string      `toml:"log_level"`
 	// Bounds (0: the service's default; see docs/protocol.md).
 	MaxManifest        int64    `toml:"max_manifest"`
 	MaxSessionBytes    int64    `toml:"max_session_bytes"`
