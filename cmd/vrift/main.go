@@ -117,6 +117,7 @@ Exit codes:
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
 		a.statusCommand(), a.gcCommand(), a.verifyCommand())
+	root.AddCommand(a.usageCommand())
 	return root
 }
 
