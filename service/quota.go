@@ -19,6 +19,7 @@ import (
 	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/rpc"
+	"github.com/vrift/vrift/units"
 )
 
 // Quotas limit each user's referenced bytes: the distinct blobs their
@@ -66,7 +67,7 @@ func (s *Service) quotaError(what string, uid uint32, used, limit, needed int64)
 	return &jsonrpc2.Error{Code: rpc.CodeQuota, Data: &raw, Message: fmt.Sprintf(
 		"quota exceeded: %s would take uid %d to %s referenced, over the limit of %s (used %s, needed %s); "+
 			"drop trees you no longer need (delete them, then vrift gc) or ask for a larger quota",
-		what, uid, FormatSize(used+needed), FormatSize(limit), FormatSize(used), FormatSize(needed))}
+		what, uid, units.FormatSize(used+needed), units.FormatSize(limit), units.FormatSize(used), units.FormatSize(needed))}
 }
 
 // checkBegin refuses a new ingest of a user already at their quota, or
@@ -111,14 +112,14 @@ func (s *Service) storeState() (over bool, why string) {
 	// max_bytes bounds the blobs' logical bytes, which the daemon knows
 	// exactly at each put; a sparse blob counts its holes (conservative).
 	if m := s.cfg.MaxStoreBytes; m > 0 && s.bytes.Load() > m {
-		return true, fmt.Sprintf("the shared store holds %s, over its max_bytes of %s", FormatSize(s.bytes.Load()), FormatSize(m))
+		return true, fmt.Sprintf("the shared store holds %s, over its max_bytes of %s", units.FormatSize(s.bytes.Load()), units.FormatSize(m))
 	}
 	if m := s.cfg.MinFree; m > 0 {
 		var st unix.Statfs_t
 		if err := unix.Statfs(s.store.Root(), &st); err == nil {
 			free := int64(st.Bavail) * int64(st.Bsize)
 			if free < m {
-				return true, fmt.Sprintf("the store's filesystem has %s free, under its min_free of %s", FormatSize(free), FormatSize(m))
+				return true, fmt.Sprintf("the store's filesystem has %s free, under its min_free of %s", units.FormatSize(free), units.FormatSize(m))
 			}
 		}
 	}

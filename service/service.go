@@ -26,6 +26,7 @@ import (
 	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/rpc"
+	"github.com/vrift/vrift/units"
 )
 
 // Config configures the service.
@@ -783,7 +784,7 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	}
 	if lim > 0 && float64(used+delta) >= warnFraction*float64(lim) {
 		res.Warning = fmt.Sprintf("you use %s of your %s quota on the shared store (%.0f%%)",
-			FormatSize(used+delta), FormatSize(lim), 100*float64(used+delta)/float64(lim))
+			units.FormatSize(used+delta), units.FormatSize(lim), 100*float64(used+delta)/float64(lim))
 	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, err

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vrift/vrift/service"
+	"github.com/vrift/vrift/units"
 )
 
 // storeConfig is the config's store key: the flat `store = "/path"` of
@@ -64,8 +64,8 @@ func (s *storeConfig) UnmarshalTOML(v any) error {
 // quotaConfig is the [quota] table; sizes are checked as they are decoded
 // (the TOML decoder names the line of a bad one).
 type quotaConfig struct {
-	Default service.Size            `toml:"default"`
-	Users   map[string]service.Size `toml:"users"`
+	Default units.Size            `toml:"default"`
+	Users   map[string]units.Size `toml:"users"`
 }
 
 type metricsConfig struct {
@@ -97,7 +97,7 @@ func checkLimits(path string, src []byte, cfg config) (limits, error) {
 		case nil:
 			return 0, nil
 		case string:
-			n, err = service.ParseSize(x)
+			n, err = units.ParseSize(x)
 		case int64:
 			if n = x; x < 0 {
 				err = fmt.Errorf("size %d: negative", x)

@@ -155,7 +155,14 @@ func (a *app) store(ctx context.Context) (engine.Store, error) {
 			return nil, err
 		}
 	}
-	return engine.Open(ctx, socket, a.direct, root)
+	s, err := engine.Open(ctx, socket, a.direct, root)
+	if d, ok := s.(*engine.Direct); ok && err == nil {
+		// max_bytes and min_free of ~/.config/vrift/config.toml (usage.go)
+		if d.Limits, err = directLimits(); err != nil {
+			return nil, err
+		}
+	}
+	return s, err
 }
 
 // withStore runs fn on the command's store.

@@ -4,12 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 
+	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/rpc"
+	"github.com/vrift/vrift/units"
 )
 
 func (a *app) usageCommand() *cobra.Command {
@@ -101,4 +106,35 @@ func printUsage(w io.Writer, r *rpc.UsageResult) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// userConfig is what the CLI reads from ~/.config/vrift/config.toml
+// ($XDG_CONFIG_HOME/vrift/config.toml): the direct-mode store's limits,
+// with the daemon's key names.
+type userConfig struct {
+	Store struct {
+		MaxBytes units.Size `toml:"max_bytes"`
+		MinFree  units.Size `toml:"min_free"`
+	} `toml:"store"`
+}
+
+// directLimits reads the per-user store's limits; no file means none.
+func directLimits() (engine.StoreLimits, error) {
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return engine.StoreLimits{}, nil
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	path := filepath.Join(dir, "vrift", "config.toml")
+	var c userConfig
+	if _, err := toml.DecodeFile(path, &c); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return engine.StoreLimits{}, nil
+		}
+		return engine.StoreLimits{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return engine.StoreLimits{MaxBytes: int64(c.Store.MaxBytes), MinFree: int64(c.Store.MinFree)}, nil
 }

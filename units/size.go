@@ -1,4 +1,6 @@
-package service
+// Package units reads and prints byte sizes ("20GiB") for config files
+// and messages.
+package units
 
 import (
 	"fmt"
