@@ -43,9 +43,12 @@ type accounting struct {
 	env                    *lmdb.Env
 	refs, users, roots, md lmdb.DBI
 
-	// mu serialises changes, and a quota check with the change it
-	// allows; cache mirrors the users table for cheap reads.
+	// mu is held by a pin across its quota check and the change it
+	// allows, and by a recount; wmu serialises every change (each starts
+	// from the cache and replaces it); cache mirrors the users table for
+	// cheap reads.
 	mu      sync.Mutex
+	wmu     sync.Mutex
 	cacheMu sync.RWMutex
 	cache   map[uint32]Totals
 	total   Totals // Referenced: distinct referenced bytes; Blobs: their count
@@ -351,6 +354,8 @@ type change struct {
 }
 
 func (a *accounting) update(fn func(c *change) error) error {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
 	a.cacheMu.RLock()
 	c := &change{a: a, totals: maps.Clone(a.cache), total: a.total}
 	a.cacheMu.RUnlock()
