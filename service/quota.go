@@ -70,12 +70,14 @@ func (s *Service) quotaError(what string, uid uint32, used, limit, needed int64)
 		what, uid, units.FormatSize(used+needed), units.FormatSize(limit), units.FormatSize(used), units.FormatSize(needed))}
 }
 
-// checkBegin refuses a new ingest of a user already at their quota, or
-// while the store is past its limits after a sweep.
+// checkBegin refuses a new ingest of a user already over their quota (a
+// limit lowered under their usage), or while the store is past its limits
+// after a sweep. A user exactly at their limit may still begin: re-ingesting
+// what they hold adds nothing, and a put of new content is refused.
 func (s *Service) checkBegin(ctx context.Context, uid uint32) error {
 	if lim := s.limit(uid); lim > 0 {
 		used := s.acct.User(uid).Referenced + s.inFlight(uid, nil)
-		if used >= lim {
+		if used > lim {
 			return s.quotaError("a new ingest", uid, used, lim, 0)
 		}
 	}

@@ -191,6 +191,24 @@ func TestQuotaRefusals(t *testing.T) {
 	if v := sample(fams, "vrift_quota_refusals_total", fmt.Sprint(aliceUID)); v < 3 {
 		t.Errorf("quota refusals for alice = %v, want 3", v)
 	}
+	// Exactly at her limit, re-ingesting what she holds still works.
+	cfg := h.svc.cfg
+	cfg.QuotaUsers = map[uint32]int64{aliceUID: 1900}
+	h.svc.Close()
+	h.svc, _ = New(cfg)
+	if _, err := h.ingestAs(t, h.client(aliceUID), filepath.Join(h.dir, "alice", "4.lmdb"), first, content("small", 400)); err != nil {
+		t.Errorf("re-ingest at exactly the limit: %v", err)
+	}
+	// With the limit lowered under her usage, a new ingest is refused at
+	// begin.
+	cfg.QuotaUsers = map[uint32]int64{aliceUID: 1000}
+	h.svc.Close()
+	h.svc, _ = New(cfg)
+	defer h.svc.Close()
+	var br rpc.BeginResult
+	if err := h.client(aliceUID).Call(context.Background(), rpc.MethodIngestBegin, rpc.BeginParams{Path: "/p"}, &br); !errors.Is(err, errdefs.ErrQuota) {
+		t.Errorf("begin over a lowered quota: %v", err)
+	}
 }
 
 func rootIDOf(mpath string) string { return engine.RootID(mpath) }
