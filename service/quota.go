@@ -58,10 +58,19 @@ func (s *Service) inFlight(uid uint32, except *session) int64 {
 	return n
 }
 
-// quotaError is the -32003 refusal with the figures in its data.
+// quotaError is the -32003 refusal with the figures in its data, counted
+// and logged.
 func (s *Service) quotaError(what string, uid uint32, used, limit, needed int64) error {
-	s.metrics.quotaRefusals.WithLabelValues(strconv.FormatUint(uint64(uid), 10)).Inc()
-	s.cfg.Log.Warn("quota refusal", "uid", uid, "what", what, "used", used, "limit", limit, "needed", needed)
+	return s.refuse(true, what, uid, used, limit, needed)
+}
+
+// refuse builds the refusal; count says whether to count and log it (a
+// session's parallel puts are refused once).
+func (s *Service) refuse(count bool, what string, uid uint32, used, limit, needed int64) error {
+	if count {
+		s.metrics.quotaRefusals.WithLabelValues(strconv.FormatUint(uint64(uid), 10)).Inc()
+		s.cfg.Log.Warn("quota refusal", "uid", uid, "what", what, "used", used, "limit", limit, "needed", needed)
+	}
 	data, _ := json.Marshal(rpc.QuotaData{UID: uid, Used: used, Limit: limit, Needed: needed})
 	raw := json.RawMessage(data)
 	return &jsonrpc2.Error{Code: rpc.CodeQuota, Data: &raw, Message: fmt.Sprintf(
@@ -103,7 +112,13 @@ func (s *Service) chargeKey(sess *session, k cas.Key) error {
 	sess.mu.Unlock()
 	used := s.acct.User(sess.peer.UID).Referenced + s.inFlight(sess.peer.UID, nil)
 	if used > lim {
-		return s.quotaError("this ingest", sess.peer.UID, used-k.Size, lim, k.Size)
+		// Puts of one call run in parallel: count the session's refusal
+		// once.
+		sess.mu.Lock()
+		first := !sess.refused
+		sess.refused = true
+		sess.mu.Unlock()
+		return s.refuse(first, "this ingest", sess.peer.UID, used-k.Size, lim, k.Size)
 	}
 	return nil
 }

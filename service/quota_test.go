@@ -188,7 +188,7 @@ func TestQuotaRefusals(t *testing.T) {
 	}
 	// The refusals are counted by uid.
 	fams := metricsOf(t, h.client(h.self()))
-	if v := sample(fams, "vrift_quota_refusals_total", fmt.Sprint(aliceUID)); v < 3 {
+	if v := sample(fams, "vrift_quota_refusals_total", fmt.Sprint(aliceUID)); v != 3 {
 		t.Errorf("quota refusals for alice = %v, want 3", v)
 	}
 	// Exactly at her limit, re-ingesting what she holds still works.
@@ -301,7 +301,11 @@ func TestMaxBytesSweep(t *testing.T) {
 	if !st.Has(keyOf(kept)) {
 		t.Fatalf("a referenced blob was swept")
 	}
-	// The refused ingest's blob went with its session: there is room again.
+	// The refused ingest's blob went with its session (ended in the
+	// background): there is room again.
+	if !waitFor(5*time.Second, func() bool { return sessionsOf(h.svc) == 0 }) {
+		t.Fatal("the refused session did not end")
+	}
 	if _, err := h.ingestAs(t, alice, filepath.Join(h.dir, "alice", "p.lmdb"), content("later", 10)); err != nil {
 		t.Errorf("a small ingest once the refused one is gone: %v", err)
 	}

@@ -175,6 +175,7 @@ type session struct {
 	// them from the store's totals).
 	quotaBytes                 int64
 	pendingBlobs, pendingBytes int64
+	refused                    bool // over quota: refused once
 	finished                   bool
 	connClose                  func() bool
 	// puts counts puts in flight; endSession cancels them (ctx) and waits
