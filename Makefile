@@ -9,7 +9,7 @@ FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
 STATICCHECK_VERSION ?= 2025.1.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
-.PHONY: all build demo test test-go fixture lint bench package systemd-test clean
+.PHONY: all build demo deps test test-quick test-go fixture versitygw lint bench package systemd-test clean fuzz soak
 
 all: build
 
@@ -25,10 +25,32 @@ demo: build
 fixture:
 	scripts/npm-fixture.sh
 
-## test: everything, on the real npm fixture
-test: build fixture
+## versitygw: build the pinned S3 server the team-cache tests run (once, into ~/.cache/vrift/bin)
+versitygw:
+	scripts/versitygw.sh >/dev/null
+
+## deps: install the system packages the tests need (Debian/Ubuntu, apt), as
+## root; as non-root, say the one sudo command that does, if any is missing
+deps:
+	@scripts/deps.sh
+
+# go test -json through a filter that shows each package as it starts, slow
+# tests, skip reasons and every failure in full, keeps go test's "ok"/"FAIL"
+# lines, closes with "tests: N passed, N failed, N skipped" and exits as go
+# test did.
+GOTEST = $(GO) run ./scripts/testprogress $(GO) test -json
+
+## test: every test, on the real npm fixture (installs the missing system
+## packages first, as root; CI then runs make systemd-test too). Root, FUSE
+## and package tests skip without root; CI (VRIFT_REQUIRE_ROOT=1) fails them.
+test: deps build fixture versitygw
 	$(GO) vet ./...
-	$(GO) test -p 1 -count=1 -timeout 60m ./...
+	VRIFT_REQUIRE_FIXTURE=1 $(GOTEST) -p 1 -count=1 -timeout 60m ./...
+
+## test-quick: the edit-test loop: -short skips the root, FUSE, package and
+## npm-fixture tests (even as root, even with VRIFT_REQUIRE_* set); no set-up
+test-quick:
+	VRIFT_REQUIRE_ROOT= VRIFT_REQUIRE_FIXTURE= $(GOTEST) -short ./...
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -41,6 +63,7 @@ bench: build fixture
 	$(GO) test -run '^$$' -bench Hash -benchtime 1s ./cas
 	scripts/bench.sh
 	scripts/bench-fuse.sh
+	scripts/bench-remote.sh
 
 ## package: dist/vrift_<version>_amd64.deb and dist/vrift-<version>.x86_64.rpm (nfpm)
 package: build
@@ -55,6 +78,22 @@ package: build
 ## systemd-test: boot real systemd in a container with the installed .deb
 systemd-test:
 	VRIFT_SYSTEMD_TEST=1 $(GO) test -count=1 -run TestSystemdBoot -v ./packaging
+
+## fuzz: every fuzz target for FUZZTIME each (go test fuzzes one target per run)
+FUZZTIME ?= 20s
+FUZZ_TARGETS := rpc:FuzzStreamRead rpc:FuzzDecodeParams service:FuzzServiceParams \
+	manifest:FuzzDecodeEntry manifest:FuzzEntryRoundTrip cas:FuzzParseName cas:FuzzKeyName \
+	cmd/vrift-daemon:FuzzConfig
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn (./$$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
+
+## soak: 1,000 rounds of concurrent ingest/link/delete/gc/verify, direct and daemon mode (root),
+## each bounded to 5 minutes (make test runs 50 rounds of each)
+soak:
+	VRIFT_SOAK_ROUNDS=1000 VRIFT_SOAK_TIME=5m $(GO) test -count=1 -timeout 15m -run '^(TestSoak|TestDaemonSoak)$$' -v ./cmd/vrift
 
 clean:
 	rm -rf bin dist

@@ -41,7 +41,7 @@ func (s *Store) NewBatch() *Batch { return &Batch{s: s, pending: map[Key]string{
 // Put is Store.Put without the durability: the blob is durable and named
 // after the next Flush. New reports content neither stored nor pending.
 func (b *Batch) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, error) {
-	return b.PutGuarded(ctx, r, exec, func(k Key, has func(Key) bool) bool { return has(k) })
+	return b.put(ctx, r, exec, nil, nil)
 }
 
 // PutGuarded is Put with the existence check wrapped by guard, which must
@@ -50,14 +50,41 @@ func (b *Batch) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, err
 // before the caller relies on it, while the (possibly long) read of r runs
 // without any lock.
 func (b *Batch) PutGuarded(ctx context.Context, r io.Reader, exec bool, guard func(k Key, has func(Key) bool) bool) (PutResult, error) {
-	present := func(k Key) bool { return guard(k, b.has) }
+	return b.put(ctx, r, exec, guard, nil)
+}
+
+// PutChecked is Put with a check that runs once all of r is read and
+// before the content is kept: when check fails (say, the source file
+// changed while it was read), the temp is discarded and check's error
+// returned, so no blob is ever named from content that was never the
+// file's. A nil check always passes.
+func (b *Batch) PutChecked(ctx context.Context, r io.Reader, exec bool, check func() error) (PutResult, error) {
+	return b.put(ctx, r, exec, nil, check)
+}
+
+func (b *Batch) put(ctx context.Context, r io.Reader, exec bool, guard func(k Key, has func(Key) bool) bool, check func() error) (PutResult, error) {
+	present := b.has
+	if guard != nil {
+		present = func(k Key) bool { return guard(k, b.has) }
+	}
 	tmp, k, err := b.s.write(ctx, r, exec, present)
-	if err != nil || tmp == nil {
-		return PutResult{Key: k}, err
+	if err != nil {
+		return PutResult{Key: k}, b.s.full(err)
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			if tmp != nil {
+				discard(tmp)
+			}
+			return PutResult{}, err
+		}
+	}
+	if tmp == nil {
+		return PutResult{Key: k}, nil
 	}
 	name, err := seal(tmp, k)
 	if err != nil {
-		return PutResult{}, err
+		return PutResult{}, b.s.full(err)
 	}
 	return b.add(k, name)
 }
@@ -100,7 +127,9 @@ func (b *Batch) has(k Key) bool {
 
 // Flush makes every pending blob durable and gives it its name. When it
 // returns nil, every blob put so far is durable, name included.
-func (b *Batch) Flush() error {
+func (b *Batch) Flush() error { return b.s.full(b.flush()) }
+
+func (b *Batch) flush() error {
 	b.flushing.Lock()
 	defer b.flushing.Unlock()
 	b.mu.Lock()

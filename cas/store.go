@@ -16,6 +16,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vrift/vrift/internal/atomicfile"
 )
 
 // smallBlob is the size up to which Put reads a blob into memory first, so
@@ -103,12 +105,7 @@ func (s *Store) claim(owner string) error {
 	if !errors.Is(err, fs.ErrNotExist) || owner == "" {
 		return nil // unreadable or not claimed: unknown owner
 	}
-	tmp := fmt.Sprintf("%s.%d.tmp", p, os.Getpid())
-	if err := writeSynced(tmp, []byte(owner+"\n"), 0o444); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(p, []byte(owner+"\n"), 0o444); err != nil {
 		return err
 	}
 	s.owner = owner
@@ -118,26 +115,6 @@ func (s *Store) claim(owner string) error {
 // Owner is the mode that manages the store (OwnerDaemon, OwnerDirect), or
 // "" when the store records none.
 func (s *Store) Owner() string { return s.owner }
-
-// writeSynced writes a small file and fsyncs it, so a rename of it into
-// place is durable once the directory is.
-func writeSynced(path string, data []byte, mode fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
-}
 
 // Root is the store's absolute root directory.
 func (s *Store) Root() string { return s.root }
@@ -175,9 +152,10 @@ type PutResult struct {
 func (s *Store) Put(ctx context.Context, r io.Reader, exec bool) (PutResult, error) {
 	tmp, k, err := s.write(ctx, r, exec, s.Has)
 	if err != nil || tmp == nil {
-		return PutResult{Key: k}, err
+		return PutResult{Key: k}, s.full(err)
 	}
-	return s.commit(tmp, k)
+	res, err := s.commit(tmp, k)
+	return res, s.full(err)
 }
 
 // write copies r into a temp file and returns it with the content's key, or
@@ -212,8 +190,9 @@ func (s *Store) writeSmall(data []byte, exec bool, present func(Key) bool) (*os.
 		return nil, k, err
 	}
 	if _, err := tmp.Write(data); err != nil {
+		err = s.full(fmt.Errorf("put %s: write: %w", k, err))
 		discard(tmp)
-		return nil, k, fmt.Errorf("put %s: write: %w", k, err)
+		return nil, k, err
 	}
 	return tmp, k, nil
 }
@@ -228,6 +207,7 @@ func (s *Store) writeStream(ctx context.Context, head []byte, r io.Reader, exec 
 		return nil, Key{}, err
 	}
 	fail := func(err error) (*os.File, Key, error) {
+		err = s.full(err) // figures taken while the temp still holds its space
 		discard(tmp)
 		return nil, Key{}, err
 	}
@@ -305,8 +285,9 @@ func (s *Store) createTemp() (*os.File, error) {
 // blob of that name already exists. It consumes tmp.
 func (s *Store) commit(tmp *os.File, k Key) (PutResult, error) {
 	if err := tmp.Sync(); err != nil {
+		err = s.full(fmt.Errorf("put %s: fsync: %w", k, err))
 		discard(tmp)
-		return PutResult{}, fmt.Errorf("put %s: fsync: %w", k, err)
+		return PutResult{}, err
 	}
 	name, err := seal(tmp, k)
 	if err != nil {

@@ -52,7 +52,9 @@ func (in *ingester) record(ctx context.Context) error {
 	g.Go(func() error {
 		defer done()
 		defer close(jobs)
-		w := walker{in: in, old: old, jobs: jobs, out: out}
+		w := walker{in: in, old: old, jobs: jobs, out: out,
+			trustDirs:  oldMeta.Store == in.opts.StoreRoot,
+			racyBefore: time.Now().Add(-racyWindow).UnixNano()}
 		fd, err := in.t.OpenDir(in.subtree)
 		if err != nil {
 			return fmt.Errorf("open dir %s: %w", vfs.Quote(in.dir), vfs.Cause(err))
@@ -142,6 +144,7 @@ func (in *ingester) record(ctx context.Context) error {
 		}
 		meta := oldMeta
 		meta.Root = in.root
+		meta.Store = in.opts.StoreRoot
 		meta.Subtrees = subtrees
 		if meta.Totals, err = w.Count(); err != nil {
 			return err

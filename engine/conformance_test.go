@@ -71,11 +71,11 @@ func write(t *testing.T, root string, files map[string]string) {
 // summary is what must agree between stores.
 type summary struct {
 	Files, Bytes, Unique, NewBlobs, Dirs, Symlinks int64
-	Created                                       int64
-	Roots                                         int
-	Removed, Kept                                 int64
-	Dropped                                       int
-	OK                                            bool
+	Created                                        int64
+	Roots                                          int
+	Removed, Kept                                  int64
+	Dropped                                        int
+	OK                                             bool
 }
 
 func runConformance(t *testing.T, sc storeCase) summary {

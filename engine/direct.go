@@ -76,10 +76,16 @@ type batchWriter struct {
 }
 
 func (w batchWriter) PutFile(ctx context.Context, f *os.File, exec bool) (cas.PutResult, error) {
+	return w.PutFileChecked(ctx, f, exec, nil)
+}
+
+// PutFileChecked stores f, running unchanged once f is read and before its
+// content is kept (see CheckedPutter).
+func (w batchWriter) PutFileChecked(ctx context.Context, f *os.File, exec bool, unchanged func() error) (cas.PutResult, error) {
 	if err := w.check(f); err != nil {
 		return cas.PutResult{}, err
 	}
-	return w.b.Put(ctx, f, exec)
+	return w.b.PutChecked(ctx, f, exec, unchanged)
 }
 
 // Adopt takes f's own inode into the store (see Adopter).
@@ -132,10 +138,23 @@ func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 	if err != nil {
 		return nil, err
 	}
+	if opts.Tier == Tier2 || opts.Copy {
+		// Copies need room; adoption writes no data, so a tight store
+		// filesystem is no reason to refuse it.
+		if err := d.Store.Preflight(ctx, opts.Dir); err != nil {
+			return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+		}
+	}
 	// Registered first: a manifest that exists is always a root.
 	if err := d.Roots.Add(mpath); err != nil {
 		return nil, err
 	}
+	defer func() {
+		// A first ingest that failed left no manifest: no root either.
+		if !exists(mpath) {
+			d.Roots.Remove(mpath)
+		}
+	}()
 	batch := d.Store.NewBatch()
 	// A failed ingest leaves no pending temp files behind.
 	defer batch.Discard()

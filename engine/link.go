@@ -57,6 +57,9 @@ func LinkPinned(ctx context.Context, opts LinkOptions) (*vfs.LinkResult, error) 
 		// of the whole project.
 		dest = filepath.Dir(filepath.Dir(mpath))
 	}
+	if abs, err := filepath.Abs(dest); err == nil && within(abs, opts.StoreRoot) {
+		return nil, fmt.Errorf("link: %s is inside the store %s; projections go outside it", dest, opts.StoreRoot)
+	}
 	subtree := manifest.CleanKey(opts.Subtree)
 	if opts.Method == vfs.Symlink || opts.Method == "" {
 		if has, err := hasNodeModules(m, subtree); err == nil && has {

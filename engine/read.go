@@ -59,13 +59,31 @@ func (in *ingester) hashFile(ctx context.Context, j hashJob) (recorded, error) {
 				return recorded{path: j.path, entry: e, newBlob: how == adoptedFile, adopted: how == adoptedFile}, nil
 			}
 		}
-		pr, err := in.opts.Blobs.PutFile(ctx, f, exec)
+		var pr cas.PutResult
+		if cp, ok := in.opts.Blobs.(CheckedPutter); ok {
+			// Checked before the content is kept, so a file that changed
+			// while read leaves no blob of its mixed content behind.
+			pr, err = cp.PutFileChecked(ctx, f, exec, func() error {
+				if err := unix.Fstat(int(f.Fd()), &after); err != nil {
+					return err
+				}
+				if !sameVersion(&before, &after) {
+					return errChangedWhileRead
+				}
+				return nil
+			})
+			if errors.Is(err, errChangedWhileRead) {
+				err = nil // read it again, below
+			}
+		} else {
+			pr, err = in.opts.Blobs.PutFile(ctx, f, exec)
+			if err == nil {
+				err = unix.Fstat(int(f.Fd()), &after)
+			}
+		}
 		if errors.Is(err, cas.ErrNotShared) {
 			f.Close()
 			return recorded{path: j.path, private: true}, nil
-		}
-		if err == nil {
-			err = unix.Fstat(int(f.Fd()), &after)
 		}
 		f.Close()
 		if err != nil {
@@ -80,6 +98,16 @@ func (in *ingester) hashFile(ctx context.Context, j hashJob) (recorded, error) {
 			return recorded{}, fmt.Errorf("read %s: file keeps changing while being read", vfs.Quote(j.abs))
 		}
 	}
+}
+
+// errChangedWhileRead stops a checked put of a file that changed while it
+// was read.
+var errChangedWhileRead = errors.New("changed while read")
+
+// CheckedPutter is a BlobWriter that can run a check once a file is read
+// and before its content is kept (direct mode: cas.Batch.PutChecked).
+type CheckedPutter interface {
+	PutFileChecked(ctx context.Context, f *os.File, exec bool, unchanged func() error) (cas.PutResult, error)
 }
 
 func sameVersion(a, b *unix.Stat_t) bool {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/vrift/vrift/internal/atomicfile"
 )
 
 // Roots is the registry of manifests a store serves: the GC roots. Each root
@@ -35,44 +37,13 @@ func RootID(manifestPath string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// WriteFileAtomic replaces path with data (mode 0600): written and fsynced
-// under a temporary name, renamed over path, and the directory fsynced, so a
-// crash leaves the old file or the new one, never a torn one, and a
-// registered root stays registered.
-func WriteFileAtomic(path string, data []byte) error {
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
 // Add registers manifestPath as a root.
 func (r *Roots) Add(manifestPath string) error {
 	f := r.file(manifestPath)
 	if b, err := os.ReadFile(f); err == nil && string(b) == manifestPath {
 		return nil
 	}
-	if err := WriteFileAtomic(f, []byte(manifestPath)); err != nil {
+	if err := atomicfile.Write(f, []byte(manifestPath), 0o600); err != nil {
 		return fmt.Errorf("register root %s: %w", manifestPath, err)
 	}
 	return nil

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,13 +23,25 @@ import (
 // to the manifest, files either reused from the previous manifest or queued
 // for hashing.
 type walker struct {
-	in      *ingester
-	old     *manifest.Reader
-	jobs    chan<- []hashJob
-	out     chan<- []recorded
-	records []recorded
-	queued  []hashJob
+	// trustDirs is set when the old manifest's projections point into
+	// this store, so its directory identities can vouch for them.
+	trustDirs bool
+	// racyBefore: directory ctimes at or after it are not recorded.
+	racyBefore int64
+	in         *ingester
+	old        *manifest.Reader
+	jobs       chan<- []hashJob
+	out        chan<- []recorded
+	records    []recorded
+	queued     []hashJob
 }
+
+// racyWindow is how recent a directory's ctime may be and still vouch for
+// it on the next ingest: filesystems with coarse timestamps (jiffies) give
+// a change made right after a listing the same ctime as the listing saw,
+// so only ctimes older than any such tick are recorded (git's "racily
+// clean" entries, the same problem).
+const racyWindow = 2 * time.Second
 
 func (w *walker) emit(ctx context.Context, r recorded) error {
 	w.records = append(w.records, r)
@@ -81,27 +95,62 @@ func (w *walker) flushJobs(ctx context.Context) error {
 // walkDir walks the open directory d (abs, key). Subdirectories are opened
 // relative to it with O_NOFOLLOW, so a directory swapped for a symlink
 // during the walk fails instead of leading the walk outside the tree.
+//
+// A directory whose inode and ctime still match what the manifest recorded
+// when it was last listed has had no entry added, removed or replaced
+// since (any of those changes its ctime, and a symlink's target cannot
+// change without replacing it): its symlinks are known without a stat or a
+// readlink, which makes an unchanged tier1 tree (all symlinks) cost about
+// one listing per directory. Regular files are still stat'ed, since their
+// content changes without touching the directory.
 func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error {
 	defer d.Close()
 	var st unix.Stat_t
+	// Stat'ed before listing: a change made during or after the listing
+	// makes the recorded ctime stale, never the other way round.
 	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
 		return fmt.Errorf("stat %s: %w", vfs.Quote(abs), err)
 	}
+	ctime := unix.TimespecToNsec(st.Ctim)
 	dirEntry := manifest.Entry{Kind: manifest.Dir, Mode: uint32(st.Mode) & 0o7777, MTime: unix.TimespecToNsec(st.Mtim)}
+	if ctime < w.racyBefore {
+		// A ctime this close to now could be shared by a change still to
+		// come on a filesystem with coarse timestamps: not recorded.
+		dirEntry.Ino, dirEntry.CTime = st.Ino, ctime
+	}
+	trusted := false
+	if w.trustDirs && dirEntry.CTime != 0 {
+		old, ok, err := w.old.Get(key)
+		if err != nil {
+			return err
+		}
+		trusted = ok && old.Kind == manifest.Dir && old.Ino == st.Ino && old.CTime == ctime
+	}
 	if err := w.emit(ctx, recorded{path: key, entry: dirEntry}); err != nil {
 		return err
 	}
-	names, err := d.Readdirnames(-1)
+	ents, err := d.ReadDir(-1)
 	if err != nil {
 		return fmt.Errorf("read dir %s: %w", vfs.Quote(abs), vfs.Cause(err))
 	}
 	fd := int(d.Fd())
-	for _, name := range names {
+	for _, de := range ents {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		name := de.Name()
 		if skipNames[name] {
 			continue
+		}
+		if trusted && de.Type() == iofs.ModeSymlink {
+			if r, ok, err := w.knownSymlink(manifest.Join(key, name)); err != nil {
+				return err
+			} else if ok {
+				if err := w.emit(ctx, r); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		childAbs := filepath.Join(abs, name)
 		if abs != "/" {
@@ -162,6 +211,23 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 		}
 	}
 	return nil
+}
+
+// knownSymlink returns the previous manifest's entry for a symlink in a
+// directory unchanged since it was recorded: the projection of a file, or a
+// symlink of the tree.
+func (w *walker) knownSymlink(key string) (recorded, bool, error) {
+	e, ok, err := w.old.Get(key)
+	if err != nil || !ok {
+		return recorded{}, false, err
+	}
+	switch e.Kind {
+	case manifest.File:
+		return recorded{path: key, entry: e, reused: true, projected: true}, true, nil
+	case manifest.Symlink:
+		return recorded{path: key, entry: e}, true, nil
+	}
+	return recorded{}, false, nil
 }
 
 // reuse returns the previous manifest's entry for an unchanged regular file

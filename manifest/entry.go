@@ -43,8 +43,11 @@ type Entry struct {
 	// Regular files only.
 	Size int64
 	Sum  [cas.HashSize]byte
-	// Ino and CTime are the file's identity when it was hashed, so that an
-	// unchanged file is recognised on re-ingest without reading it.
+	// Ino and CTime are a file's identity when it was hashed, so that an
+	// unchanged file is recognised on re-ingest without reading it. For a
+	// directory (optional, zero when unknown) they are its identity when it
+	// was listed: while they still match, no entry of it has been added,
+	// removed or replaced since.
 	Ino   uint64
 	CTime int64
 
@@ -92,10 +95,12 @@ func ModeBits(m fs.FileMode) uint32 {
 const entryVersion = 1
 
 // Encoding: version(1) kind(1) mode(4) mtime(8), then for files
-// size(8) sum(32) ino(8) ctime(8), for symlinks the target bytes.
+// size(8) sum(32) ino(8) ctime(8), for directories nothing or ino(8)
+// ctime(8), for symlinks the target bytes.
 const (
 	headerLen = 1 + 1 + 4 + 8
 	fileLen   = headerLen + 8 + cas.HashSize + 8 + 8
+	dirIDLen  = 8 + 8
 )
 
 func (e Entry) encode() []byte {
@@ -103,6 +108,8 @@ func (e Entry) encode() []byte {
 	switch e.Kind {
 	case File:
 		n = fileLen
+	case Dir:
+		n += dirIDLen
 	case Symlink:
 		n += len(e.Target)
 	}
@@ -117,6 +124,11 @@ func (e Entry) encode() []byte {
 		b = append(b, e.Sum[:]...)
 		b = binary.LittleEndian.AppendUint64(b, e.Ino)
 		b = binary.LittleEndian.AppendUint64(b, uint64(e.CTime))
+	case Dir:
+		if e.Ino != 0 || e.CTime != 0 {
+			b = binary.LittleEndian.AppendUint64(b, e.Ino)
+			b = binary.LittleEndian.AppendUint64(b, uint64(e.CTime))
+		}
 	case Symlink:
 		b = append(b, e.Target...)
 	}
@@ -137,7 +149,12 @@ func decodeEntry(b []byte) (Entry, error) {
 	rest := b[headerLen:]
 	switch e.Kind {
 	case Dir:
-		if len(rest) != 0 {
+		switch len(rest) {
+		case 0:
+		case dirIDLen:
+			e.Ino = binary.LittleEndian.Uint64(rest)
+			e.CTime = int64(binary.LittleEndian.Uint64(rest[8:]))
+		default:
 			return Entry{}, errBadEntry
 		}
 	case File:

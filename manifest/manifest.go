@@ -39,7 +39,9 @@ type Meta struct {
 	// Root is the absolute project root the keys are relative to.
 	Root string `json:"root"`
 	// Subtrees are the keys of the ingested directories.
-	Subtrees  []string  `json:"subtrees"`
+	Subtrees []string `json:"subtrees"`
+	// Store is the store root the manifest's projections point into.
+	Store     string    `json:"store,omitempty"`
 	Totals    Totals    `json:"totals"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -182,16 +184,26 @@ func openDir(dir string) (*os.File, bool, error) {
 // above can redirect it.
 func openIn(d *os.File, path string, flags uint) (*Manifest, error) {
 	base := filepath.Base(path)
+	lockExisted := false
 	for _, name := range []string{base, base + "-lock"} {
 		var st unix.Stat_t
 		err := unix.Fstatat(int(d.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			d.Close()
+			return nil, fmt.Errorf("open manifest %s: %s is a directory", path, name)
+		}
 		if err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
 			d.Close()
 			return nil, fmt.Errorf("open manifest %s: %w: %s is not a regular file", path, ErrUnsafe, name)
 		}
+		lockExisted = err == nil
 	}
 	m, err := open(path, dirPath(d, base), flags)
 	if err != nil {
+		if !lockExisted {
+			// Not a manifest after all: leave no lock file beside it.
+			unix.Unlinkat(int(d.Fd()), base+"-lock", 0)
+		}
 		d.Close()
 		return nil, err
 	}

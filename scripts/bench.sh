@@ -7,9 +7,14 @@
 # because deleting the previous round's trees keeps ext4 busy for seconds and
 # would be billed to whatever runs next.
 #
-#   cold ingest    vrift ingest (tier1, empty store, store creation included)
-#                  vs cp -a of the same project
-#   re-ingest      vrift ingest of the unchanged, already ingested tree vs cp -a
+#   cold ingest    vrift ingest (tier1, empty store, store creation included;
+#                  files adopted, not copied) vs cp -a of the same project,
+#                  with cp -al (no data copied at all) as the floor
+#   copy ingest    the same with --copy (every byte copied into the store)
+#   re-ingest      vrift ingest of the unchanged, already ingested tree vs
+#                  cp -a and vs find -printf '' (a bare walk): the first
+#                  re-ingest records directory identities, the second is
+#                  the steady state
 #   link symlink   vrift link --to (symlinks into the store) vs cp -as
 #   link hardlink  vrift link --method hardlink --to vs cp -al
 #
@@ -58,16 +63,21 @@ files=$(find "$fixture/node_modules" -type f | wc -l)
 echo "fixture: $fixture/node_modules: $files files, $(du -sh "$fixture/node_modules" | cut -f1)"
 echo "rounds: $runs; scratch: $w ($(df -T "$w" | awk 'NR==2{print $2}'))"
 
-declare -a cpa cpasync cold reing cpas lsym cpal lhard
+declare -a cpa cpasync cold copying floor reing0 reing walk cpas lsym cpal lhard
 fresh() { chmod -R u+w "$@" 2>/dev/null || true; rm -rf "$@"; }
 for i in $(seq "$runs"); do
-	fresh "$w/cpa" "$w/cpa2" "$w/proj" "$w/store" "$w/cpas" "$w/lsym" "$w/cpal" "$w/lhard"
+	fresh "$w/cpa" "$w/cpa2" "$w/proj" "$w/store" "$w/cpas" "$w/lsym" "$w/cpal" "$w/lhard" "$w/cproj" "$w/cstore" "$w/floor"
 	cp -a "$fixture" "$w/proj"
+	cp -a "$fixture" "$w/cproj"
 	store=(--store "$w/store")
 	if ((i % 2)); then
 		settle; cpa+=("$(ms cp -a "$fixture" "$w/cpa")")
 		settle; cold+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
+		settle; copying+=("$(ms "$vrift" --store "$w/cstore" ingest --copy "$w/cproj/node_modules")")
+		settle; floor+=("$(ms cp -al "$fixture" "$w/floor")")
 	else
+		settle; floor+=("$(ms cp -al "$fixture" "$w/floor")")
+		settle; copying+=("$(ms "$vrift" --store "$w/cstore" ingest --copy "$w/cproj/node_modules")")
 		settle; cold+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
 		settle; cpa+=("$(ms cp -a "$fixture" "$w/cpa")")
 	fi
@@ -75,7 +85,16 @@ for i in $(seq "$runs"); do
 	# make blobs durable before it touches the project. This baseline pays
 	# for durability too.
 	settle; cpasync+=("$(ms sh -c 'cp -a "$1" "$2" && sync' sh "$fixture" "$w/cpa2")")
-	settle; reing+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
+	# Directory identities are recorded only once older than 2 s.
+	sleep 2
+	settle; reing0+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
+	if ((i % 2)); then
+		settle; reing+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
+		settle; walk+=("$(ms find "$w/proj/node_modules" -printf '')")
+	else
+		settle; walk+=("$(ms find "$w/proj/node_modules" -printf '')")
+		settle; reing+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
+	fi
 	if ((i % 2)); then
 		settle; cpas+=("$(ms cp -as "$w/cpa/node_modules" "$w/cpas")")
 		settle; lsym+=("$(ms "$vrift" "${store[@]}" link "$w/proj" --to "$w/lsym" --subtree node_modules)")
@@ -87,7 +106,8 @@ for i in $(seq "$runs"); do
 		settle; lhard+=("$(ms "$vrift" "${store[@]}" link "$w/proj" --to "$w/lhard" --subtree node_modules --method hardlink)")
 		settle; cpal+=("$(ms cp -al "$w/cpa/node_modules" "$w/cpal")")
 	fi
-	echo "round $i: cp -a ${cpa[-1]} ms, cp -a + sync ${cpasync[-1]} ms, ingest ${cold[-1]} ms, re-ingest ${reing[-1]} ms," \
+	echo "round $i: cp -a ${cpa[-1]} ms, cp -a + sync ${cpasync[-1]} ms, cp -al ${floor[-1]} ms, ingest ${cold[-1]} ms," \
+		"ingest --copy ${copying[-1]} ms, re-ingest ${reing0[-1]} then ${reing[-1]} ms, find ${walk[-1]} ms," \
 		"cp -as ${cpas[-1]} ms, link ${lsym[-1]} ms, cp -al ${cpal[-1]} ms, link hardlink ${lhard[-1]} ms"
 done
 
@@ -107,14 +127,19 @@ row() {
 }
 echo
 echo "medians over $runs rounds (target judged on the median of per-round ratios):"
-row "cold ingest" "${cold[*]}" "cp -a" "${cpa[*]}" 1.5
+row "cold ingest" "${cold[*]}" "cp -a" "${cpa[*]}" 0.8
+row "cp -al floor" "${floor[*]}" "cp -a" "${cpa[*]}" -
 row "cold ingest" "${cold[*]}" "cp+sync" "${cpasync[*]}" -
-row "re-ingest" "${reing[*]}" "cp -a" "${cpa[*]}" 0.1
+row "copy ingest" "${copying[*]}" "cp -a" "${cpa[*]}" -
+row "re-ingest 1st" "${reing0[*]}" "cp -a" "${cpa[*]}" -
+row "re-ingest" "${reing[*]}" "cp -a" "${cpa[*]}" 0.05
+row "re-ingest" "${reing[*]}" "find" "${walk[*]}" 3
 row "link symlink" "${lsym[*]}" "cp -as" "${cpas[*]}" 1.1
 row "link hardlink" "${lhard[*]}" "cp -al" "${cpal[*]}" -
 
 # Daemon mode against direct mode: the same cold ingest, once through a
-# daemon (descriptor passing) and once on a direct store.
+# daemon (descriptor passing) and once on a direct store, copying (the
+# daemon always copies: its blobs must be its own).
 dvrift=${VRIFT_DAEMON:-$here/bin/vrift-daemon}
 if [ -x "$dvrift" ]; then
 	as_root=()
@@ -129,13 +154,13 @@ if [ -x "$dvrift" ]; then
 		for _ in $(seq 50); do [ -S "$w/d.sock" ] && break; sleep 0.1; done
 		if ((i % 2)); then
 			settle; dcold+=("$(ms "$vrift" --socket "$w/d.sock" ingest "$w/dproj/node_modules")")
-			settle; direct+=("$(ms "$vrift" --direct --store "$w/xstore" ingest "$w/xproj/node_modules")")
+			settle; direct+=("$(ms "$vrift" --direct --store "$w/xstore" ingest --copy "$w/xproj/node_modules")")
 		else
-			settle; direct+=("$(ms "$vrift" --direct --store "$w/xstore" ingest "$w/xproj/node_modules")")
+			settle; direct+=("$(ms "$vrift" --direct --store "$w/xstore" ingest --copy "$w/xproj/node_modules")")
 			settle; dcold+=("$(ms "$vrift" --socket "$w/d.sock" ingest "$w/dproj/node_modules")")
 		fi
 		kill "$dpid"; wait "$dpid" || true
 		echo "round $i: daemon-mode ingest ${dcold[-1]} ms, direct-mode ingest ${direct[-1]} ms"
 	done
-	row "daemon ingest" "${dcold[*]}" "direct" "${direct[*]}" 1.15
+	row "daemon ingest" "${dcold[*]}" "direct --copy" "${direct[*]}" 1.15
 fi

@@ -50,7 +50,7 @@ type metrics struct {
 var knownMethods = map[string]bool{
 	rpc.MethodStatus: true, rpc.MethodIngest: true, rpc.MethodIngestBegin: true, rpc.MethodIngestPut: true,
 	rpc.MethodIngestFlush: true, rpc.MethodLink: true, rpc.MethodGC: true, rpc.MethodVerify: true,
-	rpc.MethodUsage: true, rpc.MethodMetrics: true,
+	rpc.MethodUsage: true, rpc.MethodMetrics: true, rpc.MethodRemotePull: true, rpc.MethodRemotePush: true,
 }
 
 func newMetrics(s *Service) *metrics {

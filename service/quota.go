@@ -194,11 +194,14 @@ func (s *Service) limitSweep(ctx context.Context) error {
 		return err
 	}
 	live := map[cas.Key]struct{}{}
+	s.copies.Lock() // one opener of each pinned copy at a time
 	for _, r := range recs {
 		if err := engine.MarkLive(ctx, r.copyPath, live); err != nil {
+			s.copies.Unlock()
 			return fmt.Errorf("store over its limits: cannot read root %s (nothing deleted): %w", r.copyPath, err)
 		}
 	}
+	s.copies.Unlock()
 	s.mu.Lock()
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
@@ -292,6 +295,8 @@ func (s *Service) pinnedRoots() ([]pinnedRoot, error) {
 // by a child before they were published, so reading them in-process is
 // safe (see walkKeys).
 func (s *Service) walkRoot(ctx context.Context, path string, fn func(cas.Key) error) (int64, error) {
+	s.copies.Lock() // LMDB: one opener of an environment per process
+	defer s.copies.Unlock()
 	var rec rootRecord
 	err := walkKeys(ctx, path, &rec, fn)
 	return rec.Files, err

@@ -24,6 +24,7 @@ import (
 
 	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/internal/atomicfile"
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/units"
@@ -41,6 +42,10 @@ type Config struct {
 	Log          *slog.Logger
 	// MaxManifest bounds a pinned manifest's size (default 256 MiB).
 	MaxManifest int64
+	// Remote is the team cache the daemon pulls from and pushes to (nil:
+	// none).
+	Remote *Remote
+
 	// MaxSessionBytes bounds the bytes one ingest session may have the
 	// daemon read, counted by each file's logical size (holes included:
 	// the daemon reads and hashes them). A file that would cross it is
@@ -136,6 +141,11 @@ type Service struct {
 	sweeping sync.Mutex
 	// verifying lets one full verify run at a time.
 	verifying sync.Mutex
+	// copies is held while a root's manifest copy is open (gc marking,
+	// verify): LMDB forbids one process opening the same environment
+	// twice at once, and concurrent calls did crash the daemon (SIGSEGV in
+	// mdb_txn_begin, TestServiceConcurrentRootReads).
+	copies sync.Mutex
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -342,6 +352,10 @@ func (s *Service) handle(ctx context.Context, c *rpc.Call) (any, error) {
 		return s.gc(ctx, c)
 	case rpc.MethodVerify:
 		return s.verify(ctx, c)
+	case rpc.MethodRemotePull:
+		return s.remotePull(ctx, c)
+	case rpc.MethodRemotePush:
+		return s.remotePush(ctx, c)
 	case rpc.MethodUsage:
 		return s.usage(ctx, c)
 	case rpc.MethodMetrics:
@@ -790,7 +804,7 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, err
 	}
-	if err := engine.WriteFileAtomic(filepath.Join(dir, id+".json"), side); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, id+".json"), side, 0o600); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, err
 	}
 	// A crash before this commits leaves the accounting's record of this
@@ -1035,7 +1049,10 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 	}
 	var er engine.GCResult
 	start := time.Now()
-	if _, err := engine.Collect(ctx, s.store, roots, sessions, p.Grace, p.DryRun, &er); err != nil {
+	s.copies.Lock()
+	_, err = engine.Collect(ctx, s.store, roots, sessions, p.Grace, p.DryRun, &er)
+	s.copies.Unlock()
+	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
 	if !p.DryRun {
@@ -1109,7 +1126,9 @@ func (s *Service) verify(ctx context.Context, c *rpc.Call) (any, error) {
 	for _, r := range recs {
 		roots = append(roots, r.copyPath)
 	}
+	s.copies.Lock()
 	vr, err := engine.Check(ctx, s.store, roots, admin, false)
+	s.copies.Unlock()
 	if err != nil {
 		return nil, err
 	}

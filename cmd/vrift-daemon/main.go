@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/service"
 )
@@ -40,6 +42,11 @@ type config struct {
 	SharePrivate bool        `toml:"share_private"`
 	MaxFrame     int         `toml:"max_frame"`
 	LogLevel     string      `toml:"log_level"`
+	// Remote is the team cache ([remote] url, endpoint, region, push); the
+	// daemon's own credentials come from its AWS_* environment or its
+	// credentials file.
+	Remote remote.Config `toml:"remote"`
+
 	// Bounds (0: the service's default; see docs/protocol.md).
 	MaxManifest        int64    `toml:"max_manifest"`
 	MaxSessionBytes    int64    `toml:"max_session_bytes"`
@@ -62,15 +69,21 @@ type config struct {
 // duration reads a TOML string such as "1h30m".
 type duration struct{ time.Duration }
 
+// MarshalText writes it back the same way.
+func (d duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
 func (d *duration) UnmarshalText(b []byte) error {
 	var err error
 	d.Duration, err = time.ParseDuration(string(b))
 	return err
 }
 
-// decodeConfig reads a config file's text over cfg.
+// decodeConfig parses a config file's text (parseConfig) into cfg.
 func decodeConfig(src []byte, cfg *config) error {
-	_, err := toml.Decode(string(src), cfg)
+	c, err := parseConfig(src)
+	if err == nil {
+		*cfg = c
+	}
 	return err
 }
 
@@ -87,6 +100,63 @@ func defaults() config {
 		}
 	}
 	return c
+}
+
+// maxMaxFrame bounds max_frame: a frame is read into memory whole.
+const maxMaxFrame = 1 << 30
+
+// loadConfig reads the TOML file at path over the defaults. A missing file
+// is an error only when it was named explicitly.
+func loadConfig(path string, explicit bool) (config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if !explicit && errors.Is(err, fs.ErrNotExist) {
+			return defaults(), nil
+		}
+		return config{}, err
+	}
+	return parseConfig(data)
+}
+
+// parseConfig decodes a config file over the defaults. Unknown keys are
+// refused (a misspelt key would otherwise be silently ignored), and so are
+// values of the wrong type or out of range.
+func parseConfig(data []byte) (config, error) {
+	cfg := defaults()
+	md, err := toml.Decode(string(data), &cfg)
+	if err != nil {
+		return config{}, err
+	}
+	if err := checkStoreSizes(data, cfg.Store); err != nil {
+		return config{}, err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return config{}, fmt.Errorf("unknown key %q (see /etc/vrift/config.toml and docs/protocol.md for the known ones)", und[0].String())
+	}
+	if err := cfg.check(); err != nil {
+		return config{}, err
+	}
+	return cfg, nil
+}
+
+// check validates a configuration, after flags are applied too.
+func (c config) check() error {
+	if c.MaxFrame < 0 || c.MaxFrame > maxMaxFrame {
+		return fmt.Errorf("max_frame %d: must be between 0 (the default, 16 MiB) and %d bytes", c.MaxFrame, maxMaxFrame)
+	}
+	for _, p := range []struct{ name, v string }{{"store", c.Store.Path}, {"state", c.State}, {"socket", c.Socket}} {
+		if p.v == "" {
+			return fmt.Errorf("%s: must not be empty", p.name)
+		}
+		if strings.IndexByte(p.v, 0) >= 0 {
+			return fmt.Errorf("%s %q: contains a NUL byte", p.name, p.v)
+		}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return nil
 }
 
 func main() {
@@ -125,22 +195,17 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Println("vrift-daemon", version)
 		return 0
 	}
-	cfg := defaults()
 	path, explicit := *cfgFile, *cfgFile != ""
 	if !explicit {
 		path = defaultConfigFile
 	}
-	src, err := os.ReadFile(path)
-	if err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)) {
+	cfg, err := loadConfig(path, explicit)
+	if err != nil {
 		fmt.Fprintf(stderr, "vrift-daemon: config %s: %v\n", path, err)
 		return 2
 	}
-	if err == nil {
-		if err := decodeConfig(src, &cfg); err != nil {
-			fmt.Fprintf(stderr, "vrift-daemon: config %s: %v\n", path, err)
-			return 2
-		}
-	}
+	// The file's text again, only to name the line of a bad limit.
+	src, _ := os.ReadFile(path)
 	lim, err := checkLimits(path, src, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "vrift-daemon: config %v\n", err)
@@ -181,6 +246,10 @@ func run(args []string, stderr io.Writer) int {
 	if set["max-fds-per-uid"] {
 		cfg.MaxFDsPerUID = *maxFDsPerUID
 	}
+	if err := cfg.check(); err != nil {
+		fmt.Fprintf(stderr, "vrift-daemon: %v\n", err)
+		return 2
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		fmt.Fprintf(stderr, "vrift-daemon: log level %q: %v\n", cfg.LogLevel, err)
@@ -200,11 +269,20 @@ func run(args []string, stderr io.Writer) int {
 }
 
 func serve(cfg config, lim limits, log *slog.Logger) error {
+	var rem *service.Remote
+	if cfg.Remote.URL != "" {
+		b, err := remote.OpenS3(cfg.Remote)
+		if err != nil {
+			return fmt.Errorf("team cache: %w", err)
+		}
+		rem = &service.Remote{Backend: b, AllowPush: cfg.Remote.Push}
+		log.Info("team cache", "remote", b.String(), "push", cfg.Remote.Push)
+	}
 	svc, err := service.New(service.Config{Store: cfg.Store.Path, State: cfg.State, SharePrivate: cfg.SharePrivate,
 		Version: version, Log: log, MaxManifest: cfg.MaxManifest, MaxSessionBytes: cfg.MaxSessionBytes,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser, MaxRootsPerUser: cfg.MaxRootsPerUser,
 		MinUserGrace: cfg.MinUserGrace.Duration, AuditMaxBytes: cfg.AuditMaxBytes, AuditKeep: cfg.AuditKeep,
-		QuotaDefault: lim.quotaDefault, QuotaUsers: lim.quotaUsers, MaxStoreBytes: lim.maxBytes, MinFree: lim.minFree})
+		Remote: rem, QuotaDefault: lim.quotaDefault, QuotaUsers: lim.quotaUsers, MaxStoreBytes: lim.maxBytes, MinFree: lim.minFree})
 	if err != nil {
 		return err
 	}

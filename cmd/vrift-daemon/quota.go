@@ -26,12 +26,15 @@ import (
 //	max_bytes = "500GiB"
 //	min_free = "10GiB"
 //
-// (TOML cannot have both: a key is a string or a table.) Sizes are kept
-// raw here and checked by checkLimits, which names their line.
+// (TOML cannot have both: a key is a string or a table.) It encodes as the
+// table. A bad size is kept in bad and reported by parseConfig with its
+// line (the decoder would name only the [store] line).
 type storeConfig struct {
-	Path     string
-	MaxBytes any
-	MinFree  any
+	Path     string     `toml:"path"`
+	MaxBytes units.Size `toml:"max_bytes,omitempty"`
+	MinFree  units.Size `toml:"min_free,omitempty"`
+	bad      error
+	badKey   string
 }
 
 func (s *storeConfig) UnmarshalTOML(v any) error {
@@ -48,10 +51,19 @@ func (s *storeConfig) UnmarshalTOML(v any) error {
 					return fmt.Errorf("store.path: want a string, got %v", val)
 				}
 				s.Path = p
-			case "max_bytes":
-				s.MaxBytes = val
-			case "min_free":
-				s.MinFree = val
+			case "max_bytes", "min_free":
+				n, err := sizeOf(val)
+				if err != nil {
+					if s.bad == nil {
+						s.bad, s.badKey = err, k
+					}
+					continue
+				}
+				if k == "max_bytes" {
+					s.MaxBytes = units.Size(n)
+				} else {
+					s.MinFree = units.Size(n)
+				}
 			default:
 				return fmt.Errorf("store.%s: unknown key (want path, max_bytes or min_free)", k)
 			}
@@ -59,6 +71,32 @@ func (s *storeConfig) UnmarshalTOML(v any) error {
 		return nil
 	}
 	return fmt.Errorf("store: want a path or a [store] table, got %v", v)
+}
+
+// sizeOf reads a TOML size: a string with a unit, or an integer (bytes).
+func sizeOf(v any) (int64, error) {
+	switch x := v.(type) {
+	case string:
+		return units.ParseSize(x)
+	case int64:
+		if x < 0 {
+			return 0, fmt.Errorf("size %d: negative", x)
+		}
+		return x, nil
+	}
+	return 0, fmt.Errorf("want a size such as \"10GiB\", got %v", v)
+}
+
+// checkStoreSizes reports a bad [store] size with its line in data.
+func checkStoreSizes(data []byte, s storeConfig) error {
+	if s.bad == nil {
+		return nil
+	}
+	where := ""
+	if n := keyLine(data, "store", s.badKey); n > 0 {
+		where = fmt.Sprintf("line %d: ", n)
+	}
+	return fmt.Errorf("%sstore.%s: %w", where, s.badKey, s.bad)
 }
 
 // quotaConfig is the [quota] table; sizes are checked as they are decoded
@@ -80,47 +118,20 @@ type limits struct {
 	minFree      int64
 }
 
-// checkLimits resolves users and sizes, naming the config line of a bad
-// value: src is the config file's text (nil when there is none).
+// checkLimits resolves user names, naming the config line of an unknown
+// one: src is the config file's text (nil when there is none). Sizes were
+// checked when the file was parsed.
 func checkLimits(path string, src []byte, cfg config) (limits, error) {
-	l := limits{quotaDefault: int64(cfg.Quota.Default), quotaUsers: map[uint32]int64{}}
-	where := func(table, key string) string {
-		if n := keyLine(src, table, key); n > 0 {
-			return fmt.Sprintf("%s line %d", path, n)
-		}
-		return path
-	}
-	size := func(key string, v any) (int64, error) {
-		var n int64
-		var err error
-		switch x := v.(type) {
-		case nil:
-			return 0, nil
-		case string:
-			n, err = units.ParseSize(x)
-		case int64:
-			if n = x; x < 0 {
-				err = fmt.Errorf("size %d: negative", x)
-			}
-		default:
-			err = fmt.Errorf("want a size such as \"10GiB\", got %v", v)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("%s: store.%s: %w", where("store", key), key, err)
-		}
-		return n, nil
-	}
-	var err error
-	if l.maxBytes, err = size("max_bytes", cfg.Store.MaxBytes); err != nil {
-		return l, err
-	}
-	if l.minFree, err = size("min_free", cfg.Store.MinFree); err != nil {
-		return l, err
-	}
+	l := limits{quotaDefault: int64(cfg.Quota.Default), quotaUsers: map[uint32]int64{},
+		maxBytes: int64(cfg.Store.MaxBytes), minFree: int64(cfg.Store.MinFree)}
 	for name, lim := range cfg.Quota.Users {
 		uid, err := lookupUID(name)
 		if err != nil {
-			return l, fmt.Errorf("%s: quota.users.%s: %w", where("quota.users", name), name, err)
+			where := path
+			if n := keyLine(src, "quota.users", name); n > 0 {
+				where = fmt.Sprintf("%s line %d", path, n)
+			}
+			return l, fmt.Errorf("%s: quota.users.%s: %w", where, name, err)
 		}
 		l.quotaUsers[uid] = int64(lim)
 	}

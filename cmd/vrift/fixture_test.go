@@ -20,6 +20,9 @@ import (
 
 func fixtureDir(t *testing.T) string {
 	t.Helper()
+	if testing.Short() { // make test-quick: even when the fixture is there
+		t.Skip("-short: skips the tests on the npm fixture")
+	}
 	dir := os.Getenv("VRIFT_FIXTURE_DIR")
 	if dir == "" {
 		if home, err := os.UserHomeDir(); err == nil {

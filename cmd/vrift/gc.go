@@ -21,6 +21,9 @@ period. It waits for in-flight ingests and keeps new ones out while it runs.`,
   vrift gc --grace 0s`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.Grace < 0 {
+				return usageError{fmt.Errorf("gc: negative grace period %s", opts.Grace)}
+			}
 			opts.Waiting = func() { fmt.Fprintln(a.stderr, "vrift: gc: waiting for in-flight ingests to finish") }
 			ctx := cmd.Context()
 			res, err := withStore(ctx, a, func(s engine.Store) (*engine.GCResult, error) { return s.GC(ctx, opts) })

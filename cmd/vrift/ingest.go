@@ -46,6 +46,13 @@ shared blobs belong to the daemon.`,
   vrift ingest --mode phantom node_modules && vrift link --method hardlink`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Bad flag values are usage errors (exit 2), like bad flags.
+			if t := engine.Tier(tier); t != engine.Tier1 && t != engine.Tier2 {
+				return usageError{fmt.Errorf("ingest: unknown tier %q (want tier1 or tier2)", tier)}
+			}
+			if m := engine.Mode(mode); m != engine.Solid && m != engine.Phantom {
+				return usageError{fmt.Errorf("ingest: unknown mode %q (want solid or phantom)", mode)}
+			}
 			opts := engine.IngestOptions{Dir: args[0], ManifestPath: manifestPath,
 				Tier: engine.Tier(tier), Mode: engine.Mode(mode), Warn: a.warn, AllowOtherOwner: a.allowOtherOwner,
 				Copy: copyAll}

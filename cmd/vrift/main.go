@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -79,6 +80,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ce.code
 	case errors.As(err, &ue):
 		return exitUsage
+	case strings.HasPrefix(err.Error(), "unknown command "):
+		// cobra's own error for a misspelt subcommand: bad usage too.
+		return exitUsage
 	}
 	return exitError
 }
@@ -116,7 +120,8 @@ Exit codes:
 		"act in a project or directory another user owns (refused by default; also VRIFT_ALLOW_OTHER_OWNER=1)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
-		a.statusCommand(), a.gcCommand(), a.verifyCommand())
+		a.statusCommand(), a.gcCommand(), a.verifyCommand(),
+		a.pushCommand(), a.pullCommand(), a.remoteCommand())
 	root.AddCommand(a.usageCommand())
 	return root
 }

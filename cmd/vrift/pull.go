@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vrift/vrift/engine"
+	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/manifest"
+	"github.com/vrift/vrift/rpc"
+	"github.com/vrift/vrift/teamcache"
+)
+
+func (a *app) pullCommand() *cobra.Command {
+	var rf remoteFlags
+	var to, method, subtree string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "pull [NAME]",
+		Short: "Restore a tree from the team cache and project it",
+		Long: `Downloads trees/NAME from the team cache, fetches the blobs the local store lacks
+(each verified, BLAKE3 and size, before it enters the store: a mismatch is an
+error naming the object, and nothing of it is stored), records the tree as the
+manifest of the project at --to (default: the current directory) and projects
+it as vrift link does, or serves it read-only with --method mount.
+
+NAME defaults to the key derived from the project's lock file (see vrift push).`,
+		Example: `  vrift pull --method hardlink                    # by lock-file key, into .
+  vrift pull app-main --to /tmp/app --method copy
+  vrift pull --method mount --subtree node_modules`,
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			mount := method == "mount"
+			var m vfs.Method
+			if !mount {
+				var err error
+				if m, err = vfs.ParseMethod(method); err != nil {
+					return usageError{err}
+				}
+			} else if subtree == "" {
+				return usageError{errors.New("--method mount needs --subtree (the directory to mount, e.g. node_modules)")}
+			}
+			root, err := filepath.Abs(to)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				return fmt.Errorf("pull: %w", err)
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			if name, err = a.treeName(name, root); err != nil {
+				return err
+			}
+			s, err := a.store(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			var res *teamcache.Result
+			switch st := s.(type) {
+			case *engine.Remote:
+				// Daemon mode: the daemon fetches into the shared store
+				// with its own credentials; we record and pin the tree.
+				if err := rf.daemonMode(); err != nil {
+					return err
+				}
+				if res, err = daemonPull(ctx, st, name, root, rf.jobs); err != nil {
+					return err
+				}
+			case *engine.Direct:
+				b, err := rf.open()
+				if err != nil {
+					return err
+				}
+				if res, err = teamcache.Pull(ctx, st.Store, b, name, root, st.Roots.Add, rf.options(a)); err != nil {
+					return err
+				}
+				res.Requests = b.Stats().Requests()
+			default:
+				return fmt.Errorf("pull: unsupported store %T", s)
+			}
+			if mount {
+				mp := filepath.Join(root, filepath.FromSlash(manifest.CleanKey(subtree)))
+				if err := os.MkdirAll(mp, 0o755); err != nil {
+					return fmt.Errorf("pull: %w", err)
+				}
+				if err := a.emitPull(res, nil); err != nil {
+					return err
+				}
+				if a.jsonOut {
+					// stdout holds one JSON object; the mount's line goes
+					// with the other messages.
+					a.stdout = a.stderr
+				}
+				return a.mountDetached([]string{root, mp}, mp, subtree, false)
+			}
+			lres, err := engine.Link(ctx, s, engine.LinkOptions{ManifestPath: res.ManifestPath, Subtree: subtree,
+				Method: m, Force: force, Warn: a.warn})
+			if lres != nil {
+				if perr := a.emitPull(res, lres); perr != nil {
+					return perr
+				}
+			}
+			if errors.Is(err, vfs.ErrConflict) {
+				return &codedError{exitConflict, err}
+			}
+			return err
+		},
+	}
+	rf.add(cmd)
+	cmd.Flags().StringVar(&to, "to", ".", "project root to restore into (created if missing)")
+	cmd.Flags().StringVar(&method, "method", string(vfs.Symlink), "symlink, hardlink, reflink, copy or mount")
+	cmd.Flags().StringVar(&subtree, "subtree", "", "only this path (relative to the project root), e.g. node_modules")
+	cmd.Flags().BoolVar(&force, "force", false, "replace files that are not projections")
+	return cmd
+}
+
+func (a *app) emitPull(res *teamcache.Result, l *vfs.LinkResult) error {
+	v := struct {
+		*teamcache.Result
+		Link *vfs.LinkResult `json:"link,omitempty"`
+	}{res, l}
+	return a.emit(v, func(w io.Writer) {
+		printTransfer(w, "pulled", res)
+		if l != nil {
+			printLink(w, l)
+		}
+	})
+}
+
+// daemonPull asks the daemon to fetch the tree into the shared store, then
+// records the tree it returns as the manifest of the project at root.
+func daemonPull(ctx context.Context, r *engine.Remote, name, root string, jobs int) (*teamcache.Result, error) {
+	start := time.Now()
+	var out rpc.RemoteResult
+	if err := r.Client.Call(ctx, rpc.MethodRemotePull, rpc.RemotePullParams{Name: name, Jobs: jobs}, &out); err != nil {
+		return nil, fmt.Errorf("pull %s: daemon: %w", name, err)
+	}
+	t, err := teamcache.DecodeTree(out.Tree)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: tree from the daemon: %w", name, err)
+	}
+	mpath := manifest.PathFor(root)
+	if err := teamcache.WriteManifest(mpath, root, t); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", name, err)
+	}
+	res := fromRPC(name, &out)
+	res.Files, res.ManifestPath = t.Files(), mpath
+	res.DurationMS = time.Since(start).Milliseconds()
+	return res, nil
+}
+
+func fromRPC(name string, o *rpc.RemoteResult) *teamcache.Result {
+	return &teamcache.Result{Name: name, Remote: o.Remote, Trees: o.Trees, Blobs: o.Blobs,
+		BlobsSent: o.BlobsSent, BytesSent: o.BytesSent, BlobsFetched: o.BlobsFetched,
+		BytesFetched: o.BytesFetched, Reused: o.Reused, Requests: o.Requests}
+}

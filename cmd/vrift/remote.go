@@ -1,0 +1,175 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/vrift/vrift/remote"
+	"github.com/vrift/vrift/teamcache"
+)
+
+// remoteFlags are the flags of every command that talks to a team cache.
+type remoteFlags struct {
+	url, endpoint, region, config string
+	jobs                          int
+}
+
+func (f *remoteFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.url, "remote", "", "team cache, s3://bucket/prefix (default: [remote] url in the config file)")
+	cmd.Flags().StringVar(&f.endpoint, "endpoint", "", "S3 endpoint URL, e.g. http://127.0.0.1:7070 (default: [remote] endpoint, or AWS)")
+	cmd.Flags().StringVar(&f.region, "region", "", "S3 region (default: [remote] region)")
+	cmd.Flags().StringVar(&f.config, "config", "", "config file (default $VRIFT_CONFIG or "+remote.DefaultConfigPath()+")")
+	cmd.Flags().IntVar(&f.jobs, "jobs", teamcache.DefaultJobs, "transfers in flight")
+}
+
+// open resolves the remote from flags over the config file and opens it.
+// Credentials come from AWS_* variables or the credentials file; no secret
+// is ever printed.
+func (f *remoteFlags) open() (*remote.S3, error) {
+	path := f.config
+	if path == "" {
+		path = os.Getenv("VRIFT_CONFIG")
+	}
+	if path == "" {
+		path = remote.DefaultConfigPath()
+	}
+	cfg, err := remote.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.Merge(remote.Config{URL: f.url, Endpoint: f.endpoint, Region: f.region})
+	return remote.OpenS3(cfg)
+}
+
+// daemonMode refuses remote flags under a daemon, which transfers with
+// its own configured remote and credentials.
+func (f *remoteFlags) daemonMode() error {
+	if f.url != "" || f.endpoint != "" || f.region != "" || f.config != "" {
+		return usageError{errors.New("in daemon mode the daemon uses the remote in its own config; --remote, --endpoint, --region and --config apply to direct mode (--direct)")}
+	}
+	return nil
+}
+
+func (f *remoteFlags) options(a *app) teamcache.Options {
+	return teamcache.Options{Jobs: f.jobs, Progress: a.transferBar()}
+}
+
+// transferBar returns a progress reporter drawing a bar on stderr when it
+// is a terminal (and not --json), or nil.
+func (a *app) transferBar() func(string, int64) func(int64) {
+	f, ok := a.stderr.(*os.File)
+	if !ok || a.jsonOut || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return func(phase string, total int64) func(int64) {
+		if total == 0 {
+			return func(int64) {}
+		}
+		bar := progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(f),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetDescription(phase),
+			progressbar.OptionClearOnFinish(),
+		)
+		var mu sync.Mutex
+		return func(done int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			bar.Set64(done)
+			if done >= total {
+				bar.Finish()
+			}
+		}
+	}
+}
+
+func printTransfer(w io.Writer, verb string, r *teamcache.Result) {
+	fmt.Fprintf(w, "%s %s (%s): %d files, %d blobs: %d sent (%s), %d fetched (%s), %d reused, %d ms\n",
+		verb, r.Name, r.Remote, r.Files, r.Blobs, r.BlobsSent, humanBytes(r.BytesSent),
+		r.BlobsFetched, humanBytes(r.BytesFetched), r.Reused, r.DurationMS)
+}
+
+func (a *app) remoteCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "remote",
+		Short: "Inspect and collect a team cache (S3)",
+	}
+	cmd.AddCommand(a.remoteLsCommand(), a.remoteGCCommand())
+	return cmd
+}
+
+func (a *app) remoteLsCommand() *cobra.Command {
+	var rf remoteFlags
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Short:   "List the named trees in the team cache",
+		Example: `  vrift remote ls --remote s3://team-cache/vrift`,
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := rf.open()
+			if err != nil {
+				return err
+			}
+			trees, err := teamcache.List(cmd.Context(), b)
+			if err != nil {
+				return err
+			}
+			return a.emit(map[string]any{"remote": b.String(), "trees": trees}, func(w io.Writer) {
+				for _, t := range trees {
+					fmt.Fprintf(w, "%-40s %10s  %s\n", t.Name, humanBytes(t.Size), t.Modified.UTC().Format(time.RFC3339))
+				}
+			})
+		},
+	}
+	rf.add(cmd)
+	return cmd
+}
+
+func (a *app) remoteGCCommand() *cobra.Command {
+	var rf remoteFlags
+	var dry bool
+	var grace time.Duration
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Delete blobs no tree in the team cache references",
+		Long: `Reads every tree in the team cache, then deletes every blob object none of them
+references that is older than --grace (a push uploads its blobs before its
+tree). A tree that cannot be read stops the collection before anything is
+deleted. Run it when no push is in flight, or with a grace longer than any
+push takes.`,
+		Example: `  vrift remote gc --dry-run
+  vrift remote gc --grace 72h`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := rf.open()
+			if err != nil {
+				return err
+			}
+			res, err := teamcache.GC(cmd.Context(), b, grace, dry, rf.options(a))
+			if err != nil {
+				return err
+			}
+			return a.emit(res, func(w io.Writer) {
+				verb := "removed"
+				if dry {
+					verb = "would remove"
+				}
+				fmt.Fprintf(w, "%d trees, %d live blobs; %s %d blobs (%s); kept %d young\n",
+					res.Trees, res.Live, verb, res.Removed, humanBytes(res.FreedBytes), res.KeptYoung)
+			})
+		},
+	}
+	rf.add(cmd)
+	cmd.Flags().BoolVar(&dry, "dry-run", false, "report what would be deleted, delete nothing")
+	cmd.Flags().DurationVar(&grace, "grace", teamcache.DefaultRemoteGrace, "keep unreferenced blobs younger than this")
+	return cmd
+}

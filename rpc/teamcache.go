@@ -1,0 +1,42 @@
+package rpc
+
+// Team cache methods: the daemon moves blobs between its store and its
+// configured remote with its own credentials, never a caller's.
+const (
+	// MethodRemotePull fetches a named tree and the blobs of it the store
+	// lacks (each verified) and returns the tree for the caller to record
+	// as its manifest and pin.
+	MethodRemotePull = "remote.pull"
+	// MethodRemotePush uploads the blobs of a tree the caller encoded from
+	// its manifest, then the tree; only when the daemon's config allows.
+	MethodRemotePush = "remote.push"
+)
+
+// RemotePullParams name the tree to pull.
+type RemotePullParams struct {
+	Name string `json:"name"`
+	Jobs int    `json:"jobs,omitempty"`
+}
+
+// RemotePushParams carry the tree to push, in the treefile encoding.
+type RemotePushParams struct {
+	Name string `json:"name"`
+	Tree []byte `json:"tree"` // base64 in JSON
+	Jobs int    `json:"jobs,omitempty"`
+}
+
+// RemoteResult reports a transfer (see teamcache.Result); a pull also
+// returns the tree object.
+type RemoteResult struct {
+	Remote       string `json:"remote"`
+	Trees        int    `json:"trees"`
+	Blobs        int64  `json:"blobs"`
+	BlobsSent    int64  `json:"blobs_sent"`
+	BytesSent    int64  `json:"bytes_sent"`
+	BlobsFetched int64  `json:"blobs_fetched"`
+	BytesFetched int64  `json:"bytes_fetched"`
+	Reused       int64  `json:"reused"`
+	Requests     int64  `json:"requests"`
+	Tree         []byte `json:"tree,omitempty"`
+	Store        string `json:"store"`
+}
