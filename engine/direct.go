@@ -18,6 +18,8 @@ import (
 type Direct struct {
 	Store *cas.Store
 	Roots *Roots
+	// Limits are the store's max_bytes and min_free (limits.go).
+	Limits StoreLimits
 	// shared is set when other users can reach the store's blobs (every
 	// directory from / down to the store lets others search it): files
 	// others could not read are then kept out, as the daemon does.
@@ -121,6 +123,9 @@ func (w batchWriter) Sync(context.Context) error { return w.b.Flush() }
 func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	if err := d.checkOwner("ingest"); err != nil {
 		return nil, err
+	}
+	if err := d.enforceLimits(ctx); err != nil {
+		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
 	}
 	lock, err := d.Store.LockShared(ctx)
 	if err != nil {

@@ -39,8 +39,12 @@ func (r *Remote) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 		opts.Workers = rpc.Workers
 	}
 	opts.Committed = func(string) error {
-		if _, err := r.pin(ctx, mpath, begin.Session); err != nil {
+		res, err := r.pin(ctx, mpath, begin.Session)
+		if err != nil {
 			return fmt.Errorf("pin manifest with the daemon: %w", err)
+		}
+		if res.Warning != "" && opts.Warn != nil {
+			opts.Warn(res.Warning) // near the quota
 		}
 		return nil
 	}

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -56,6 +57,9 @@ var kinds = []struct {
 type Error struct {
 	Code    int64
 	Message string
+	// Data is the error's data member, if any (a quota refusal's
+	// QuotaData).
+	Data json.RawMessage
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -75,7 +79,11 @@ func (e *Error) Is(target error) bool {
 func fromWire(err error) error {
 	var je *jsonrpc2.Error
 	if errors.As(err, &je) {
-		return &Error{Code: je.Code, Message: je.Message}
+		e := &Error{Code: je.Code, Message: je.Message}
+		if je.Data != nil {
+			e.Data = *je.Data
+		}
+		return e
 	}
 	return err
 }

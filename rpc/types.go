@@ -85,6 +85,8 @@ type LinkResult struct {
 	Missing []string `json:"missing"`
 	// Store is the store root the manifest's blobs are in, for projecting.
 	Store string `json:"store"`
+	// Warning, if set, is for the user (near their quota).
+	Warning string `json:"warning,omitempty"`
 }
 
 // Root is one pinned manifest.

@@ -39,7 +39,7 @@ func pinBytes(t testing.TB, s *Service, dir string, data []byte) error {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	_, _, err = s.pin(context.Background(), aliceUID, p, f)
+	_, _, err = s.pin(context.Background(), aliceUID, p, f, nil)
 	return err
 }
 

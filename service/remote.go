@@ -59,6 +59,11 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 	if err := teamcache.CheckName(p.Name); err != nil {
 		return nil, rpc.Errorf(rpc.CodeInvalidParams, "%v", err)
 	}
+	// A store past max_bytes or min_free is swept first (quota.go); the
+	// user's quota applies at the pin that follows.
+	if err := s.checkStore(ctx); err != nil {
+		return nil, err
+	}
 	before := requests(r.Backend)
 	// No sweep lock while downloading (that can take long, and a waiting
 	// sweep would block every other caller): fetched blobs are younger

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -26,6 +27,7 @@ import (
 	"github.com/vrift/vrift/internal/atomicfile"
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/rpc"
+	"github.com/vrift/vrift/units"
 )
 
 // Config configures the service.
@@ -61,6 +63,15 @@ type Config struct {
 	// keeping AuditKeep old files (default 4).
 	AuditMaxBytes int64
 	AuditKeep     int
+	// QuotaDefault limits every user's referenced bytes (0: no limit);
+	// QuotaUsers overrides it per uid. See quota.go.
+	QuotaDefault int64
+	QuotaUsers   map[uint32]int64
+	// MaxStoreBytes and MinFree are the store-wide limits (0: none): past
+	// either, unreferenced blobs are swept oldest first, then new ingests
+	// are refused.
+	MaxStoreBytes int64
+	MinFree       int64
 }
 
 // Defaults for the bounds above.
@@ -141,6 +152,16 @@ type Service struct {
 	closed   bool
 	// ending counts endSession calls in progress, for Close to wait on.
 	ending sync.WaitGroup
+
+	// acct is the per-user accounting (usage.go); metrics the Prometheus
+	// families (metrics.go). blobs, bytes and disk are the store's
+	// totals: read once at startup, then kept at each new blob and sweep.
+	acct               *accounting
+	metrics            *metrics
+	blobs, bytes, disk atomic.Int64
+	// lastFutileSweep (guarded by sweeping) is when a store-wide limit
+	// sweep last failed to bring the store under its limits.
+	lastFutileSweep time.Time
 }
 
 // session is one ingest in flight: its blobs are an in-flight GC root until
@@ -159,8 +180,14 @@ type session struct {
 	files     int64
 	private   int64
 	bytesRead int64 // logical bytes charged against MaxSessionBytes
-	finished  bool
-	connClose func() bool
+	// quotaBytes is what the session adds to its user's referenced bytes;
+	// pendingBlobs/Bytes the new blobs not yet flushed (a discard drops
+	// them from the store's totals).
+	quotaBytes                 int64
+	pendingBlobs, pendingBytes int64
+	refused                    bool // over quota: refused once
+	finished                   bool
+	connClose                  func() bool
 	// puts counts puts in flight; endSession cancels them (ctx) and waits
 	// for them before it discards the batch, so a put racing the end of
 	// its session (from another connection) leaves no temp file behind.
@@ -178,6 +205,18 @@ func (sess *session) enter() bool {
 	}
 	sess.puts.Add(1)
 	return true
+}
+
+// flush makes the session's blobs durable: they stay in the store's
+// totals whatever becomes of the session.
+func (sess *session) flush() error {
+	if err := sess.batch.Flush(); err != nil {
+		return err
+	}
+	sess.mu.Lock()
+	sess.pendingBlobs, sess.pendingBytes = 0, 0
+	sess.mu.Unlock()
+	return nil
 }
 
 // charge reserves n logical bytes of the session's budget.
@@ -225,9 +264,28 @@ func New(cfg Config) (*Service, error) {
 	if n, _ := store.CleanTemps(24 * time.Hour); n > 0 {
 		cfg.Log.Info("removed temp files of a previous run", "count", n)
 	}
-	return &Service{cfg: cfg, store: store, audit: audit, self: uint32(os.Getuid()), storeLock: lock, exe: exe,
+	s := &Service{cfg: cfg, store: store, audit: audit, self: uint32(os.Getuid()), storeLock: lock, exe: exe,
 		children: make(chan struct{}, maxChildren), childTimeout: childTimeout,
-		sessions: map[string]*session{}}, nil
+		sessions: map[string]*session{}}
+	// The store's totals are read once here; from now on they are kept
+	// at each new blob and sweep, so no request walks the store.
+	st, err := engine.ScanStore(context.Background(), store)
+	if err == nil {
+		s.blobs.Store(st.Blobs)
+		s.bytes.Store(st.Bytes)
+		s.disk.Store(st.DiskBytes)
+		err = s.openUsage(context.Background())
+	}
+	if err != nil {
+		lock.Unlock()
+		audit.close()
+		if s.acct != nil {
+			s.acct.close()
+		}
+		return nil, err
+	}
+	s.metrics = newMetrics(s)
+	return s, nil
 }
 
 // Close ends the sessions still open (their unflushed blobs go) and
@@ -245,6 +303,7 @@ func (s *Service) Close() error {
 	}
 	s.ending.Wait()
 	s.storeLock.Unlock()
+	s.acct.close()
 	return s.audit.close()
 }
 
@@ -262,6 +321,13 @@ func (s *Service) Handle(ctx context.Context, c *rpc.Call) (any, error) {
 		stop := context.AfterFunc(c.Conn, cancel)
 		defer stop()
 	}
+	start := time.Now()
+	res, err := s.handle(ctx, c)
+	s.metrics.observe(c.Method, err, time.Since(start))
+	return res, err
+}
+
+func (s *Service) handle(ctx context.Context, c *rpc.Call) (any, error) {
 	switch c.Method {
 	case rpc.MethodStatus:
 		return s.status(ctx, c)
@@ -290,6 +356,10 @@ func (s *Service) Handle(ctx context.Context, c *rpc.Call) (any, error) {
 		return s.remotePull(ctx, c)
 	case rpc.MethodRemotePush:
 		return s.remotePush(ctx, c)
+	case rpc.MethodUsage:
+		return s.usage(ctx, c)
+	case rpc.MethodMetrics:
+		return s.metricsCall(ctx, c)
 	}
 	return nil, rpc.Errorf(rpc.CodeMethodNotFound, "unknown method %q", c.Method)
 }
@@ -322,6 +392,9 @@ func (s *Service) begin(ctx context.Context, c *rpc.Call) (any, error) {
 		return nil, err
 	}
 	if err := checkPath("ingest.begin", p.Path); err != nil {
+		return nil, err
+	}
+	if err := s.checkBegin(ctx, c.Peer.UID); err != nil {
 		return nil, err
 	}
 	sess := &session{id: newID(), peer: c.Peer, path: p.Path, batch: s.store.NewBatch(),
@@ -388,6 +461,12 @@ func (s *Service) finishSession(sess *session, result string) {
 	sess.puts.Wait()
 	if result != "ok" {
 		sess.batch.Discard()
+		sess.mu.Lock()
+		s.blobs.Add(-sess.pendingBlobs)
+		s.bytes.Add(-sess.pendingBytes)
+		s.disk.Add(-sess.pendingBytes)
+		sess.pendingBlobs, sess.pendingBytes = 0, 0
+		sess.mu.Unlock()
 	}
 	s.mu.Lock()
 	delete(s.sessions, sess.id)
@@ -422,11 +501,21 @@ func (s *Service) put(ctx context.Context, c *rpc.Call) (any, error) {
 	g.SetLimit(8)
 	for i, f := range files {
 		g.Go(func() error {
-			results[i] = s.putOne(ctx, sess, f, p.Files[i])
-			return nil
+			var err error
+			results[i], err = s.putOne(ctx, sess, f, p.Files[i])
+			return err
 		})
 	}
-	g.Wait()
+	// A quota or store-limit refusal fails the whole call with -32003, so
+	// the client stops before it touches the project.
+	// The session ends: its blobs, unpinned, are garbage, and no longer
+	// count against the user's quota. (Ended in the background: ending
+	// waits for this put.)
+	if err := g.Wait(); err != nil {
+		sess.connClose()
+		go s.endSession(sess, "refused: "+err.Error())
+		return nil, err
+	}
 	return rpc.PutResults{Results: results}, nil
 }
 
@@ -460,7 +549,28 @@ var errFileGrew = errors.New("the file grew while the daemon read it; retry")
 // could read. No lock is held while it reads: the key is recorded in the
 // session (an in-flight GC root) under the sweep lock in the same short
 // critical section that checks whether the blob exists.
-func (s *Service) putOne(ctx context.Context, sess *session, f *os.File, meta rpc.PutFile) rpc.PutResult {
+func (s *Service) putOne(ctx context.Context, sess *session, f *os.File, meta rpc.PutFile) (rpc.PutResult, error) {
+	res := s.putFile(ctx, sess, f, meta)
+	if res.Error != "" || res.Private || res.Blob == "" {
+		return res, nil
+	}
+	k, err := cas.ParseName(res.Blob)
+	if err != nil {
+		return res, nil
+	}
+	if res.New {
+		if err := s.chargeKey(sess, k); err != nil {
+			return res, err
+		}
+	}
+	if err := s.checkStore(ctx); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// putFile stores one passed descriptor (see putOne).
+func (s *Service) putFile(ctx context.Context, sess *session, f *os.File, meta rpc.PutFile) rpc.PutResult {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return rpc.PutResult{Error: "fstat: " + err.Error()}
@@ -475,11 +585,13 @@ func (s *Service) putOne(ctx context.Context, sess *session, f *os.File, meta rp
 	sess.mu.Lock()
 	sess.files++
 	sess.mu.Unlock()
+	s.metrics.ingestFiles.Inc()
 	// Shared only when world-readable and world-reachable by its path.
 	if !s.cfg.SharePrivate && (st.Mode&0o004 == 0 || !reachable(meta.Name, &st)) {
 		sess.mu.Lock()
 		sess.private++
 		sess.mu.Unlock()
+		s.metrics.ingestPrivate.Inc()
 		return rpc.PutResult{Private: true}
 	}
 	if !sess.charge(st.Size, s.cfg.MaxSessionBytes) {
@@ -509,8 +621,20 @@ func (s *Service) putOne(ctx context.Context, sess *session, f *os.File, meta rp
 	if res.New {
 		sess.newBlobs++
 		sess.newBytes += res.Key.Size
+		sess.pendingBlobs++
+		sess.pendingBytes += res.Key.Size
 	}
 	sess.mu.Unlock()
+	s.metrics.ingestReadBytes.Add(float64(st.Size))
+	if res.New {
+		s.blobs.Add(1)
+		s.bytes.Add(res.Key.Size)
+		s.disk.Add(res.Key.Size)
+		s.metrics.ingestNewBlobs.Inc()
+		s.metrics.ingestNewBytes.Add(float64(res.Key.Size))
+	} else {
+		s.metrics.ingestReused.Inc()
+	}
 	// New is answered from the caller's own view (first time in this
 	// session), never from the store's: the store's answer would tell the
 	// caller whether someone else stored this content.
@@ -527,7 +651,7 @@ func (s *Service) flush(c *rpc.Call) (any, error) {
 		return nil, err
 	}
 	// No sweep lock: every pending key is already live in the session.
-	if err := sess.batch.Flush(); err != nil {
+	if err := sess.flush(); err != nil {
 		return nil, fmt.Errorf("flush: %w", err)
 	}
 	return struct{}{}, nil
@@ -573,11 +697,11 @@ func (s *Service) link(ctx context.Context, c *rpc.Call) (any, error) {
 		if sess, err = s.session(c, p.Session); err != nil {
 			return nil, err
 		}
-		if err := sess.batch.Flush(); err != nil {
+		if err := sess.flush(); err != nil {
 			return nil, fmt.Errorf("link: flush: %w", err)
 		}
 	}
-	rec, res, err := s.pin(ctx, c.Peer.UID, p.ManifestPath, files[0])
+	rec, res, err := s.pin(ctx, c.Peer.UID, p.ManifestPath, files[0], sess)
 	if err != nil {
 		if sess != nil {
 			s.endSession(sess, "error: "+err.Error())
@@ -587,6 +711,9 @@ func (s *Service) link(ctx context.Context, c *rpc.Call) (any, error) {
 	if sess != nil {
 		sess.connClose()
 		s.endSession(sess, "ok")
+		s.metrics.pins.WithLabelValues("ingest").Inc()
+	} else {
+		s.metrics.pins.WithLabelValues("link").Inc()
 	}
 	s.cfg.Log.Info("pinned manifest", "uid", c.Peer.UID, "client_path", sanitize(rec.ManifestPath), "files", rec.Files, "missing", len(res.Missing))
 	return res, nil
@@ -597,7 +724,7 @@ func (s *Service) link(ctx context.Context, c *rpc.Call) (any, error) {
 // run without the sweep lock; only checking which blobs are present and
 // publishing the root run under it, so a sweep can neither delete a blob
 // reported present before the root holds it, nor wait on a slow caller.
-func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src *os.File) (rootRecord, rpc.LinkResult, error) {
+func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src *os.File, sess *session) (rootRecord, rpc.LinkResult, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, fmt.Errorf("link: fstat: %w", err)
@@ -655,10 +782,34 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 			return rootRecord{}, rpc.LinkResult{}, err
 		}
 	}
+	// The quota check and the accounting's update run under the
+	// accounting's lock, so two pins of one user cannot both pass a check
+	// that only one of them fits. The session being pinned no longer
+	// counts in flight: its blobs are in keys.
+	s.acct.mu.Lock()
+	defer s.acct.mu.Unlock()
+	delta, err := s.acct.Delta(uid, id, keys)
+	if err != nil {
+		return rootRecord{}, rpc.LinkResult{}, err
+	}
+	lim := s.limit(uid)
+	used := s.acct.User(uid).Referenced + s.inFlight(uid, sess)
+	if lim > 0 && delta > 0 && used+delta > lim {
+		return rootRecord{}, rpc.LinkResult{}, s.quotaError("pinning "+sanitize(manifestPath), uid, used, lim, delta)
+	}
+	if lim > 0 && float64(used+delta) >= warnFraction*float64(lim) {
+		res.Warning = fmt.Sprintf("you use %s of your %s quota on the shared store (%.0f%%)",
+			units.FormatSize(used+delta), units.FormatSize(lim), 100*float64(used+delta)/float64(lim))
+	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, err
 	}
 	if err := atomicfile.Write(filepath.Join(dir, id+".json"), side, 0o600); err != nil {
+		return rootRecord{}, rpc.LinkResult{}, err
+	}
+	// A crash before this commits leaves the accounting's record of this
+	// root older than the sidecar: the next start recounts.
+	if err := s.acct.AddRoot(uid, id, rec.PinnedAt.UnixNano(), rec.Files, keys); err != nil {
 		return rootRecord{}, rpc.LinkResult{}, err
 	}
 	return rec, res, nil
@@ -852,6 +1003,9 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 		if !p.DryRun {
 			os.Remove(base + ".json")
 			os.Remove(base + ".lmdb")
+			if err := s.acct.DropRoot(c.Peer.UID, engine.RootID(mp)); err != nil {
+				return nil, fmt.Errorf("gc: %w", err)
+			}
 		}
 	}
 	if p.DropStale {
@@ -894,11 +1048,25 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 		}
 	}
 	var er engine.GCResult
+	start := time.Now()
 	s.copies.Lock()
 	_, err = engine.Collect(ctx, s.store, roots, sessions, p.Grace, p.DryRun, &er)
 	s.copies.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
+	}
+	if !p.DryRun {
+		s.metrics.gcRuns.WithLabelValues("gc").Inc()
+		s.metrics.gcRemovedBlobs.Add(float64(er.Removed))
+		s.metrics.gcRemovedBytes.Add(float64(er.FreedBytes))
+		s.metrics.gcDuration.Observe(time.Since(start).Seconds())
+		// The sweep walked the store anyway: re-read its totals (exact
+		// disk bytes again) while the sweep lock still holds writers.
+		if st, err := engine.ScanStore(ctx, s.store); err == nil {
+			s.blobs.Store(st.Blobs)
+			s.bytes.Store(st.Bytes)
+			s.disk.Store(st.DiskBytes)
+		}
 	}
 	res.Roots = er.Roots
 	res.Removed, res.FreedBytes, res.Kept, res.KeptYoung = er.Removed, er.FreedBytes, er.Kept, er.KeptYoung
@@ -934,6 +1102,9 @@ func (s *Service) dropStale(dry bool) ([]string, error) {
 			os.Remove(r.sidePath)
 			os.Remove(r.copyPath)
 			os.Remove(r.copyPath + "-lock")
+			if err := s.acct.DropRoot(r.UID, strings.TrimSuffix(filepath.Base(r.copyPath), ".lmdb")); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return dropped, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/BurntSushi/toml"
@@ -42,7 +43,7 @@ func FuzzConfig(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded config %q refused: %v", buf.String(), err)
 		}
-		if again != cfg {
+		if !reflect.DeepEqual(again, cfg) {
 			t.Fatalf("round trip changed the config: %+v -> %+v", cfg, again)
 		}
 	})

@@ -35,12 +35,13 @@ var version = "dev"
 // config is the daemon's configuration: the TOML file's keys, overridden by
 // flags given on the command line.
 type config struct {
-	Store        string `toml:"store"`
-	Socket       string `toml:"socket"`
-	State        string `toml:"state"`
-	SharePrivate bool   `toml:"share_private"`
-	MaxFrame     int    `toml:"max_frame"`
-	LogLevel     string `toml:"log_level"`
+	// Store is `store = "/path"` or a [store] table (quota.go).
+	Store        storeConfig `toml:"store"`
+	Socket       string      `toml:"socket"`
+	State        string      `toml:"state"`
+	SharePrivate bool        `toml:"share_private"`
+	MaxFrame     int         `toml:"max_frame"`
+	LogLevel     string      `toml:"log_level"`
 	// Remote is the team cache ([remote] url, endpoint, region, push); the
 	// daemon's own credentials come from its AWS_* environment or its
 	// credentials file.
@@ -60,6 +61,9 @@ type config struct {
 	MaxConnsPerUID int    `toml:"max_conns_per_uid"`
 	MaxFDsPerUID   int    `toml:"max_fds_per_uid"`
 	MaxInflight    int    `toml:"max_inflight"`
+	// Quotas, store-wide limits and metrics (quota.go, README).
+	Quota   quotaConfig   `toml:"quota"`
+	Metrics metricsConfig `toml:"metrics"`
 }
 
 // duration reads a TOML string such as "1h30m".
@@ -74,10 +78,19 @@ func (d *duration) UnmarshalText(b []byte) error {
 	return err
 }
 
+// decodeConfig parses a config file's text (parseConfig) into cfg.
+func decodeConfig(src []byte, cfg *config) error {
+	c, err := parseConfig(src)
+	if err == nil {
+		*cfg = c
+	}
+	return err
+}
+
 const defaultConfigFile = "/etc/vrift/config.toml"
 
 func defaults() config {
-	c := config{Store: "/var/lib/vrift/the_source", State: "/var/lib/vrift/state",
+	c := config{Store: storeConfig{Path: "/var/lib/vrift/the_source"}, State: "/var/lib/vrift/state",
 		Socket: "/run/vrift/daemon.sock", MaxFrame: rpc.DefaultMaxFrame, LogLevel: "info"}
 	if runtime.GOOS == "darwin" {
 		// The RFC's ~/Library/Application Support/vrift/daemon.sock, in the
@@ -114,6 +127,9 @@ func parseConfig(data []byte) (config, error) {
 	if err != nil {
 		return config{}, err
 	}
+	if err := checkStoreSizes(data, cfg.Store); err != nil {
+		return config{}, err
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		return config{}, fmt.Errorf("unknown key %q (see /etc/vrift/config.toml and docs/protocol.md for the known ones)", und[0].String())
 	}
@@ -128,7 +144,7 @@ func (c config) check() error {
 	if c.MaxFrame < 0 || c.MaxFrame > maxMaxFrame {
 		return fmt.Errorf("max_frame %d: must be between 0 (the default, 16 MiB) and %d bytes", c.MaxFrame, maxMaxFrame)
 	}
-	for _, p := range []struct{ name, v string }{{"store", c.Store}, {"state", c.State}, {"socket", c.Socket}} {
+	for _, p := range []struct{ name, v string }{{"store", c.Store.Path}, {"state", c.State}, {"socket", c.Socket}} {
 		if p.v == "" {
 			return fmt.Errorf("%s: must not be empty", p.name)
 		}
@@ -166,6 +182,7 @@ func run(args []string, stderr io.Writer) int {
 	maxConns := fl.Int("max-conns", 0, "most connections open at once (default 1024)")
 	maxConnsPerUID := fl.Int("max-conns-per-uid", 0, "most connections one user may have open (default 64)")
 	maxFDsPerUID := fl.Int("max-fds-per-uid", 0, "most passed descriptors the daemon holds for one user (default 4096, at most a quarter of RLIMIT_NOFILE)")
+	metricsAddr := fl.String("metrics-addr", "", "serve Prometheus /metrics on this TCP address, e.g. 127.0.0.1:9464 (default off)")
 	showVersion := fl.Bool("version", false, "print the version and exit")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "usage: vrift-daemon [flags]\n\nServes the shared vrift store on a unix socket. Flags override the config file.\n\n")
@@ -187,10 +204,20 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vrift-daemon: config %s: %v\n", path, err)
 		return 2
 	}
+	// The file's text again, only to name the line of a bad limit.
+	src, _ := os.ReadFile(path)
+	lim, err := checkLimits(path, src, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "vrift-daemon: config %v\n", err)
+		return 2
+	}
 	set := map[string]bool{}
 	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["store"] {
-		cfg.Store = *store
+		cfg.Store.Path = *store
+	}
+	if set["metrics-addr"] {
+		cfg.Metrics.Addr = *metricsAddr
 	}
 	if set["socket"] {
 		cfg.Socket = *socket
@@ -233,7 +260,7 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("refusing to run as root: the shared store would become root-owned; run as the vrift user (or pass --allow-root)")
 		return 1
 	}
-	if err := serve(cfg, log); err != nil {
+	if err := serve(cfg, lim, log); err != nil {
 		log.Error("daemon failed", "err", err)
 		daemon.SdNotify(false, "STATUS=failed: "+err.Error())
 		return 1
@@ -241,7 +268,7 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func serve(cfg config, log *slog.Logger) error {
+func serve(cfg config, lim limits, log *slog.Logger) error {
 	var rem *service.Remote
 	if cfg.Remote.URL != "" {
 		b, err := remote.OpenS3(cfg.Remote)
@@ -251,15 +278,22 @@ func serve(cfg config, log *slog.Logger) error {
 		rem = &service.Remote{Backend: b, AllowPush: cfg.Remote.Push}
 		log.Info("team cache", "remote", b.String(), "push", cfg.Remote.Push)
 	}
-	svc, err := service.New(service.Config{Store: cfg.Store, State: cfg.State, SharePrivate: cfg.SharePrivate,
+	svc, err := service.New(service.Config{Store: cfg.Store.Path, State: cfg.State, SharePrivate: cfg.SharePrivate,
 		Version: version, Log: log, MaxManifest: cfg.MaxManifest, MaxSessionBytes: cfg.MaxSessionBytes,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser, MaxRootsPerUser: cfg.MaxRootsPerUser,
 		MinUserGrace: cfg.MinUserGrace.Duration, AuditMaxBytes: cfg.AuditMaxBytes, AuditKeep: cfg.AuditKeep,
-		Remote: rem})
+		Remote: rem, QuotaDefault: lim.quotaDefault, QuotaUsers: lim.quotaUsers, MaxStoreBytes: lim.maxBytes, MinFree: lim.minFree})
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
+	if cfg.Metrics.Addr != "" {
+		stopMetrics, err := serveMetrics(context.Background(), cfg.Metrics.Addr, svc.MetricsHandler(), log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	l, activated, err := listen(cfg.Socket)
 	if err != nil {
 		return err
@@ -276,12 +310,12 @@ func serve(cfg config, log *slog.Logger) error {
 		CallTimeout: callTimeout, MaxConns: cfg.MaxConns, MaxConnsPerUID: cfg.MaxConnsPerUID, MaxFDsPerUID: cfg.MaxFDsPerUID,
 		MaxInflight: cfg.MaxInflight}
 	conns, connsPerUID, fdsPerUID, fdsTotal, callLimit := srv.Limits()
-	log.Info("serving", "socket", cfg.Socket, "store", cfg.Store, "state", cfg.State, "socket_activated", activated,
+	log.Info("serving", "socket", cfg.Socket, "store", cfg.Store.Path, "state", cfg.State, "socket_activated", activated,
 		"uid", os.Getuid(), "version", version, "max_conns", conns, "max_conns_per_uid", connsPerUID,
 		"max_fds_per_uid", fdsPerUID, "max_fds_total", fdsTotal, "call_timeout", callLimit,
 		"max_inflight", cmp.Or(cfg.MaxInflight, rpc.DefaultMaxInflight))
 	daemon.SdNotify(false, daemon.SdNotifyReady)
-	daemon.SdNotify(false, "STATUS=serving "+cfg.Store+" on "+cfg.Socket)
+	daemon.SdNotify(false, "STATUS=serving "+cfg.Store.Path+" on "+cfg.Socket)
 	err = srv.Serve(ctx, l)
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	if !activated {

@@ -122,6 +122,7 @@ Exit codes:
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
 		a.statusCommand(), a.gcCommand(), a.verifyCommand(),
 		a.pushCommand(), a.pullCommand(), a.remoteCommand())
+	root.AddCommand(a.usageCommand())
 	return root
 }
 
@@ -159,7 +160,14 @@ func (a *app) store(ctx context.Context) (engine.Store, error) {
 			return nil, err
 		}
 	}
-	return engine.Open(ctx, socket, a.direct, root)
+	s, err := engine.Open(ctx, socket, a.direct, root)
+	if d, ok := s.(*engine.Direct); ok && err == nil {
+		// max_bytes and min_free of ~/.config/vrift/config.toml (usage.go)
+		if d.Limits, err = directLimits(); err != nil {
+			return nil, err
+		}
+	}
+	return s, err
 }
 
 // withStore runs fn on the command's store.
