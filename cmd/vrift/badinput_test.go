@@ -109,7 +109,7 @@ var badInputs = []badInput{
 	{name: "config share_private not a bool", config: "share_private = \"yes\"\n", code: 2, want: `toml: .*share_private.*string`},
 	{name: "config unknown log level", config: "log_level = \"loud\"\n", code: 2, want: `log_level "loud": want debug, info, warn or error`},
 	{name: "config empty store", config: "store = \"\"\n", code: 2, want: `store: must not be empty`},
-	{name: "config a table for a string", config: "[store]\npath = \"/x\"\n", code: 2, want: `toml: .*store`},
+	{name: "config a table for a bool", config: "[share_private]\nx = 1\n", code: 2, want: `toml: .*share_private`},
 	{name: "config file missing", daemonArgs: []string{"--config", "$D/no-such.toml"}, code: 2, want: `config .*no-such.toml: .*no such file or directory`},
 	{name: "config file is a dir", daemonArgs: []string{"--config", "$D"}, code: 2, want: `config .*: .*is a directory`},
 	{name: "flag negative max-frame", daemonArgs: []string{"--config", "/dev/null", "--max-frame", "-5"}, code: 2, want: `max_frame -5: must be between 0`},
