@@ -192,7 +192,7 @@ func TestDaemonMinFree(t *testing.T) {
 	e.store, e.state = filepath.Join(mnt, "the_source"), filepath.Join(mnt, "state")
 	var st syscall.Statfs_t
 	syscall.Statfs(mnt, &st)
-	free := int64(st.Bavail) * st.Bsize
+	free := int64(st.Bavail) * int64(st.Bsize) // Bsize is uint32 on darwin
 	// Room for ~12 MiB of blobs before min_free.
 	minFree := free - 12<<20
 	e.start("--config", e.config(fmt.Sprintf("[store]\nmin_free = %d\n", minFree)))

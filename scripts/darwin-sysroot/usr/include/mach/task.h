@@ -1,0 +1,2 @@
+/* See _mach_stub.h. */
+#include "_mach_stub.h"
