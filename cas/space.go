@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vrift/vrift/units"
 )
 
 // ErrStoreFull is matched (errors.Is) by every error that comes from the
@@ -31,11 +33,11 @@ type FullError struct {
 func (e *FullError) Error() string {
 	figures := ""
 	if e.Total > 0 {
-		figures = fmt.Sprintf(" (%s free of %s)", humanBytes(e.Free), humanBytes(e.Total))
+		figures = fmt.Sprintf(" (%s free of %s)", units.FormatSize(int64(e.Free)), units.FormatSize(int64(e.Total)))
 	}
 	if e.Need > 0 {
 		return fmt.Sprintf("store filesystem %s is too full: this needs about %s, it has %s free of %s",
-			e.Root, humanBytes(e.Need), humanBytes(e.Free), humanBytes(e.Total))
+			e.Root, units.FormatSize(int64(e.Need)), units.FormatSize(int64(e.Free)), units.FormatSize(int64(e.Total)))
 	}
 	return fmt.Sprintf("store filesystem %s is full%s: %v", e.Root, figures, e.Err)
 }
@@ -95,19 +97,6 @@ func (s *Store) CheckSpace(need int64) error {
 		return &FullError{Root: s.root, Free: free, Total: total, Need: want}
 	}
 	return nil
-}
-
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // Preflight refuses, before anything is written, an ingest of dir that the

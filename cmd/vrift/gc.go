@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/units"
 )
 
 func (a *app) gcCommand() *cobra.Command {
@@ -36,7 +37,7 @@ period. It waits for in-flight ingests and keeps new ones out while it runs.`,
 					verb = "would remove"
 				}
 				fmt.Fprintf(w, "%s %d blobs (%s); kept %d referenced and %d younger than the grace period\n",
-					verb, res.Removed, humanBytes(res.FreedBytes), res.Kept, res.KeptYoung)
+					verb, res.Removed, units.FormatSize(res.FreedBytes), res.Kept, res.KeptYoung)
 				fmt.Fprintf(w, "roots: %d live, %d dropped (manifest gone)\n", res.Roots, len(res.DroppedRoots))
 			})
 		},

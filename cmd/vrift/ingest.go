@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/units"
 )
 
 func (a *app) ingestCommand() *cobra.Command {
@@ -99,9 +100,9 @@ func (a *app) progress() *progressbar.ProgressBar {
 
 func printIngest(w io.Writer, r *engine.IngestResult) {
 	fmt.Fprintf(w, "ingested %d files (%s), %d unique, %d dirs, %d symlinks in %s\n",
-		r.Files, humanBytes(r.Bytes), r.Unique, r.Dirs, r.Symlinks, time.Duration(r.DurationMS)*time.Millisecond)
+		r.Files, units.FormatSize(r.Bytes), r.Unique, r.Dirs, r.Symlinks, time.Duration(r.DurationMS)*time.Millisecond)
 	fmt.Fprintf(w, "  new blobs: %d (%s): %d adopted, %d copied; reused without reading: %d\n",
-		r.NewBlobs, humanBytes(r.NewBytes), r.Adopted, r.Copied, r.Reused)
+		r.NewBlobs, units.FormatSize(r.NewBytes), r.Adopted, r.Copied, r.Reused)
 	switch {
 	case r.Mode == engine.Phantom:
 		fmt.Fprintf(w, "  phantom: removed %d paths; restore with vrift link or vrift mount\n", r.Removed)
@@ -115,17 +116,4 @@ func printIngest(w io.Writer, r *engine.IngestResult) {
 		fmt.Fprintf(w, "  skipped special files: %d\n", r.Skipped)
 	}
 	fmt.Fprintf(w, "  manifest: %s\n", r.ManifestPath)
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

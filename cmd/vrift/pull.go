@@ -64,16 +64,11 @@ NAME defaults to the key derived from the project's lock file (see vrift push).`
 				return err
 			}
 			defer s.Close()
-			opts, b, err := rf.transfer(a, s)
+			res, err := rf.run(a, s, func(opts engine.TransferOptions) (*teamcache.Result, error) {
+				return s.Pull(ctx, name, root, opts)
+			})
 			if err != nil {
 				return err
-			}
-			res, err := s.Pull(ctx, name, root, opts)
-			if err != nil {
-				return err
-			}
-			if b != nil {
-				res.Requests = b.Stats().Requests()
 			}
 			if mount {
 				mp := filepath.Join(root, filepath.FromSlash(manifest.CleanKey(subtree)))

@@ -67,16 +67,11 @@ AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE in
 				return err
 			}
 			defer s.Close()
-			opts, b, err := rf.transfer(a, s)
+			res, err := rf.run(a, s, func(opts engine.TransferOptions) (*teamcache.Result, error) {
+				return s.Push(ctx, mpath, name, opts)
+			})
 			if err != nil {
 				return err
-			}
-			res, err := s.Push(ctx, mpath, name, opts)
-			if err != nil {
-				return err
-			}
-			if b != nil {
-				res.Requests = b.Stats().Requests()
 			}
 			return a.emit(res, func(w io.Writer) { printTransfer(w, "pushed", res) })
 		},

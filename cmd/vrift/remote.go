@@ -15,6 +15,7 @@ import (
 	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/teamcache"
+	"github.com/vrift/vrift/units"
 )
 
 // remoteFlags are the flags of every command that talks to a team cache.
@@ -63,20 +64,27 @@ func (f *remoteFlags) options(a *app) teamcache.Options {
 	return teamcache.Options{Jobs: f.jobs, Progress: a.transferBar()}
 }
 
-// transfer builds the options of a push or pull on s: in direct mode with
-// the remote the flags and config name (returned too, for its request
-// count); in daemon mode with none, since the daemon uses its own.
-func (f *remoteFlags) transfer(a *app, s engine.Store) (engine.TransferOptions, *remote.S3, error) {
+// run does a push or pull on s: in direct mode with the remote the flags
+// and config name (and counts its requests), in daemon mode with none,
+// since the daemon uses its own.
+func (f *remoteFlags) run(a *app, s engine.Store, do func(engine.TransferOptions) (*teamcache.Result, error)) (*teamcache.Result, error) {
 	opts := engine.TransferOptions{Options: f.options(a)}
 	if s.Mode() == "daemon" {
-		return opts, nil, f.daemonMode()
+		if err := f.daemonMode(); err != nil {
+			return nil, err
+		}
+		return do(opts)
 	}
 	b, err := f.open()
 	if err != nil {
-		return opts, nil, err
+		return nil, err
 	}
 	opts.Backend = b
-	return opts, b, nil
+	res, err := do(opts)
+	if res != nil {
+		res.Requests = b.Stats().Requests()
+	}
+	return res, err
 }
 
 // transferBar returns a progress reporter drawing a bar on stderr when it
@@ -111,8 +119,8 @@ func (a *app) transferBar() func(string, int64) func(int64) {
 
 func printTransfer(w io.Writer, verb string, r *teamcache.Result) {
 	fmt.Fprintf(w, "%s %s (%s): %d files, %d blobs: %d sent (%s), %d fetched (%s), %d reused, %d ms\n",
-		verb, r.Name, r.Remote, r.Files, r.Blobs, r.BlobsSent, humanBytes(r.BytesSent),
-		r.BlobsFetched, humanBytes(r.BytesFetched), r.Reused, r.DurationMS)
+		verb, r.Name, r.Remote, r.Files, r.Blobs, r.BlobsSent, units.FormatSize(r.BytesSent),
+		r.BlobsFetched, units.FormatSize(r.BytesFetched), r.Reused, r.DurationMS)
 }
 
 func (a *app) remoteCommand() *cobra.Command {
@@ -142,7 +150,7 @@ func (a *app) remoteLsCommand() *cobra.Command {
 			}
 			return a.emit(map[string]any{"remote": b.String(), "trees": trees}, func(w io.Writer) {
 				for _, t := range trees {
-					fmt.Fprintf(w, "%-40s %10s  %s\n", t.Name, humanBytes(t.Size), t.Modified.UTC().Format(time.RFC3339))
+					fmt.Fprintf(w, "%-40s %10s  %s\n", t.Name, units.FormatSize(t.Size), t.Modified.UTC().Format(time.RFC3339))
 				}
 			})
 		},
@@ -181,7 +189,7 @@ push takes.`,
 					verb = "would remove"
 				}
 				fmt.Fprintf(w, "%d trees, %d live blobs; %s %d blobs (%s); kept %d young\n",
-					res.Trees, res.Live, verb, res.Removed, humanBytes(res.FreedBytes), res.KeptYoung)
+					res.Trees, res.Live, verb, res.Removed, units.FormatSize(res.FreedBytes), res.KeptYoung)
 			})
 		},
 	}

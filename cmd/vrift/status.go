@@ -8,6 +8,7 @@ import (
 
 	"github.com/vrift/vrift/engine"
 	vfs "github.com/vrift/vrift/fs"
+	"github.com/vrift/vrift/units"
 )
 
 type statusOutput struct {
@@ -77,7 +78,7 @@ func printStatus(w io.Writer, s statusOutput) {
 	fmt.Fprintf(w, "mode:    %s\n", s.Mode)
 	fmt.Fprintf(w, "store:   %s\n", s.Store.Store)
 	if s.Store.Counted {
-		fmt.Fprintf(w, "blobs:   %d (%s, %s on disk)\n", s.Store.Blobs, humanBytes(s.Store.Bytes), humanBytes(s.Store.DiskBytes))
+		fmt.Fprintf(w, "blobs:   %d (%s, %s on disk)\n", s.Store.Blobs, units.FormatSize(s.Store.Bytes), units.FormatSize(s.Store.DiskBytes))
 	} else {
 		fmt.Fprintf(w, "blobs:   (store-wide figures are for root and vrift)\n")
 	}
@@ -85,7 +86,7 @@ func printStatus(w io.Writer, s statusOutput) {
 	if s.Daemon != nil {
 		fmt.Fprintf(w, "daemon:  %s, %d ingests in flight\n", s.Daemon.Version, s.Daemon.Sessions)
 		u := s.Daemon.Usage
-		fmt.Fprintf(w, "yours:   %d roots, %d files, %s\n", u.Roots, u.Files, humanBytes(u.Bytes))
+		fmt.Fprintf(w, "yours:   %d roots, %d files, %s\n", u.Roots, u.Files, units.FormatSize(u.Bytes))
 		for _, r := range s.Daemon.Roots {
 			fmt.Fprintf(w, "  root:  %s (uid %d, %d files)\n", r.ManifestPath, r.UID, r.Files)
 		}
@@ -109,7 +110,7 @@ func printStatus(w io.Writer, s statusOutput) {
 		fmt.Fprintf(w, "  manifest: %s\n", p.Manifest)
 		fmt.Fprintf(w, "  subtrees: %v\n", p.Subtrees)
 		fmt.Fprintf(w, "  files %d (%s), unique %d (%s), dirs %d, symlinks %d\n",
-			t.Files, humanBytes(t.Bytes), t.Unique, humanBytes(t.UniqueBytes), t.Dirs, t.Symlinks)
+			t.Files, units.FormatSize(t.Bytes), t.Unique, units.FormatSize(t.UniqueBytes), t.Dirs, t.Symlinks)
 		fmt.Fprintf(w, "  dedup ratio: %.2fx\n", p.DedupRatio)
 	}
 }

@@ -85,24 +85,24 @@ func printUsage(w io.Writer, r *rpc.UsageResult) {
 		}
 		quota := "none"
 		if u.Limit > 0 {
-			quota = fmt.Sprintf("%s (%.0f%%)", humanBytes(u.Limit), 100*float64(u.Referenced+u.InFlight)/float64(u.Limit))
+			quota = fmt.Sprintf("%s (%.0f%%)", units.FormatSize(u.Limit), 100*float64(u.Referenced+u.InFlight)/float64(u.Limit))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", name, humanBytes(u.Referenced), humanBytes(u.Exclusive),
-			humanBytes(u.FairShare), humanBytes(u.InFlight), quota, len(u.Roots))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", name, units.FormatSize(u.Referenced), units.FormatSize(u.Exclusive),
+			units.FormatSize(u.FairShare), units.FormatSize(u.InFlight), quota, len(u.Roots))
 	}
 	tw.Flush()
 	for _, u := range r.Users {
 		for _, rt := range u.Roots {
-			fmt.Fprintf(w, "  %s  %s, %d files\n", rt.ManifestPath, humanBytes(rt.Referenced), rt.Files)
+			fmt.Fprintf(w, "  %s  %s, %d files\n", rt.ManifestPath, units.FormatSize(rt.Referenced), rt.Files)
 		}
 	}
 	if r.StoreBlobs > 0 || r.MaxBytes > 0 {
-		fmt.Fprintf(w, "store: %d blobs, %s (%s on disk)", r.StoreBlobs, humanBytes(r.StoreBytes), humanBytes(r.StoreDiskBytes))
+		fmt.Fprintf(w, "store: %d blobs, %s (%s on disk)", r.StoreBlobs, units.FormatSize(r.StoreBytes), units.FormatSize(r.StoreDiskBytes))
 		if r.MaxBytes > 0 {
-			fmt.Fprintf(w, ", max_bytes %s", humanBytes(r.MaxBytes))
+			fmt.Fprintf(w, ", max_bytes %s", units.FormatSize(r.MaxBytes))
 		}
 		if r.MinFree > 0 {
-			fmt.Fprintf(w, ", min_free %s", humanBytes(r.MinFree))
+			fmt.Fprintf(w, ", min_free %s", units.FormatSize(r.MinFree))
 		}
 		fmt.Fprintln(w)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/units"
 )
 
 func (a *app) verifyCommand() *cobra.Command {
@@ -34,7 +35,7 @@ that the next ingest of that content stores it again.`,
 				return err
 			}
 			if err := a.emit(res, func(w io.Writer) {
-				fmt.Fprintf(w, "checked %d blobs (%s) and %d roots\n", res.Blobs, humanBytes(res.Bytes), res.Roots)
+				fmt.Fprintf(w, "checked %d blobs (%s) and %d roots\n", res.Blobs, units.FormatSize(res.Bytes), res.Roots)
 				for _, c := range res.Corrupt {
 					fmt.Fprintf(w, "  corrupt: %s\n", c)
 				}
