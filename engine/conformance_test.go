@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,5 +145,24 @@ func TestStoreConformance(t *testing.T) {
 	want := summary{Files: 3, Bytes: 4, Unique: 2, NewBlobs: 2, Dirs: 5, Symlinks: 1, Created: 9, Roots: 1, Removed: 2, Kept: 0, Dropped: 1, OK: true}
 	if got[0] != want {
 		t.Errorf("direct store: %+v, want %+v", got[0], want)
+	}
+}
+
+// TestDaemonRefusesHardlinkIngest: an in-place hardlink projection needs
+// direct mode (the daemon's blobs are vrift's); the refusal comes before
+// anything is written.
+func TestDaemonRefusesHardlinkIngest(t *testing.T) {
+	base := t.TempDir()
+	os.Chmod(base, 0o755)
+	s := stores[1].open(t, base)
+	defer s.Close()
+	a := filepath.Join(base, "a")
+	write(t, a, map[string]string{"package.json": "{}", "lib/x.js": "x"})
+	_, err := s.Ingest(context.Background(), engine.IngestOptions{Dir: filepath.Join(a, "lib"), Method: vfs.Hardlink})
+	if err == nil || !strings.Contains(err.Error(), "direct mode") {
+		t.Fatalf("daemon ingest --method hardlink: %v, want a refusal naming direct mode", err)
+	}
+	if info, err := os.Lstat(filepath.Join(a, "lib/x.js")); err != nil || !info.Mode().IsRegular() {
+		t.Errorf("the refused ingest changed the file: %v", err)
 	}
 }

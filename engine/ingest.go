@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/cas"
+	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/fs/tree"
 	"github.com/vrift/vrift/manifest"
 )
@@ -75,6 +76,15 @@ type IngestOptions struct {
 	// Copy stores a copy of every file even where it could be adopted
 	// (tier1 in direct mode: the file's own inode becomes the blob).
 	Copy bool
+	// Method is how tier1 solid ingest projects files in place: symlinks
+	// (the default, the spec's) or hardlinks. A hardlink projection is the
+	// blob's own inode at the user's path: Node tools work on it (they
+	// resolve symlinks to the store), and an adopted file already is its
+	// blob, so it costs no swap and no new inode at all. Hardlinks need
+	// the store on the project's filesystem and a blob the user may link:
+	// direct mode only. The method applies to files not yet projected; a
+	// projection found from an earlier ingest stays as it is.
+	Method vfs.Method
 }
 
 // IngestResult reports one ingest. Files counts regular files.
@@ -163,6 +173,12 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	if opts.Warn == nil {
 		opts.Warn = func(string) {}
 	}
+	if err := checkMethod(opts); err != nil {
+		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+	}
+	if opts.Method == "" {
+		opts.Method = vfs.Symlink
+	}
 	dir, root, mpath, subtree, err := Target(opts.Dir, opts.ManifestPath)
 	if err != nil {
 		return nil, err
@@ -179,6 +195,11 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	defer t.Close()
 	if err := checkOwners(t, subtree, opts.AllowOtherOwner); err != nil {
 		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
+	}
+	if opts.Method == vfs.Hardlink {
+		if err := sameFilesystem(t, opts.StoreRoot); err != nil {
+			return nil, fmt.Errorf("ingest %s: --method hardlink: %w", opts.Dir, err)
+		}
 	}
 	fresh := !exists(mpath)
 	m, err := manifest.Create(mpath)
@@ -209,7 +230,7 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 			return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
 		}
 	}
-	if in.sawNodeModules && opts.Tier == Tier1 && opts.Mode == Solid {
+	if in.sawNodeModules && opts.Tier == Tier1 && opts.Mode == Solid && opts.Method == vfs.Symlink {
 		opts.Warn("node_modules is now a farm of symlinks into the store; " + nodeSafe)
 	}
 	switch {
@@ -240,6 +261,37 @@ type ingester struct {
 	writable     dirUnlocker
 	// adopt is set when files may be adopted rather than copied.
 	adopt *adoption
+}
+
+// checkMethod refuses an in-place projection other than symlinks and
+// hardlinks, and a method where nothing is projected in place.
+func checkMethod(opts IngestOptions) error {
+	switch opts.Method {
+	case "", vfs.Symlink:
+		return nil
+	case vfs.Hardlink:
+		if opts.Tier != Tier1 || opts.Mode != Solid {
+			return fmt.Errorf("--method applies to tier1 solid ingest, which projects files in place (this is %s %s)", opts.Tier, opts.Mode)
+		}
+		return nil
+	}
+	return fmt.Errorf("ingest projects files in place by symlink or hardlink, not %q (vrift link makes copies and reflinks)", opts.Method)
+}
+
+// sameFilesystem refuses a store on another filesystem than the project:
+// no file could be hardlinked to its blob.
+func sameFilesystem(t *tree.Tree, storeRoot string) error {
+	var pst, sst unix.Stat_t
+	if err := unix.Fstat(t.FD(), &pst); err != nil {
+		return err
+	}
+	if err := unix.Stat(storeRoot, &sst); err != nil {
+		return err
+	}
+	if pst.Dev != sst.Dev {
+		return fmt.Errorf("the store %s is on another filesystem than the project %s", vfs.Quote(storeRoot), vfs.Quote(t.Path()))
+	}
+	return nil
 }
 
 // checkOwners refuses a project root or ingested directory another user

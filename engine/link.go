@@ -94,4 +94,4 @@ var errStop = errors.New("stop")
 
 // nodeSafe is why symlink projections break Node, and what works instead.
 const nodeSafe = "Node resolves symlinks to their real path, so most Node tools will fail on it. " +
-	"Node-safe: `vrift link --method hardlink` or `--method copy`, or ingest with `--mode phantom` and `vrift mount`"
+	"Node-safe: `vrift ingest --method hardlink` (direct mode), `vrift link --method hardlink` or `--method copy`, or ingest with `--mode phantom` and `vrift mount`"

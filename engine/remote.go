@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/rpc"
 )
@@ -23,6 +24,11 @@ type Remote struct {
 // Ingest runs the engine's ingest with the daemon as blob writer, then pins
 // the new manifest.
 func (r *Remote) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
+	if opts.Method == vfs.Hardlink {
+		// The blobs are vrift's: a user may not link them
+		// (fs.protected_hardlinks), and should not hold their inodes.
+		return nil, fmt.Errorf("ingest %s: --method hardlink needs direct mode (--direct): the daemon's blobs belong to vrift, and the kernel refuses users hardlinks to them", opts.Dir)
+	}
 	real, _, mpath, _, err := Target(opts.Dir, opts.ManifestPath)
 	if err != nil {
 		return nil, err

@@ -68,8 +68,8 @@ func (u *dirUnlocker) restore() {
 	u.modes = nil
 }
 
-// projectInPlace replaces each ingested regular file by a symlink to its
-// blob, but only where the file is still the version that was hashed.
+// projectInPlace replaces each ingested regular file by a projection of
+// its blob, but only where the file is still the version that was hashed.
 func (in *ingester) projectInPlace(ctx context.Context) error {
 	type swap struct {
 		p     string
@@ -142,10 +142,12 @@ func (in *ingester) projectInPlace(ctx context.Context) error {
 	return err
 }
 
-// swapIfUnchanged replaces the regular file p by a symlink to e's blob if it
-// is still the version that was stored: a symlink is made under a
-// temporary name beside it and renamed over it, in its directory's
-// descriptor, so the path is never missing and no rename is redirected.
+// swapIfUnchanged replaces the regular file p by a projection of e's blob
+// (a symlink to it, or a hardlink of it) if it is still the version that
+// was stored: the projection is made under a temporary name beside it and
+// renamed over it, in its directory's descriptor, so the path is never
+// missing and no rename is redirected. An adopted file is its blob
+// already: a hardlink projection leaves it as it is.
 func (in *ingester) swapIfUnchanged(dirs *tree.Dirs, p string, e manifest.Entry) (bool, error) {
 	parent, name := tree.Split(p)
 	abs := in.abs(p)
@@ -167,15 +169,35 @@ func (in *ingester) swapIfUnchanged(dirs *tree.Dirs, p string, e manifest.Entry)
 		return false, nil
 	}
 	target := in.blobPath(e.Key())
-	symlink := func(dirfd int, tmp string) error { return unix.Symlinkat(target, dirfd, tmp) }
-	err = tree.Replace(dfd, name, swapPrefix, symlink)
+	project := func(dirfd int, tmp string) error { return unix.Symlinkat(target, dirfd, tmp) }
+	if in.opts.Method == vfs.Hardlink {
+		if isBlob(target, &st) {
+			return true, nil // adopted: the path is the blob's inode
+		}
+		project = func(dirfd int, tmp string) error { return unix.Linkat(unix.AT_FDCWD, target, dirfd, tmp, 0) }
+	}
+	err = tree.Replace(dfd, name, swapPrefix, project)
 	if errors.Is(err, unix.EACCES) && in.writable.unlock(parent) {
-		err = tree.Replace(dfd, name, swapPrefix, symlink)
+		err = tree.Replace(dfd, name, swapPrefix, project)
+	}
+	if errors.Is(err, unix.EMLINK) {
+		// The blob has as many links as the filesystem allows (65,000 on
+		// ext4): this file stays a copy of it.
+		in.opts.Warn(fmt.Sprintf("not projecting %s: its blob has the most hardlinks the filesystem allows", vfs.Quote(abs)))
+		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("project %s: %w", vfs.Quote(abs), err)
 	}
 	return true, nil
+}
+
+// isBlob reports whether st is the inode of the blob at path: a hardlink
+// projection, or a file adopted into the store.
+func isBlob(path string, st *unix.Stat_t) bool {
+	var bst unix.Stat_t
+	return unix.Fstatat(unix.AT_FDCWD, path, &bst, unix.AT_SYMLINK_NOFOLLOW) == nil &&
+		bst.Ino == st.Ino && bst.Dev == st.Dev && bst.Mode&unix.S_IFMT == unix.S_IFREG
 }
 
 // removeTree deletes the ingested files for phantom mode: recorded files and

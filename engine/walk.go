@@ -239,12 +239,39 @@ func (w *walker) reuse(key string, st *unix.Stat_t) (recorded, bool, error) {
 	}
 	if e.Ino != st.Ino || e.Size != st.Size || e.MTime != unix.TimespecToNsec(st.Mtim) ||
 		e.CTime != unix.TimespecToNsec(st.Ctim) || e.Mode != uint32(st.Mode)&0o7777 {
-		return recorded{}, false, nil
+		return w.hardlinkProjection(key, e, st)
 	}
 	if !exists(w.blobPath(e.Key())) {
 		return recorded{}, false, nil
 	}
 	return recorded{path: key, entry: e, reused: true}, true, nil
+}
+
+// hardlinkProjection returns the previous manifest's entry for a path that
+// is its blob's own inode (ingest --method hardlink). Its content is the
+// blob's whatever its times say (a deduplicated file's inode is another
+// file's, with that file's mtime, and every link made to it changes its
+// ctime), so identity with the blob is the test: one stat of the blob,
+// kept off ordinary files by checking first for the blob's read-only mode.
+// The entry then records the blob's inode and ctime, so that the next
+// ingest trusts an unchanged inode and ctime as it does for any file
+// (a write, chmod or link changes the ctime) and skips that stat.
+func (w *walker) hardlinkProjection(key string, e manifest.Entry, st *unix.Stat_t) (recorded, bool, error) {
+	if e.Size != st.Size || st.Nlink < 2 || uint32(st.Mode)&0o7777 != e.Key().Mode() {
+		return recorded{}, false, nil
+	}
+	ctime := unix.TimespecToNsec(st.Ctim)
+	if e.Ino == st.Ino && e.CTime == ctime {
+		return recorded{path: key, entry: e, reused: true, projected: true}, true, nil
+	}
+	if !isBlob(w.blobPath(e.Key()), st) {
+		return recorded{}, false, nil
+	}
+	e.Ino, e.CTime = st.Ino, 0
+	if ctime < w.racyBefore {
+		e.CTime = ctime // a ctime this close to now could be shared by a change to come
+	}
+	return recorded{path: key, entry: e, reused: true, projected: true}, true, nil
 }
 
 // symlinkEntry records a symlink. One that already projects the previous

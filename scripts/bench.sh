@@ -11,6 +11,9 @@
 #                  files adopted, not copied) vs cp -a of the same project,
 #                  with cp -al (no data copied at all) as the floor
 #   copy ingest    the same with --copy (every byte copied into the store)
+#   hardlink ingest the same with --method hardlink: projected in place by
+#                  the blobs' own inodes (adopted files stay as they are)
+#                  instead of 26k new symlinks; and its re-ingest
 #   re-ingest      vrift ingest of the unchanged, already ingested tree vs
 #                  cp -a and vs find -printf '' (a bare walk): the first
 #                  re-ingest records directory identities, the second is
@@ -63,21 +66,25 @@ files=$(find "$fixture/node_modules" -type f | wc -l)
 echo "fixture: $fixture/node_modules: $files files, $(du -sh "$fixture/node_modules" | cut -f1)"
 echo "rounds: $runs; scratch: $w ($(df -T "$w" | awk 'NR==2{print $2}'))"
 
-declare -a cpa cpasync cold copying floor reing0 reing walk cpas lsym cpal lhard
+declare -a cpa cpasync cold copying hcold hreing floor reing0 reing walk cpas lsym cpal lhard
 fresh() { chmod -R u+w "$@" 2>/dev/null || true; rm -rf "$@"; }
 for i in $(seq "$runs"); do
-	fresh "$w/cpa" "$w/cpa2" "$w/proj" "$w/store" "$w/cpas" "$w/lsym" "$w/cpal" "$w/lhard" "$w/cproj" "$w/cstore" "$w/floor"
+	fresh "$w/cpa" "$w/cpa2" "$w/proj" "$w/store" "$w/cpas" "$w/lsym" "$w/cpal" "$w/lhard" "$w/cproj" "$w/cstore" "$w/floor" \
+		"$w/hproj" "$w/hstore"
 	cp -a "$fixture" "$w/proj"
 	cp -a "$fixture" "$w/cproj"
+	cp -a "$fixture" "$w/hproj"
 	store=(--store "$w/store")
 	if ((i % 2)); then
 		settle; cpa+=("$(ms cp -a "$fixture" "$w/cpa")")
 		settle; cold+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
+		settle; hcold+=("$(ms "$vrift" --store "$w/hstore" ingest --method hardlink "$w/hproj/node_modules")")
 		settle; copying+=("$(ms "$vrift" --store "$w/cstore" ingest --copy "$w/cproj/node_modules")")
 		settle; floor+=("$(ms cp -al "$fixture" "$w/floor")")
 	else
 		settle; floor+=("$(ms cp -al "$fixture" "$w/floor")")
 		settle; copying+=("$(ms "$vrift" --store "$w/cstore" ingest --copy "$w/cproj/node_modules")")
+		settle; hcold+=("$(ms "$vrift" --store "$w/hstore" ingest --method hardlink "$w/hproj/node_modules")")
 		settle; cold+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
 		settle; cpa+=("$(ms cp -a "$fixture" "$w/cpa")")
 	fi
@@ -88,6 +95,7 @@ for i in $(seq "$runs"); do
 	# Directory identities are recorded only once older than 2 s.
 	sleep 2
 	settle; reing0+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
+	settle; hreing+=("$(ms "$vrift" --store "$w/hstore" ingest --method hardlink "$w/hproj/node_modules")")
 	if ((i % 2)); then
 		settle; reing+=("$(ms "$vrift" "${store[@]}" ingest "$w/proj/node_modules")")
 		settle; walk+=("$(ms find "$w/proj/node_modules" -printf '')")
@@ -107,7 +115,8 @@ for i in $(seq "$runs"); do
 		settle; cpal+=("$(ms cp -al "$w/cpa/node_modules" "$w/cpal")")
 	fi
 	echo "round $i: cp -a ${cpa[-1]} ms, cp -a + sync ${cpasync[-1]} ms, cp -al ${floor[-1]} ms, ingest ${cold[-1]} ms," \
-		"ingest --copy ${copying[-1]} ms, re-ingest ${reing0[-1]} then ${reing[-1]} ms, find ${walk[-1]} ms," \
+		"ingest --copy ${copying[-1]} ms, ingest --method hardlink ${hcold[-1]} ms (re-ingest ${hreing[-1]} ms)," \
+		"re-ingest ${reing0[-1]} then ${reing[-1]} ms, find ${walk[-1]} ms," \
 		"cp -as ${cpas[-1]} ms, link ${lsym[-1]} ms, cp -al ${cpal[-1]} ms, link hardlink ${lhard[-1]} ms"
 done
 
@@ -123,17 +132,20 @@ row() {
 			for (i = 1; i <= k; i++) { r[i] = va[i] / ba[i] }
 			mv = med(va, k); mb = med(ba, k); rm = med(r, k)
 			verdict = (t == "-") ? "" : (rm <= t ? "meets <= " t : "MISSES <= " t)
-			printf "%-14s %7.0f ms  %-6s %7.0f ms  ratio of medians %5.2fx  median ratio %5.2fx  %s\n", n, mv, bn, mb, mv / mb, rm, verdict }'
+			printf "%-15s %7.0f ms  %-6s %7.0f ms  ratio of medians %5.2fx  median ratio %5.2fx  %s\n", n, mv, bn, mb, mv / mb, rm, verdict }'
 }
 echo
 echo "medians over $runs rounds (target judged on the median of per-round ratios):"
 row "cold ingest" "${cold[*]}" "cp -a" "${cpa[*]}" 0.8
+row "hardlink ingest" "${hcold[*]}" "cp -a" "${cpa[*]}" 0.8
 row "cp -al floor" "${floor[*]}" "cp -a" "${cpa[*]}" -
 row "cold ingest" "${cold[*]}" "cp+sync" "${cpasync[*]}" -
 row "copy ingest" "${copying[*]}" "cp -a" "${cpa[*]}" -
 row "re-ingest 1st" "${reing0[*]}" "cp -a" "${cpa[*]}" -
 row "re-ingest" "${reing[*]}" "cp -a" "${cpa[*]}" 0.05
 row "re-ingest" "${reing[*]}" "find" "${walk[*]}" 3
+row "hardlink re-ing" "${hreing[*]}" "cp -a" "${cpa[*]}" 0.05
+row "hardlink re-ing" "${hreing[*]}" "find" "${walk[*]}" 3
 row "link symlink" "${lsym[*]}" "cp -as" "${cpas[*]}" 1.1
 row "link hardlink" "${lhard[*]}" "cp -al" "${cpal[*]}" -
 

@@ -304,4 +304,24 @@ func TestNodeSuite(t *testing.T) {
 			}
 		})
 	}
+	// ingest --method hardlink: the project itself, projected in place by
+	// the blobs' own inodes, is Node-safe (its content is in the store
+	// already, so every file is swapped for a hardlink of its blob; the
+	// adopted case is TestIngestHardlink's).
+	t.Run("ingest-hardlink", func(t *testing.T) {
+		inplace := filepath.Join(work, "inplace")
+		copyProject(t, filepath.Join(fix, "base"), inplace)
+		out, errs, code := vrift(t, "--store", store, "ingest", "--method", "hardlink", "--json", filepath.Join(inplace, "node_modules"))
+		if code != 0 || strings.Contains(errs, "Node resolves symlinks") || !strings.Contains(out, `"projected": 26`) {
+			t.Fatalf("ingest --method hardlink: exit %d\n%s%s", code, out, errs)
+		}
+		if links := sh(t, "find", filepath.Join(inplace, "node_modules"), "-type", "l", "-lname", store+"/*"); strings.TrimSpace(links) != "" {
+			t.Fatalf("symlinks into the store after a hardlink ingest:\n%s", tail(links, 500))
+		}
+		res, err := exec.Command(filepath.Join(repo, "scripts", "node-suite.sh"), inplace).CombinedOutput()
+		t.Logf("node suite (ingest --method hardlink):\n%s", tail(string(res), 3000))
+		if err != nil || !strings.Contains(string(res), "node suite: 23/23 tasks ok") {
+			t.Fatalf("node suite on an in-place hardlink ingest failed: %v", err)
+		}
+	})
 }

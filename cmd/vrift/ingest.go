@@ -11,11 +11,12 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vrift/vrift/engine"
+	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/units"
 )
 
 func (a *app) ingestCommand() *cobra.Command {
-	var tier, mode, manifestPath string
+	var tier, mode, manifestPath, method string
 	var copyAll bool
 	cmd := &cobra.Command{
 		Use:   "ingest DIR",
@@ -27,6 +28,7 @@ directory at or above DIR holding .vrift/manifest.lmdb or a project marker
 that, DIR's parent.
 
   --tier tier1   (default) replace each file in place by a symlink to its blob
+                 (--method hardlink: by the blob's own inode, direct mode)
   --tier tier2   leave files as they are; the store keeps a copy
   --mode phantom remove the ingested files; restore them with vrift link or
                  serve them with vrift mount
@@ -41,7 +43,16 @@ No byte is copied. It does so only for a file with a single link, owned by
 you, on the store's filesystem, that no other process has open (a write
 lease proves it and keeps writers out while it is hashed). Anything else is
 copied. --copy copies every file. In daemon mode files are always copied:
-shared blobs belong to the daemon.`,
+shared blobs belong to the daemon.
+
+--method hardlink (tier1, direct mode) projects in place by hardlinks
+instead of symlinks: each path is the blob's own inode, read-only. Node
+tools work on such a node_modules (they resolve symlinks into the store and
+fail), and an adopted file already is its blob, so nothing is swapped. It
+needs the store on the project's filesystem. Writing to a projected file
+needs chmod first, and then changes the blob of every project sharing it:
+replace files (write a new one and rename it over), don't edit them in
+place.`,
 		Example: `  vrift ingest node_modules
   vrift ingest --tier tier2 --json ~/go/pkg/mod
   vrift ingest --mode phantom node_modules && vrift link --method hardlink`,
@@ -54,9 +65,12 @@ shared blobs belong to the daemon.`,
 			if m := engine.Mode(mode); m != engine.Solid && m != engine.Phantom {
 				return usageError{fmt.Errorf("ingest: unknown mode %q (want solid or phantom)", mode)}
 			}
+			if m := vfs.Method(method); m != vfs.Symlink && m != vfs.Hardlink {
+				return usageError{fmt.Errorf("ingest: unknown method %q (want symlink or hardlink)", method)}
+			}
 			opts := engine.IngestOptions{Dir: args[0], ManifestPath: manifestPath,
 				Tier: engine.Tier(tier), Mode: engine.Mode(mode), Warn: a.warn, AllowOtherOwner: a.allowOtherOwner,
-				Copy: copyAll}
+				Copy: copyAll, Method: vfs.Method(method)}
 			bar := a.progress()
 			if bar != nil {
 				opts.Progress = func(files, bytes int64) {
@@ -80,6 +94,7 @@ shared blobs belong to the daemon.`,
 	cmd.Flags().StringVar(&mode, "mode", string(engine.Solid), "solid (keep the tree) or phantom (remove it after ingest)")
 	cmd.Flags().StringVar(&manifestPath, "manifest", "", "manifest path (default <project>/.vrift/manifest.lmdb)")
 	cmd.Flags().BoolVar(&copyAll, "copy", false, "copy every file into the store; never adopt a file's own inode")
+	cmd.Flags().StringVar(&method, "method", string(vfs.Symlink), "how tier1 projects files in place: symlink, or hardlink (direct mode; Node-safe)")
 	return cmd
 }
 
