@@ -183,7 +183,7 @@ func (in *ingester) count(r recorded) {
 			in.res.Reused++
 		}
 		if !r.projected {
-			in.regularFiles++
+			in.unprojected[maphash.String(in.seed, r.path)] = struct{}{}
 		}
 		if r.adopted {
 			in.res.Adopted++

@@ -92,9 +92,32 @@ func TestIngestHardlink(t *testing.T) {
 	if err := os.Rename(tmp, filepath.Join(proj, "node_modules/y/index.js")); err != nil {
 		t.Fatal(err)
 	}
-	res = ingestDirect(t, store, nm, IngestOptions{Method: vfs.Hardlink})
-	if res.Reused != 3 || res.NewBlobs != 1 || res.Adopted != 1 {
-		t.Errorf("after a change: reused %d, new %d, adopted %d; want 3, 1, 1", res.Reused, res.NewBlobs, res.Adopted)
+	warns = nil
+	res = ingestDirect(t, store, nm, IngestOptions{Method: vfs.Hardlink, Warn: warn})
+	if res.Reused != 3 || res.NewBlobs != 1 || res.Adopted != 1 || res.Projected != 1 {
+		t.Errorf("after a change: reused %d, new %d, adopted %d, projected %d; want 3, 1, 1, 1", res.Reused, res.NewBlobs, res.Adopted, res.Projected)
+	}
+	if len(warns) != 0 {
+		t.Errorf("warnings about unchanged projections: %q", warns)
+	}
+	// A later default (symlink) ingest projects only what is new, and
+	// leaves the hardlink projections as they are.
+	writeFiles(t, proj, map[string]string{"node_modules/new.js": "new"})
+	warns = nil
+	res = ingestDirect(t, store, nm, IngestOptions{Warn: warn})
+	if res.Reused != 4 || res.Projected != 1 {
+		t.Errorf("symlink ingest after hardlink: reused %d, projected %d; want 4, 1", res.Reused, res.Projected)
+	}
+	for _, w := range warns {
+		if strings.Contains(w, "not projecting") {
+			t.Errorf("symlink ingest after hardlink: %s", w)
+		}
+	}
+	if info, _ := os.Lstat(filepath.Join(proj, "node_modules/new.js")); info == nil || info.Mode()&os.ModeSymlink == 0 {
+		t.Error("the new file is not a symlink projection")
+	}
+	if info, _ := os.Lstat(filepath.Join(proj, "node_modules/x/index.js")); info == nil || !info.Mode().IsRegular() {
+		t.Error("a hardlink projection was replaced")
 	}
 	e := entryOf(t, proj, "node_modules/y/index.js")
 	if got, _ := os.ReadFile(s.Path(e.Key())); string(got) != "changed" {

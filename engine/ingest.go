@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,7 +210,8 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	defer m.Close()
 
 	in := &ingester{opts: opts, root: root, dir: dir, subtree: subtree, m: m, t: t,
-		unique: make(map[cas.Key]struct{}), writable: dirUnlocker{t: t}}
+		unique: make(map[cas.Key]struct{}), writable: dirUnlocker{t: t},
+		unprojected: make(map[uint64]struct{}), seed: maphash.MakeSeed()}
 	in.res.ManifestPath, in.res.Root, in.res.Subtree = mpath, root, subtree
 	in.res.Tier, in.res.Mode = opts.Tier, opts.Mode
 	if a, ok := opts.Blobs.(Adopter); ok && opts.Tier == Tier1 && !opts.Copy {
@@ -236,7 +238,7 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	switch {
 	case opts.Mode == Phantom:
 		err = in.removeTree(ctx)
-	case opts.Tier == Tier1 && in.regularFiles > 0:
+	case opts.Tier == Tier1 && len(in.unprojected) > 0:
 		err = in.projectInPlace(ctx)
 	}
 	if err != nil {
@@ -256,8 +258,12 @@ type ingester struct {
 	res            IngestResult
 	unique         map[cas.Key]struct{}
 	sawNodeModules bool
-	// regularFiles counts files that are still regular files in the tree.
-	regularFiles int64
+	// unprojected holds (the hashes of) the paths of files recorded as
+	// stored, not found projected already: the files the in-place swap
+	// visits. A projection of an earlier ingest stays as it is, whatever
+	// its method (a hardlink projection is a regular file too).
+	unprojected map[uint64]struct{}
+	seed        maphash.Seed
 	writable     dirUnlocker
 	// adopt is set when files may be adopted rather than copied.
 	adopt *adoption

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"path"
 	"sync"
 	"sync/atomic"
@@ -113,6 +114,9 @@ func (in *ingester) projectInPlace(ctx context.Context) error {
 				}
 				if e.Kind != manifest.File {
 					return nil
+				}
+				if _, ok := in.unprojected[maphash.String(in.seed, p)]; !ok {
+					return nil // projected already
 				}
 				if mt, ok := dirTimes[path.Dir(p)]; ok {
 					touched[path.Dir(p)] = mt
