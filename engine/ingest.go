@@ -264,7 +264,7 @@ type ingester struct {
 	// its method (a hardlink projection is a regular file too).
 	unprojected map[uint64]struct{}
 	seed        maphash.Seed
-	writable     dirUnlocker
+	writable    dirUnlocker
 	// adopt is set when files may be adopted rather than copied.
 	adopt *adoption
 }
