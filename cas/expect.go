@@ -35,5 +35,5 @@ func (b *Batch) PutExpect(ctx context.Context, r io.Reader, want Key) (PutResult
 	if err != nil {
 		return PutResult{}, err
 	}
-	return b.add(k, name)
+	return b.add(k, name, k.Size)
 }
