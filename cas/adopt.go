@@ -12,6 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// adoptTag marks an adopted file's temp link in the store's temp directory:
+// put-<pid>-a<seq>-<the file's own mode, octal>.
+const adoptTag = "a"
+
 // ErrNotAdoptable is returned (wrapped) when a file cannot be adopted; the
 // caller stores a copy instead.
 var ErrNotAdoptable = errors.New("cannot adopt")
@@ -38,10 +42,16 @@ func (b *Batch) Adopt(ctx context.Context, f *os.File, mode uint32, exec bool) (
 		return PutResult{Key: k}, nil
 	}
 	fd := int(f.Fd())
+	if mode != k.Mode() {
+		setAdoptedMode(fd, mode)
+	}
 	if err := unix.Fchmod(fd, k.Mode()); err != nil {
 		return PutResult{}, fmt.Errorf("%w: chmod: %v", ErrNotAdoptable, err)
 	}
-	name := filepath.Join(b.s.root, tmpDir, b.s.tempPrefix+"a"+strconv.FormatUint(b.s.tempSeq.Add(1), 36))
+	// The temp name carries the file's own mode: if this process dies
+	// before the batch publishes it, CleanTemps gives it back.
+	name := filepath.Join(b.s.root, tmpDir, b.s.tempPrefix+adoptTag+strconv.FormatUint(b.s.tempSeq.Add(1), 36)+
+		"-"+strconv.FormatUint(uint64(mode&0o7777), 8))
 	if err := linkFD(fd, name); err != nil {
 		unix.Fchmod(fd, mode)
 		return PutResult{}, fmt.Errorf("%w: link into the store: %v", ErrNotAdoptable, err)

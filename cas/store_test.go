@@ -162,6 +162,28 @@ func TestCleanTempsOfDeadWriters(t *testing.T) {
 	}
 }
 
+// TestCleanTempsGivesAdoptedFilesBack: an adopting writer killed before
+// its batch published leaves the user's file read-only, linked from a temp
+// name that records its mode; the clean-up gives the mode back.
+func TestCleanTempsGivesAdoptedFilesBack(t *testing.T) {
+	s := openTestStore(t)
+	user := filepath.Join(t.TempDir(), "index.js")
+	if err := os.WriteFile(user, []byte("x"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(s.Root(), tmpDir, "put-4194305-"+adoptTag+"7-640")
+	if err := os.Link(user, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.CleanTemps(time.Hour); err != nil || n != 1 {
+		t.Fatalf("removed %d (%v), want 1", n, err)
+	}
+	info, err := os.Stat(user)
+	if err != nil || info.Mode().Perm() != 0o640 {
+		t.Errorf("user's file: %v %v, want mode 0640 back", info.Mode(), err)
+	}
+}
+
 func TestCheckAndQuarantine(t *testing.T) {
 	s := openTestStore(t)
 	ctx := context.Background()

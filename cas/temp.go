@@ -44,11 +44,58 @@ func (s *Store) CleanTemps(maxAge time.Duration) (int, error) {
 		if !staleTemp(e, maxAge) {
 			continue
 		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err == nil {
+		p := filepath.Join(dir, e.Name())
+		giveBack(p, e.Name())
+		if err := os.Remove(p); err == nil {
 			removed++
 		}
 	}
 	return removed, nil
+}
+
+// giveBack returns an adopted file whose writer died before publishing it
+// to its user: the temp link's inode still has the user's link too, made
+// read-only by the adoption, so it gets the mode its name recorded back.
+// (One that was published is a blob, read-only for good; a failed ingest
+// that lives to see its failure undoes its own adoptions.)
+func giveBack(path, name string) {
+	rest, ok := strings.CutPrefix(name, "put-")
+	if !ok {
+		return
+	}
+	_, seq, _ := strings.Cut(rest, "-")
+	seq, ok = strings.CutPrefix(seq, adoptTag)
+	if !ok {
+		return
+	}
+	_, modeStr, ok := strings.Cut(seq, "-")
+	if !ok {
+		return
+	}
+	mode, err := strconv.ParseUint(modeStr, 8, 32)
+	if err != nil || mode > 0o7777 {
+		return
+	}
+	var st syscall.Stat_t
+	if syscall.Lstat(path, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Nlink < 2 {
+		return
+	}
+	os.Chmod(path, os.FileMode(mode&0o777)|unixSpecial(uint32(mode)))
+}
+
+// unixSpecial maps setuid, setgid and sticky bits to os.FileMode's.
+func unixSpecial(mode uint32) os.FileMode {
+	var m os.FileMode
+	if mode&syscall.S_ISUID != 0 {
+		m |= os.ModeSetuid
+	}
+	if mode&syscall.S_ISGID != 0 {
+		m |= os.ModeSetgid
+	}
+	if mode&syscall.S_ISVTX != 0 {
+		m |= os.ModeSticky
+	}
+	return m
 }
 
 func staleTemp(e fs.DirEntry, maxAge time.Duration) bool {

@@ -208,3 +208,40 @@ func TestAdoptionUndoneOnFailure(t *testing.T) {
 		t.Error("a failed first ingest left a manifest")
 	}
 }
+
+// TestAdoptedModeRecovered: an ingest killed after its batch published an
+// adopted file (the user's path is the read-only blob now) and before its
+// manifest recorded the file's mode; the next ingest records the file's
+// own mode, not the blob's 0444.
+func TestAdoptedModeRecovered(t *testing.T) {
+	base := t.TempDir()
+	store := filepath.Join(base, "store")
+	proj := filepath.Join(base, "p")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "lib/x.js": "x"})
+	x := filepath.Join(proj, "lib/x.js")
+	os.Chmod(x, 0o640)
+	s, err := cas.Open(store, cas.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := s.NewBatch()
+	if pr, err := b.Adopt(context.Background(), f, 0o640, false); err != nil || !pr.New {
+		t.Fatalf("adopt: %v %+v", err, pr)
+	}
+	f.Close()
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := os.Stat(x); info.Mode().Perm() != 0o444 {
+		t.Fatalf("adopted file is %v, want 0444", info.Mode().Perm())
+	}
+	// Here the writer dies; the next ingest:
+	ingestDirect(t, store, filepath.Join(proj, "lib"), IngestOptions{})
+	if e := entryOf(t, proj, "lib/x.js"); e.Mode != 0o640 {
+		t.Errorf("manifest records mode %o, want the file's own 0640", e.Mode)
+	}
+}

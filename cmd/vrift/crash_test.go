@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +57,15 @@ func TestKillMidIngest(t *testing.T) {
 		if left, _ := os.ReadDir(filepath.Join(store, "tmp")); len(left) != 0 {
 			t.Fatalf("%d temp files of the killed writer survived the re-run", len(left))
 		}
+		// No file's own mode was lost to a read-only adoption the killed
+		// writer never published: a copy from the manifest has them all.
+		restored := filepath.Join(work, "restored")
+		mustVrift(t, "--store", store, "link", proj, "--to", restored, "--subtree", "node_modules", "--method", "copy")
+		modes := func(dir string) string { return sh(t, "sh", "-c", `cd "$1" && find . -type f -printf '%P %m\n' | sort`, "sh", dir) }
+		if want, got := modes(orig), modes(filepath.Join(restored, "node_modules")); want != got {
+			t.Fatalf("modes differ after kill and re-run:\n%s", tail(lineDiff(want, got), 2000))
+		}
+		os.RemoveAll(restored)
 	}
 }
 
@@ -150,4 +160,28 @@ func TestSparseGiBStreams(t *testing.T) {
 	if err := syscall.Stat(blob, &st); err != nil || st.Size != 1<<30 || st.Blocks*512 > 1<<20 {
 		t.Fatalf("blob %s: size %d, %d bytes on disk (%v)", blob, st.Size, st.Blocks*512, err)
 	}
+}
+
+// lineDiff lists the lines of a and b that the other lacks.
+func lineDiff(a, b string) string {
+	in := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range strings.Split(s, "\n") {
+			m[l] = true
+		}
+		return m
+	}
+	ma, mb := in(a), in(b)
+	var out strings.Builder
+	for _, l := range strings.Split(a, "\n") {
+		if !mb[l] {
+			fmt.Fprintf(&out, "- %s\n", l)
+		}
+	}
+	for _, l := range strings.Split(b, "\n") {
+		if !ma[l] {
+			fmt.Fprintf(&out, "+ %s\n", l)
+		}
+	}
+	return out.String()
 }
