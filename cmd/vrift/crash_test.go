@@ -61,7 +61,9 @@ func TestKillMidIngest(t *testing.T) {
 		// writer never published: a copy from the manifest has them all.
 		restored := filepath.Join(work, "restored")
 		mustVrift(t, "--store", store, "link", proj, "--to", restored, "--subtree", "node_modules", "--method", "copy")
-		modes := func(dir string) string { return sh(t, "sh", "-c", `cd "$1" && find . -type f -printf '%P %m\n' | sort`, "sh", dir) }
+		modes := func(dir string) string {
+			return sh(t, "sh", "-c", `cd "$1" && find . -type f -printf '%P %m\n' | sort`, "sh", dir)
+		}
 		if want, got := modes(orig), modes(filepath.Join(restored, "node_modules")); want != got {
 			t.Fatalf("modes differ after kill and re-run:\n%s", tail(lineDiff(want, got), 2000))
 		}
