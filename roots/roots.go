@@ -104,9 +104,6 @@ func Open(dir string) (*Registry, error) {
 	return r, nil
 }
 
-// Dir is the registry's directory.
-func (r *Registry) Dir() string { return r.dir }
-
 func (r *Registry) ownerDir(uid uint32) string {
 	return filepath.Join(r.dir, strconv.FormatUint(uint64(uid), 10))
 }
