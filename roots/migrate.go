@@ -81,11 +81,11 @@ func (r *Registry) readLegacy(name string) (Record, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 1<<16))
 	if err != nil {
-		return Record{}, fmt.Errorf("read root record: %w", err)
+		return Record{}, fmt.Errorf("%s: %w", p, err)
 	}
 	mpath := string(b)
 	if mpath == "" || ID(mpath) != name {
-		return Record{}, fmt.Errorf("root record %s (old layout): does not hold the manifest path its name is the hash of", p)
+		return Record{}, fmt.Errorf("%s (old layout): does not hold the manifest path its name is the hash of", p)
 	}
 	uid := uint32(os.Getuid())
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {

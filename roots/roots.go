@@ -84,7 +84,7 @@ func CheckBad(bad []BadRecord) error {
 	if len(bad) > 1 {
 		more = fmt.Sprintf(" (and %d more)", len(bad)-1)
 	}
-	return fmt.Errorf("%w %s%s: it may name any manifest, so nothing is deleted", ErrUnreadable, bad[0], more)
+	return fmt.Errorf("%w: %s%s: it may name any manifest, so nothing is deleted", ErrUnreadable, bad[0], more)
 }
 
 // Registry is a root registry in one directory.
@@ -118,15 +118,6 @@ func (r *Registry) CopyPath(rec Record) string {
 		return ""
 	}
 	return filepath.Join(r.ownerDir(rec.UID), recID(rec)+".lmdb")
-}
-
-// Manifest is the file to read rec's manifest from: its pinned copy, or
-// the manifest itself.
-func (r *Registry) Manifest(rec Record) string {
-	if p := r.CopyPath(rec); p != "" {
-		return p
-	}
-	return rec.ManifestPath
 }
 
 func recID(rec Record) string {
@@ -191,19 +182,19 @@ func (r *Registry) Get(uid uint32, id string) (Record, error) {
 func readRecord(path string, uid uint32, id string) (Record, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return Record{}, fmt.Errorf("read root record: %w", err)
+		return Record{}, err // names the path
 	}
 	var rec Record
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return Record{}, fmt.Errorf("root record %s: %w", path, err)
+		return Record{}, fmt.Errorf("%s: %w", path, err)
 	}
 	switch {
 	case rec.ManifestPath == "":
-		return Record{}, fmt.Errorf("root record %s: no manifest path", path)
+		return Record{}, fmt.Errorf("%s: no manifest path", path)
 	case ID(rec.ManifestPath) != id:
-		return Record{}, fmt.Errorf("root record %s: names a manifest of another id", path)
+		return Record{}, fmt.Errorf("%s: names a manifest of another id", path)
 	case rec.UID != uid:
-		return Record{}, fmt.Errorf("root record %s: belongs to uid %d, not to its directory's", path, rec.UID)
+		return Record{}, fmt.Errorf("%s: belongs to uid %d, not to its directory's", path, rec.UID)
 	}
 	rec.ID = id
 	return rec, nil
