@@ -90,7 +90,7 @@ func TestDirectLegacyRoots(t *testing.T) {
 	if st, _ := d.Status(ctx); st.Roots != 1 {
 		t.Errorf("roots after gc: %d", st.Roots)
 	}
-	// Linking p1's manifest still works from its root.
+	// Verify finds p1's root and all its blobs.
 	vr, err := d.Verify(ctx, VerifyOptions{})
 	if err != nil || vr.Roots != 1 || len(vr.Missing) != 0 {
 		t.Errorf("verify: %+v, %v", vr, err)
