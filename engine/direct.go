@@ -11,13 +11,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/cas"
+	"github.com/vrift/vrift/roots"
 )
 
 // Direct is a store used without a daemon: the calling user owns it, writes
 // blobs into it and keeps its GC roots beside it.
 type Direct struct {
 	Store *cas.Store
-	Roots *Roots
+	// Roots are the store's GC roots (roots.go).
+	Roots *roots.Registry
+	// uid owns the roots this process registers.
+	uid uint32
 	// Limits are the store's max_bytes and min_free (limits.go).
 	Limits StoreLimits
 	// shared is set when other users can reach the store's blobs (every
@@ -40,11 +44,11 @@ func OpenDirect(root string) (*Direct, error) {
 	if err != nil {
 		return nil, err
 	}
-	roots, err := OpenRoots(filepath.Join(s.Root(), "roots"))
+	reg, err := roots.Open(filepath.Join(s.Root(), "roots"))
 	if err != nil {
 		return nil, err
 	}
-	return &Direct{Store: s, Roots: roots, shared: reachableByOthers(s.Root())}, nil
+	return &Direct{Store: s, Roots: reg, uid: uint32(os.Getuid()), shared: reachableByOthers(s.Root())}, nil
 }
 
 // reachableByOthers reports whether users other than the owner can reach
@@ -146,13 +150,13 @@ func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 		}
 	}
 	// Registered first: a manifest that exists is always a root.
-	if err := d.Roots.Add(mpath); err != nil {
+	if err := d.AddRoot(mpath); err != nil {
 		return nil, err
 	}
 	defer func() {
 		// A first ingest that failed left no manifest: no root either.
 		if !exists(mpath) {
-			d.Roots.Remove(mpath)
+			d.Roots.Remove(d.uid, roots.ID(mpath))
 		}
 	}()
 	batch := d.Store.NewBatch()
@@ -199,7 +203,7 @@ func (d *Direct) Close() error { return nil }
 // Pin registers the manifest at mpath as a root and returns the store root
 // to project from.
 func (d *Direct) Pin(_ context.Context, mpath string) (string, error) {
-	if err := d.Roots.Add(mpath); err != nil {
+	if err := d.AddRoot(mpath); err != nil {
 		return "", err
 	}
 	return d.Store.Root(), nil

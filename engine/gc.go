@@ -111,19 +111,19 @@ func (d *Direct) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
 	defer lock.Unlock()
-	roots, err := d.Roots.List()
+	recs, err := d.rootRecords(true)
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
 	res := &GCResult{DryRun: opts.DryRun, DroppedRoots: []string{}}
-	gone, err := Collect(ctx, d.Store, roots, nil, opts.Grace, opts.DryRun, res)
+	gone, err := Collect(ctx, d.Store, manifests(recs), nil, opts.Grace, opts.DryRun, res)
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
 	for _, r := range gone {
 		res.DroppedRoots = append(res.DroppedRoots, r)
 		if !opts.DryRun {
-			if err := d.Roots.Remove(r); err != nil {
+			if err := d.dropRoot(recs, r); err != nil {
 				return nil, fmt.Errorf("gc: %w", err)
 			}
 		}

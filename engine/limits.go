@@ -72,12 +72,12 @@ func (d *Direct) enforceLimits(ctx context.Context) error {
 		return fmt.Errorf("store over its limits: %w", err)
 	}
 	defer lock.Unlock()
-	roots, err := d.Roots.List()
+	recs, err := d.rootRecords(true)
 	if err != nil {
-		return err
+		return fmt.Errorf("store over its limits: %w", err)
 	}
 	live := map[cas.Key]struct{}{}
-	for _, r := range roots {
+	for _, r := range manifests(recs) {
 		if err := MarkLive(ctx, r, live); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("store over its limits: %w (nothing deleted)", err)
 		}

@@ -1,81 +1,73 @@
 package engine
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
+	"slices"
+	"time"
 
-	"github.com/vrift/vrift/internal/atomicfile"
+	"github.com/vrift/vrift/roots"
 )
 
-// Roots is the registry of manifests a store serves: the GC roots. Each root
-// is a small file named after the hash of its manifest path and holding that
-// path, so registering is idempotent and needs no shared index to update.
-type Roots struct{ dir string }
+// Direct mode keeps its GC roots in the one registry both modes use
+// (package roots), in <store>/roots: each a manifest read in place,
+// recorded under the uid of the caller who registered it. A store that
+// more than one user has run direct mode on (root on a user's store) can
+// hold a record of the same manifest per owner, so direct mode counts and
+// marks manifests, not records.
 
-// OpenRoots opens (creating) the registry in dir.
-func OpenRoots(dir string) (*Roots, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("open roots: %w", err)
-	}
-	return &Roots{dir: dir}, nil
-}
-
-func (r *Roots) file(manifestPath string) string {
-	return filepath.Join(r.dir, RootID(manifestPath))
-}
-
-// RootID names a root's files in a registry, in either mode: a hash of its
-// manifest path, so registering is idempotent.
-func RootID(manifestPath string) string {
-	sum := sha256.Sum256([]byte(manifestPath))
-	return hex.EncodeToString(sum[:16])
-}
-
-// Add registers manifestPath as a root.
-func (r *Roots) Add(manifestPath string) error {
-	f := r.file(manifestPath)
-	if b, err := os.ReadFile(f); err == nil && string(b) == manifestPath {
+// AddRoot registers the manifest at mpath as a root. Every ingest and link
+// registers, so a manifest already recorded for the caller writes nothing.
+func (d *Direct) AddRoot(mpath string) error {
+	if rec, err := d.Roots.Get(d.uid, roots.ID(mpath)); err == nil && rec.InPlace {
 		return nil
 	}
-	if err := atomicfile.Write(f, []byte(manifestPath), 0o600); err != nil {
-		return fmt.Errorf("register root %s: %w", manifestPath, err)
-	}
-	return nil
+	return d.Roots.Put(roots.Record{UID: d.uid, ManifestPath: mpath, PinnedAt: time.Now().UTC()}, "")
 }
 
-// Remove drops manifestPath from the registry.
-func (r *Roots) Remove(manifestPath string) error {
-	if err := os.Remove(r.file(manifestPath)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("drop root %s: %w", manifestPath, err)
-	}
-	return nil
-}
-
-// List returns every registered manifest path.
-func (r *Roots) List() ([]string, error) {
-	entries, err := os.ReadDir(r.dir)
+// rootRecords lists every owner's roots. For a sweep, a record that cannot
+// be read is an error: it may name any manifest, and sweeping without it
+// could delete blobs a project still links to.
+func (d *Direct) rootRecords(sweep bool) ([]roots.Record, error) {
+	recs, bad, err := d.Roots.ListAll()
 	if err != nil {
-		return nil, fmt.Errorf("list roots: %w", err)
+		return nil, err
 	}
-	var out []string
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".tmp") {
-			continue
+	if sweep {
+		if err := roots.CheckBad(bad); err != nil {
+			return nil, fmt.Errorf("%w; delete the record if the project it named is gone", err)
 		}
-		b, err := os.ReadFile(filepath.Join(r.dir, e.Name()))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
+	}
+	return recs, nil
+}
+
+// manifests is the sorted distinct manifest paths of recs.
+func manifests(recs []roots.Record) []string {
+	out := make([]string, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, r.ManifestPath)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// RootManifests lists the manifests registered as roots (unreadable
+// records skipped).
+func (d *Direct) RootManifests() ([]string, error) {
+	recs, err := d.rootRecords(false)
+	if err != nil {
+		return nil, err
+	}
+	return manifests(recs), nil
+}
+
+// dropRoot removes every owner's record of the manifest at mpath.
+func (d *Direct) dropRoot(recs []roots.Record, mpath string) error {
+	for _, r := range recs {
+		if r.ManifestPath == mpath {
+			if err := d.Roots.Remove(r.UID, r.ID); err != nil {
+				return err
 			}
-			return nil, fmt.Errorf("list roots: %w", err)
 		}
-		out = append(out, string(b))
 	}
-	return out, nil
+	return nil
 }

@@ -79,11 +79,11 @@ func (d *Direct) Status(ctx context.Context) (*StoreStatus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
-	roots, err := d.Roots.List()
+	paths, err := d.RootManifests()
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
-	st.Roots = len(roots)
+	st.Roots = len(paths)
 	st.Counted = true
 	return &st, nil
 }

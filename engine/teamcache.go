@@ -40,7 +40,7 @@ func (d *Direct) Pull(ctx context.Context, name, root string, opts TransferOptio
 	if opts.Backend == nil {
 		return nil, fmt.Errorf("pull: %w (--remote s3://bucket/prefix, or [remote] in the config)", ErrNoRemote)
 	}
-	return teamcache.Pull(ctx, d.Store, opts.Backend, name, root, d.Roots.Add, opts.Options)
+	return teamcache.Pull(ctx, d.Store, opts.Backend, name, root, d.AddRoot, opts.Options)
 }
 
 // errDaemonRemote refuses a user's remote in daemon mode.

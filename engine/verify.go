@@ -115,11 +115,11 @@ func VerifyRoot(ctx context.Context, s *cas.Store, path string, res *VerifyResul
 // Verify re-hashes every blob and checks that every root's files are present.
 // Roots whose manifest is gone are skipped (gc drops them).
 func (d *Direct) Verify(ctx context.Context, opts VerifyOptions) (*VerifyResult, error) {
-	roots, err := d.Roots.List()
+	paths, err := d.RootManifests()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("verify: %w", err)
 	}
-	return Check(ctx, d.Store, roots, true, opts.Repair)
+	return Check(ctx, d.Store, paths, true, opts.Repair)
 }
 
 // Check is the one verification of both modes: it re-hashes every blob

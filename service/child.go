@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vrift/vrift/cas"
+	"github.com/vrift/vrift/roots"
 )
 
 // A pinned manifest is a user's file, and C LMDB trusts what it reads: a
@@ -47,7 +48,7 @@ func RunChild() (code int, ran bool) {
 		return 0, false
 	}
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
-	var rec rootRecord
+	var rec roots.Record
 	var buf [1 + cas.HashSize + 8 + 1]byte
 	err := walkKeys(context.Background(), path, &rec, func(k cas.Key) error {
 		buf[0] = 'k'
@@ -77,7 +78,7 @@ func RunChild() (code int, ran bool) {
 
 // walkInChild walks the manifest at path in a child process and returns
 // its distinct file keys, filling rec's totals.
-func (s *Service) walkInChild(ctx context.Context, path string, rec *rootRecord) ([]cas.Key, error) {
+func (s *Service) walkInChild(ctx context.Context, path string, rec *roots.Record) ([]cas.Key, error) {
 	select {
 	case s.children <- struct{}{}:
 		defer func() { <-s.children }()

@@ -3,9 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/roots"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/units"
 )
@@ -189,16 +188,16 @@ func (s *Service) limitSweep(ctx context.Context) error {
 			s.cfg.Log.Error("store lock: back to shared failed", "err", err)
 		}
 	}()
-	recs, err := s.roots(0, true)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	recs, err := s.sweepRoots()
+	if err != nil {
+		return fmt.Errorf("store over its limits: %w", err)
 	}
 	live := map[cas.Key]struct{}{}
 	s.copies.Lock() // one opener of each pinned copy at a time
-	for _, r := range recs {
-		if err := engine.MarkLive(ctx, r.copyPath, live); err != nil {
+	for _, cp := range s.copyPaths(recs) {
+		if err := engine.MarkLive(ctx, cp, live); err != nil {
 			s.copies.Unlock()
-			return fmt.Errorf("store over its limits: cannot read root %s (nothing deleted): %w", r.copyPath, err)
+			return fmt.Errorf("store over its limits: cannot read root %s (nothing deleted): %w", cp, err)
 		}
 	}
 	s.copies.Unlock()
@@ -279,14 +278,13 @@ func (s *Service) openUsage(ctx context.Context) error {
 
 // pinnedRoots lists every root on disk as the accounting names them.
 func (s *Service) pinnedRoots() ([]pinnedRoot, error) {
-	recs, err := s.roots(0, true)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	recs, err := s.records(0, true)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]pinnedRoot, 0, len(recs))
 	for _, r := range recs {
-		out = append(out, pinnedRoot{uid: r.UID, id: strings.TrimSuffix(filepath.Base(r.copyPath), ".lmdb"),
-			pinnedAt: r.PinnedAt.UnixNano(), path: r.copyPath})
+		out = append(out, pinnedRoot{uid: r.UID, id: r.ID, pinnedAt: r.PinnedAt.UnixNano(), path: s.reg.CopyPath(r)})
 	}
 	return out, nil
 }
@@ -297,7 +295,7 @@ func (s *Service) pinnedRoots() ([]pinnedRoot, error) {
 func (s *Service) walkRoot(ctx context.Context, path string, fn func(cas.Key) error) (int64, error) {
 	s.copies.Lock() // LMDB: one opener of an environment per process
 	defer s.copies.Unlock()
-	var rec rootRecord
+	var rec roots.Record
 	err := walkKeys(ctx, path, &rec, fn)
 	return rec.Files, err
 }
@@ -338,8 +336,8 @@ func (s *Service) usage(ctx context.Context, c *rpc.Call) (any, error) {
 			s.cfg.Log.Warn("usage recount differed from the incremental accounting", "before", before, "after", after)
 		}
 	}
-	recs, err := s.roots(c.Peer.UID, admin)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	recs, err := s.records(c.Peer.UID, admin)
+	if err != nil {
 		return nil, err
 	}
 	byUID := map[uint32]*rpc.UserUsage{}
@@ -363,8 +361,7 @@ func (s *Service) usage(ctx context.Context, c *rpc.Call) (any, error) {
 		}
 	}
 	for _, r := range recs {
-		id := strings.TrimSuffix(filepath.Base(r.copyPath), ".lmdb")
-		info, _, err := s.acct.Root(r.UID, id)
+		info, _, err := s.acct.Root(r.UID, r.ID)
 		if err != nil {
 			return nil, err
 		}

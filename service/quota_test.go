@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/errdefs"
+	"github.com/vrift/vrift/roots"
 	"github.com/vrift/vrift/rpc"
 )
 
@@ -171,7 +171,7 @@ func TestQuotaRefusals(t *testing.T) {
 	if _, err := link(alice, m3, ""); !errors.Is(err, errdefs.ErrQuota) {
 		t.Fatalf("alice pinning bob's content over her quota: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(h.svc.rootDir(aliceUID), rootIDOf(m3)+".json")); err == nil {
+	if _, err := h.svc.reg.Get(aliceUID, roots.ID(m3)); err == nil {
 		t.Errorf("the refused pin was published")
 	}
 	// Re-pinning what she holds costs nothing; 90% warns.
@@ -211,8 +211,6 @@ func TestQuotaRefusals(t *testing.T) {
 	}
 }
 
-func rootIDOf(mpath string) string { return engine.RootID(mpath) }
-
 // TestAccountingSurvivesRestart: the accounting persists; a crash between
 // removing a root and recording it (simulated by removing the files with
 // the daemon stopped) is noticed at startup and recounted.
@@ -239,7 +237,7 @@ func TestAccountingSurvivesRestart(t *testing.T) {
 	}
 	svc.Close()
 	// Alice's root vanishes while the daemon is down.
-	base := filepath.Join(filepath.Join(cfg.State, "roots", fmt.Sprint(aliceUID)), rootIDOf(ma))
+	base := filepath.Join(filepath.Join(cfg.State, "roots", fmt.Sprint(aliceUID)), roots.ID(ma))
 	os.Remove(base + ".json")
 	os.Remove(base + ".lmdb")
 	svc, err = New(cfg)

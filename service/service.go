@@ -4,16 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,8 +21,8 @@ import (
 
 	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/engine"
-	"github.com/vrift/vrift/internal/atomicfile"
 	"github.com/vrift/vrift/manifest"
+	"github.com/vrift/vrift/roots"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/units"
 )
@@ -118,6 +115,8 @@ func (c *Config) setDefaults() {
 type Service struct {
 	cfg   Config
 	store *cas.Store
+	// reg holds the pinned roots (<state>/roots, package roots).
+	reg   *roots.Registry
 	audit *auditLog
 	self  uint32
 	// exe is this program, re-executed to walk untrusted manifests;
@@ -238,7 +237,8 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.State, "roots"), 0o700); err != nil {
+	reg, err := roots.Open(filepath.Join(cfg.State, "roots"))
+	if err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	if err := os.Chmod(cfg.State, 0o700); err != nil {
@@ -264,7 +264,7 @@ func New(cfg Config) (*Service, error) {
 	if n, _ := store.CleanTemps(24 * time.Hour); n > 0 {
 		cfg.Log.Info("removed temp files of a previous run", "count", n)
 	}
-	s := &Service{cfg: cfg, store: store, audit: audit, self: uint32(os.Getuid()), storeLock: lock, exe: exe,
+	s := &Service{cfg: cfg, store: store, reg: reg, audit: audit, self: uint32(os.Getuid()), storeLock: lock, exe: exe,
 		children: make(chan struct{}, maxChildren), childTimeout: childTimeout,
 		sessions: map[string]*session{}}
 	// The store's totals are read once here; from now on they are kept
@@ -657,21 +657,6 @@ func (s *Service) flush(c *rpc.Call) (any, error) {
 	return struct{}{}, nil
 }
 
-// rootRecord is the sidecar of a pinned manifest copy.
-type rootRecord struct {
-	UID          uint32    `json:"uid"`
-	ManifestPath string    `json:"manifest_path"`
-	Files        int64     `json:"files"`
-	Bytes        int64     `json:"bytes"`
-	PinnedAt     time.Time `json:"pinned_at"`
-	copyPath     string
-	sidePath     string
-}
-
-func (s *Service) rootDir(uid uint32) string {
-	return filepath.Join(s.cfg.State, "roots", strconv.FormatUint(uint64(uid), 10))
-}
-
 // link pins the caller's manifest: the daemon keeps its own copy (it cannot
 // read the caller's, which lives in a home directory and whose LMDB lock
 // file it could not open), so the copy is a GC root owned by the caller.
@@ -724,32 +709,32 @@ func (s *Service) link(ctx context.Context, c *rpc.Call) (any, error) {
 // run without the sweep lock; only checking which blobs are present and
 // publishing the root run under it, so a sweep can neither delete a blob
 // reported present before the root holds it, nor wait on a slow caller.
-func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src *os.File, sess *session) (rootRecord, rpc.LinkResult, error) {
+func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src *os.File, sess *session) (roots.Record, rpc.LinkResult, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
-		return rootRecord{}, rpc.LinkResult{}, fmt.Errorf("link: fstat: %w", err)
+		return roots.Record{}, rpc.LinkResult{}, fmt.Errorf("link: fstat: %w", err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return rootRecord{}, rpc.LinkResult{}, rpc.Errorf(rpc.CodeInvalidParams, "link: the manifest descriptor is not a regular file")
+		return roots.Record{}, rpc.LinkResult{}, rpc.Errorf(rpc.CodeInvalidParams, "link: the manifest descriptor is not a regular file")
 	}
 	if st.Size > s.cfg.MaxManifest {
-		return rootRecord{}, rpc.LinkResult{}, rpc.Errorf(rpc.CodeQuota, "link: manifest of %d bytes is larger than the %d the daemon accepts", st.Size, s.cfg.MaxManifest)
+		return roots.Record{}, rpc.LinkResult{}, rpc.Errorf(rpc.CodeQuota, "link: manifest of %d bytes is larger than the %d the daemon accepts", st.Size, s.cfg.MaxManifest)
 	}
-	dir := s.rootDir(uid)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return rootRecord{}, rpc.LinkResult{}, err
-	}
-	id := engine.RootID(manifestPath)
-	final := filepath.Join(dir, id+".lmdb")
-	if _, err := os.Stat(final); err != nil {
-		if n := s.countRoots(uid); n >= s.cfg.MaxRootsPerUser {
-			return rootRecord{}, rpc.LinkResult{}, rpc.Errorf(rpc.CodeQuota,
+	id := roots.ID(manifestPath)
+	if _, err := s.reg.Get(uid, id); err != nil {
+		// Not a re-pin: a new root takes a slot.
+		n, err := s.reg.Count(uid)
+		if err != nil {
+			return roots.Record{}, rpc.LinkResult{}, fmt.Errorf("link: %w", err)
+		}
+		if n >= s.cfg.MaxRootsPerUser {
+			return roots.Record{}, rpc.LinkResult{}, rpc.Errorf(rpc.CodeQuota,
 				"link: you have %d pinned manifests, the most the daemon allows per user; drop some with vrift gc", n)
 		}
 	}
-	tmp, err := os.CreateTemp(dir, id+".*.tmp")
+	tmp, err := s.reg.TempCopy(uid, id)
 	if err != nil {
-		return rootRecord{}, rpc.LinkResult{}, err
+		return roots.Record{}, rpc.LinkResult{}, fmt.Errorf("link: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	err = copySparse(ctx, tmp, src, s.cfg.MaxManifest)
@@ -758,19 +743,18 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	}
 	tmp.Close()
 	if err != nil {
-		return rootRecord{}, rpc.LinkResult{}, fmt.Errorf("link: copy manifest: %w", err)
+		return roots.Record{}, rpc.LinkResult{}, fmt.Errorf("link: copy manifest: %w", err)
 	}
 	if err := checkLMDB(tmp.Name()); err != nil {
-		return rootRecord{}, rpc.LinkResult{}, rpc.Errorf(rpc.CodeInvalidParams, "link: not a vrift manifest: %v", err)
+		return roots.Record{}, rpc.LinkResult{}, rpc.Errorf(rpc.CodeInvalidParams, "link: not a vrift manifest: %v", err)
 	}
-	rec := rootRecord{UID: uid, ManifestPath: manifestPath, PinnedAt: time.Now().UTC()}
+	rec := roots.Record{UID: uid, ManifestPath: manifestPath, PinnedAt: time.Now().UTC()}
 	keys, err := s.walkInChild(ctx, tmp.Name(), &rec)
 	os.Remove(tmp.Name() + "-lock")
 	if err != nil {
-		return rootRecord{}, rpc.LinkResult{}, rpc.Errorf(rpc.CodeInvalidParams, "link: unreadable manifest: %v", err)
+		return roots.Record{}, rpc.LinkResult{}, rpc.Errorf(rpc.CodeInvalidParams, "link: unreadable manifest: %v", err)
 	}
 	res := rpc.LinkResult{Missing: []string{}, Files: rec.Files, Store: s.store.Root()}
-	side, _ := json.Marshal(rec)
 
 	s.gcLock.RLock()
 	defer s.gcLock.RUnlock()
@@ -779,7 +763,7 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 			res.Missing = append(res.Missing, k.Name())
 		}
 		if err := ctx.Err(); err != nil {
-			return rootRecord{}, rpc.LinkResult{}, err
+			return roots.Record{}, rpc.LinkResult{}, err
 		}
 	}
 	// The quota check and the accounting's update run under the
@@ -790,27 +774,24 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	defer s.acct.mu.Unlock()
 	delta, err := s.acct.Delta(uid, id, keys)
 	if err != nil {
-		return rootRecord{}, rpc.LinkResult{}, err
+		return roots.Record{}, rpc.LinkResult{}, err
 	}
 	lim := s.limit(uid)
 	used := s.acct.User(uid).Referenced + s.inFlight(uid, sess)
 	if lim > 0 && delta > 0 && used+delta > lim {
-		return rootRecord{}, rpc.LinkResult{}, s.quotaError("pinning "+sanitize(manifestPath), uid, used, lim, delta)
+		return roots.Record{}, rpc.LinkResult{}, s.quotaError("pinning "+sanitize(manifestPath), uid, used, lim, delta)
 	}
 	if lim > 0 && float64(used+delta) >= warnFraction*float64(lim) {
 		res.Warning = fmt.Sprintf("you use %s of your %s quota on the shared store (%.0f%%)",
 			units.FormatSize(used+delta), units.FormatSize(lim), 100*float64(used+delta)/float64(lim))
 	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return rootRecord{}, rpc.LinkResult{}, err
-	}
-	if err := atomicfile.Write(filepath.Join(dir, id+".json"), side, 0o600); err != nil {
-		return rootRecord{}, rpc.LinkResult{}, err
+	if err := s.reg.Put(rec, tmp.Name()); err != nil {
+		return roots.Record{}, rpc.LinkResult{}, fmt.Errorf("link: %w", err)
 	}
 	// A crash before this commits leaves the accounting's record of this
-	// root older than the sidecar: the next start recounts.
+	// root older than the root's record: the next start recounts.
 	if err := s.acct.AddRoot(uid, id, rec.PinnedAt.UnixNano(), rec.Files, keys); err != nil {
-		return rootRecord{}, rpc.LinkResult{}, err
+		return roots.Record{}, rpc.LinkResult{}, err
 	}
 	return rec, res, nil
 }
@@ -819,7 +800,7 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 // filling rec's totals with checked arithmetic: sizes come from the client
 // and a crafted manifest must not overflow them. It runs C LMDB on the
 // file: call it in-process only on a copy already walked by a child.
-func walkKeys(ctx context.Context, path string, rec *rootRecord, fn func(cas.Key) error) error {
+func walkKeys(ctx context.Context, path string, rec *roots.Record, fn func(cas.Key) error) error {
 	m, err := manifest.Open(path)
 	if err != nil {
 		return err
@@ -892,43 +873,51 @@ func allZero(b []byte) bool {
 	return true
 }
 
-func (s *Service) countRoots(uid uint32) int {
-	matches, _ := filepath.Glob(filepath.Join(s.rootDir(uid), "*.json"))
-	return len(matches)
+// records lists pinned roots: uid's own, or everyone's for all. Records it
+// cannot read are left out and logged: what lists roots for display must
+// not fail on one bad file (sweeps use sweepRoots, which refuse).
+func (s *Service) records(uid uint32, all bool) ([]roots.Record, error) {
+	var recs []roots.Record
+	var bad []roots.BadRecord
+	var err error
+	if all {
+		recs, bad, err = s.reg.ListAll()
+	} else {
+		recs, bad, err = s.reg.List(uid)
+	}
+	for _, b := range bad {
+		s.cfg.Log.Warn("unreadable root record skipped (gc refuses to sweep until gc --drop-stale drops it)", "err", b.Err)
+	}
+	return s.pinned(recs), err
 }
 
-// roots lists pinned manifests: the caller's own, or everyone's for all.
-func (s *Service) roots(uid uint32, all bool) ([]rootRecord, error) {
-	var dirs []string
-	if all {
-		entries, err := os.ReadDir(filepath.Join(s.cfg.State, "roots"))
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range entries {
-			dirs = append(dirs, filepath.Join(s.cfg.State, "roots", e.Name()))
-		}
-	} else {
-		dirs = []string{s.rootDir(uid)}
-	}
-	var out []rootRecord
-	for _, d := range dirs {
-		matches, _ := filepath.Glob(filepath.Join(d, "*.json"))
-		for _, side := range matches {
-			b, err := os.ReadFile(side)
-			if err != nil {
-				continue
-			}
-			var rec rootRecord
-			if json.Unmarshal(b, &rec) != nil {
-				continue
-			}
-			rec.sidePath = side
-			rec.copyPath = side[:len(side)-len(".json")] + ".lmdb"
-			out = append(out, rec)
+// pinned keeps the records with a pinned copy: a record of a manifest in
+// place names a user's file, which the daemon never reads (nothing it
+// writes makes one; this guards its state directory against a hand-made
+// one).
+func (s *Service) pinned(recs []roots.Record) []roots.Record {
+	out := recs[:0]
+	for _, r := range recs {
+		if r.HasCopy() {
+			out = append(out, r)
+		} else {
+			s.cfg.Log.Warn("root record without a pinned copy ignored", "uid", r.UID, "id", r.ID)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// sweepRoots lists every pinned root for a sweep, which an unreadable
+// record refuses: it may pin any blob.
+func (s *Service) sweepRoots() ([]roots.Record, error) {
+	recs, bad, err := s.reg.ListAll()
+	if err != nil {
+		return nil, err
+	}
+	if err := roots.CheckBad(bad); err != nil {
+		return nil, fmt.Errorf("%w; root or vrift can drop it with vrift gc --drop-stale", err)
+	}
+	return s.pinned(recs), nil
 }
 
 // status answers everyone with their own roots and sessions. Only root and
@@ -944,8 +933,8 @@ func (s *Service) status(ctx context.Context, c *rpc.Call) (any, error) {
 		}
 		res.Blobs, res.Bytes, res.DiskBytes, res.StoreCounted = st.Blobs, st.Bytes, st.DiskBytes, true
 	}
-	recs, err := s.roots(c.Peer.UID, admin)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	recs, err := s.records(c.Peer.UID, admin)
+	if err != nil {
 		return nil, err
 	}
 	for _, r := range recs {
@@ -995,15 +984,13 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 		if checkPath("gc", mp) != nil {
 			continue
 		}
-		base := filepath.Join(s.rootDir(c.Peer.UID), engine.RootID(mp))
-		if _, err := os.Stat(base + ".json"); err != nil {
+		id := roots.ID(mp)
+		if _, err := s.reg.Get(c.Peer.UID, id); err != nil {
 			continue
 		}
 		res.DroppedRoots = append(res.DroppedRoots, mp)
 		if !p.DryRun {
-			os.Remove(base + ".json")
-			os.Remove(base + ".lmdb")
-			if err := s.acct.DropRoot(c.Peer.UID, engine.RootID(mp)); err != nil {
+			if err := s.dropRoot(c.Peer.UID, id); err != nil {
 				return nil, fmt.Errorf("gc: %w", err)
 			}
 		}
@@ -1027,14 +1014,11 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 			s.cfg.Log.Error("store lock: back to shared failed", "err", err)
 		}
 	}()
-	recs, err := s.roots(0, true)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	recs, err := s.sweepRoots()
+	if err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
 	}
-	var roots []string
-	for _, r := range recs {
-		roots = append(roots, r.copyPath)
-	}
+	copies := s.copyPaths(recs)
 	// In-flight ingests are roots too.
 	sessions := func(live map[cas.Key]struct{}) {
 		s.mu.Lock()
@@ -1050,7 +1034,7 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 	var er engine.GCResult
 	start := time.Now()
 	s.copies.Lock()
-	_, err = engine.Collect(ctx, s.store, roots, sessions, p.Grace, p.DryRun, &er)
+	_, err = engine.Collect(ctx, s.store, copies, sessions, p.Grace, p.DryRun, &er)
 	s.copies.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
@@ -1078,36 +1062,62 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 }
 
 // dropStale drops every user's roots whose pinned copy the daemon can no
-// longer read as a manifest (removed, truncated or corrupted on disk). It
-// cannot tell whether a user's own manifest still exists (it cannot read
-// home directories); a root is stale when its pinned copy, which alone
-// decides what the sweep keeps, is unreadable.
+// longer read as a manifest (removed, truncated or corrupted on disk), and
+// root records it cannot read (which stop every sweep). It cannot tell
+// whether a user's own manifest still exists (it cannot read home
+// directories); a root is stale when its pinned copy, which alone decides
+// what the sweep keeps, is unreadable.
 func (s *Service) dropStale(dry bool) ([]string, error) {
-	recs, err := s.roots(0, true)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	recs, bad, err := s.reg.ListAll()
+	if err != nil {
 		return nil, err
 	}
 	var dropped []string
 	for _, r := range recs {
-		if checkLMDB(r.copyPath) == nil {
-			var tmp rootRecord
-			_, err := s.walkInChild(context.Background(), r.copyPath, &tmp)
-			os.Remove(r.copyPath + "-lock")
+		cp := s.reg.CopyPath(r)
+		if checkLMDB(cp) == nil {
+			var tmp roots.Record
+			_, err := s.walkInChild(context.Background(), cp, &tmp)
+			os.Remove(cp + "-lock")
 			if err == nil {
 				continue
 			}
 		}
 		dropped = append(dropped, fmt.Sprintf("uid %d: %s", r.UID, r.ManifestPath))
 		if !dry {
-			os.Remove(r.sidePath)
-			os.Remove(r.copyPath)
-			os.Remove(r.copyPath + "-lock")
-			if err := s.acct.DropRoot(r.UID, strings.TrimSuffix(filepath.Base(r.copyPath), ".lmdb")); err != nil {
+			if err := s.dropRoot(r.UID, r.ID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, b := range bad {
+		dropped = append(dropped, fmt.Sprintf("uid %d: unreadable root record %s", b.UID, b.ID))
+		if !dry {
+			if err := s.dropRoot(b.UID, b.ID); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return dropped, nil
+}
+
+// dropRoot removes uid's root id: its record and pinned copy, then its
+// figures from the accounting.
+func (s *Service) dropRoot(uid uint32, id string) error {
+	if err := s.reg.Remove(uid, id); err != nil {
+		return err
+	}
+	return s.acct.DropRoot(uid, id)
+}
+
+// copyPaths lists the pinned copies of recs (from records or sweepRoots:
+// each has one).
+func (s *Service) copyPaths(recs []roots.Record) []string {
+	out := make([]string, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, s.reg.CopyPath(r))
+	}
+	return out
 }
 
 // verify re-hashes the whole store for root and vrift (one at a time); any
@@ -1121,13 +1131,9 @@ func (s *Service) verify(ctx context.Context, c *rpc.Call) (any, error) {
 		}
 		defer s.verifying.Unlock()
 	}
-	recs, _ := s.roots(c.Peer.UID, admin)
-	var roots []string
-	for _, r := range recs {
-		roots = append(roots, r.copyPath)
-	}
+	recs, _ := s.records(c.Peer.UID, admin)
 	s.copies.Lock()
-	vr, err := engine.Check(ctx, s.store, roots, admin, false)
+	vr, err := engine.Check(ctx, s.store, s.copyPaths(recs), admin, false)
 	s.copies.Unlock()
 	if err != nil {
 		return nil, err

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/vrift/vrift/cas"
-	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/manifest"
+	"github.com/vrift/vrift/roots"
 	"github.com/vrift/vrift/rpc"
 )
 
@@ -492,7 +492,7 @@ func TestDropStale(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	copyOf := filepath.Join(h.dir, "state", "roots", fmt.Sprint(aliceUID), engine.RootID(bad)+".lmdb")
+	copyOf := filepath.Join(h.dir, "state", "roots", fmt.Sprint(aliceUID), roots.ID(bad)+".lmdb")
 	if err := os.Truncate(copyOf, 100); err != nil {
 		t.Fatal(err)
 	}
@@ -502,6 +502,54 @@ func TestDropStale(t *testing.T) {
 	}
 	if len(res.DroppedRoots) != 1 || !strings.Contains(res.DroppedRoots[0], bad) || res.Roots != 1 {
 		t.Fatalf("drop-stale: %+v", res)
+	}
+}
+
+// TestUnreadableRootRecord: a root record the daemon cannot read is left
+// out of status and usage (and a restart), stops every sweep (it may name
+// any manifest, so its copy may hold any blob), and an admin's
+// --drop-stale drops it with its copy.
+func TestUnreadableRootRecord(t *testing.T) {
+	h := newHarness(t, Config{})
+	alice := h.client(aliceUID)
+	ctx := context.Background()
+	good := filepath.Join(h.dir, "a", "good.lmdb")
+	writeManifest(t, good, nil, "kept")
+	if _, err := link(alice, good, ""); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(h.dir, "state", "roots", fmt.Sprint(aliceUID))
+	torn := roots.ID("/home/alice/torn/.vrift/manifest.lmdb")
+	if err := os.WriteFile(filepath.Join(dir, torn+".json"), []byte(`{"uid":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, torn+".lmdb"), []byte("a copy"), 0o600)
+	var st rpc.StatusResult
+	if err := alice.Call(ctx, rpc.MethodStatus, nil, &st); err != nil || len(st.Roots) != 1 {
+		t.Fatalf("status with an unreadable record: %+v, %v", st, err)
+	}
+	// A restart reads the accounting's roots past it.
+	cfg := h.svc.cfg
+	h.svc.Close()
+	var err error
+	var admin *rpc.Client
+	if h.svc, err = New(cfg); err != nil {
+		t.Fatalf("restart with an unreadable record: %v", err)
+	}
+	defer h.svc.Close()
+	admin = h.client(h.self())
+	if err := admin.Call(ctx, rpc.MethodGC, rpc.GCParams{Grace: 0}, &rpc.GCResult{}); err == nil || !strings.Contains(err.Error(), "unreadable root record") {
+		t.Fatalf("gc with an unreadable record: %v", err)
+	}
+	var res rpc.GCResult
+	if err := admin.Call(ctx, rpc.MethodGC, rpc.GCParams{Grace: 0, DropStale: true}, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.DroppedRoots) != 1 || !strings.Contains(res.DroppedRoots[0], torn) || res.Roots != 1 {
+		t.Fatalf("drop-stale of an unreadable record: %+v", res)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, torn+"*")); len(left) != 0 {
+		t.Errorf("left of the dropped record: %v", left)
 	}
 }
 
@@ -553,7 +601,7 @@ func TestBounds(t *testing.T) {
 			t.Fatal(err)
 		}
 		var st syscallStat
-		if err := statBlocks(filepath.Join(h.dir, "state", "roots", "100003", engine.RootID(m)+".lmdb"), &st); err != nil {
+		if err := statBlocks(filepath.Join(h.dir, "state", "roots", "100003", roots.ID(m)+".lmdb"), &st); err != nil {
 			t.Fatal(err)
 		}
 		if st.size != 6<<20 || st.blocks*512 > 1<<20 {

@@ -183,7 +183,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 	// Pull into an empty store and an empty directory, then copy out.
 	d2 := newStore(t)
 	dest := filepath.Join(t.TempDir(), "restored")
-	pres, err := teamcache.Pull(ctx, d2.Store, e.b, "app-1", dest, d2.Roots.Add, teamcache.Options{})
+	pres, err := teamcache.Pull(ctx, d2.Store, e.b, "app-1", dest, d2.AddRoot, teamcache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,12 +194,12 @@ func TestPushPullRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareTrees(t, filepath.Join(root, "node_modules"), filepath.Join(dest, "node_modules"))
-	roots, _ := d2.Roots.List()
+	roots, _ := d2.RootManifests()
 	if len(roots) != 1 || roots[0] != pres.ManifestPath {
 		t.Fatalf("pulled manifest not a gc root: %v", roots)
 	}
 	// A second pull fetches nothing.
-	p2, err := teamcache.Pull(ctx, d2.Store, e.b, "app-1", dest, d2.Roots.Add, teamcache.Options{})
+	p2, err := teamcache.Pull(ctx, d2.Store, e.b, "app-1", dest, d2.AddRoot, teamcache.Options{})
 	if err != nil || p2.BlobsFetched != 0 || p2.Reused != int64(len(keys)) {
 		t.Fatalf("second pull: %+v, %v", p2, err)
 	}
@@ -350,7 +350,7 @@ func TestCorruptBlobRejected(t *testing.T) {
 			}
 			d2 := newStore(t)
 			dest := filepath.Join(t.TempDir(), "r")
-			_, err = teamcache.Pull(ctx, d2.Store, e.b, "app", dest, d2.Roots.Add, teamcache.Options{})
+			_, err = teamcache.Pull(ctx, d2.Store, e.b, "app", dest, d2.AddRoot, teamcache.Options{})
 			if !errors.Is(err, cas.ErrMismatch) || !strings.Contains(err.Error(), victim.RelPath()) {
 				t.Fatalf("pull of a corrupt blob: %v", err)
 			}

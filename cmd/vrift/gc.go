@@ -45,6 +45,6 @@ period. It waits for in-flight ingests and keeps new ones out while it runs.`,
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "report what would be deleted, delete nothing")
 	cmd.Flags().DurationVar(&opts.Grace, "grace", engine.DefaultGrace, "keep unreferenced blobs younger than this")
 	cmd.Flags().BoolVar(&opts.DropStale, "drop-stale", false,
-		"daemon mode, root or vrift only: also drop every user's roots whose pinned manifest copy the daemon can no longer read")
+		"daemon mode, root or vrift only: also drop every user's roots whose pinned manifest copy, or record, the daemon can no longer read")
 	return cmd
 }
