@@ -6,7 +6,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo $${v\#v} | tr - '~' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 LDFLAGS   := -X main.version=$(VERSION)
 FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
-STATICCHECK_VERSION ?= 2025.1.1
+# v0.6.1 is staticcheck 2025.1.1 under its semver tag (the proxy serves
+# only that name here).
+STATICCHECK_VERSION ?= v0.6.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
 .PHONY: all build demo deps test test-quick test-go fixture versitygw lint darwin-check bench package systemd-test clean fuzz soak
