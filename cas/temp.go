@@ -76,26 +76,18 @@ func giveBack(path, name string) {
 	if err != nil || mode > 0o7777 {
 		return
 	}
-	var st syscall.Stat_t
-	if syscall.Lstat(path, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Nlink < 2 {
+	// By descriptor, opened without following a symlink: the chmod must
+	// reach the temp link's own inode and nothing a symlink points at.
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
 		return
 	}
-	os.Chmod(path, os.FileMode(mode&0o777)|unixSpecial(uint32(mode)))
-}
-
-// unixSpecial maps setuid, setgid and sticky bits to os.FileMode's.
-func unixSpecial(mode uint32) os.FileMode {
-	var m os.FileMode
-	if mode&syscall.S_ISUID != 0 {
-		m |= os.ModeSetuid
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if syscall.Fstat(fd, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Nlink < 2 {
+		return
 	}
-	if mode&syscall.S_ISGID != 0 {
-		m |= os.ModeSetgid
-	}
-	if mode&syscall.S_ISVTX != 0 {
-		m |= os.ModeSticky
-	}
-	return m
+	syscall.Fchmod(fd, uint32(mode))
 }
 
 func staleTemp(e fs.DirEntry, maxAge time.Duration) bool {

@@ -13,7 +13,11 @@ import (
 // beside it, renamed over path, then the directory fsynced.
 func Write(path string, data []byte, mode os.FileMode) error {
 	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	// A fresh file, never whatever sits at the temp name: one left by a
+	// crash goes first, and O_EXCL refuses a symlink planted there (root
+	// may write in a directory another user can write).
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
 	}
