@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/manifest"
 )
@@ -241,6 +243,24 @@ func TestAdoptedModeRecovered(t *testing.T) {
 	}
 	// Here the writer dies; the next ingest:
 	ingestDirect(t, store, filepath.Join(proj, "lib"), IngestOptions{})
+	if e := entryOf(t, proj, "lib/x.js"); e.Mode != 0o640 {
+		t.Errorf("manifest records mode %o, want the file's own 0640", e.Mode)
+	}
+}
+
+// TestAdoptedModeRecoveredBeforeLink: killed between the adoption's chmod
+// and its link into the store, the file is read-only with one link; the
+// next ingest still records its own mode (found once by TestKillMidIngest).
+func TestAdoptedModeRecoveredBeforeLink(t *testing.T) {
+	base := t.TempDir()
+	proj := filepath.Join(base, "p")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "lib/x.js": "x"})
+	x := filepath.Join(proj, "lib/x.js")
+	if err := unix.Setxattr(x, "user.vrift.mode", []byte("640"), 0); err != nil {
+		t.Skipf("no user xattrs here: %v", err)
+	}
+	os.Chmod(x, 0o444)
+	ingestDirect(t, filepath.Join(base, "store"), filepath.Join(proj, "lib"), IngestOptions{})
 	if e := entryOf(t, proj, "lib/x.js"); e.Mode != 0o640 {
 		t.Errorf("manifest records mode %o, want the file's own 0640", e.Mode)
 	}

@@ -37,9 +37,10 @@ func (in *ingester) hashFile(ctx context.Context, j hashJob) (recorded, error) {
 			return recorded{}, fmt.Errorf("read %s: replaced by a non-regular file during ingest", vfs.Quote(j.abs))
 		}
 		mode := uint32(before.Mode) & 0o7777
-		if before.Nlink > 1 && (mode == 0o444 || mode == 0o555) {
-			// Read-only and linked elsewhere: perhaps adopted by an
-			// ingest killed before its manifest recorded the mode.
+		if mode == 0o444 || mode == 0o555 {
+			// Read-only: perhaps adopted by an ingest killed before its
+			// manifest recorded the mode, after its chmod and before or
+			// after it linked the file into the store (so any nlink).
 			if m, ok := cas.AdoptedMode(fd); ok {
 				mode = m
 			}
