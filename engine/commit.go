@@ -55,6 +55,13 @@ func (in *ingester) record(ctx context.Context) error {
 		w := walker{in: in, old: old, jobs: jobs, out: out,
 			trustDirs:  oldMeta.Store == in.opts.StoreRoot,
 			racyBefore: time.Now().Add(-racyWindow).UnixNano()}
+		if in.opts.Paths != nil {
+			if err := w.refresh(gctx, in.opts.Paths); err != nil {
+				return err
+			}
+			return w.flush(gctx)
+		}
+		in.prune = []string{in.subtree}
 		fd, err := in.t.OpenDir(in.subtree)
 		if err != nil {
 			return fmt.Errorf("open dir %s: %w", vfs.Quote(in.dir), vfs.Cause(err))
@@ -104,6 +111,11 @@ func (in *ingester) record(ctx context.Context) error {
 					continue
 				}
 				seen[maphash.String(seed, r.path)] = struct{}{}
+				if r.busy {
+					// Kept as recorded: the watcher retries it.
+					in.res.Busy = append(in.res.Busy, r.path)
+					continue
+				}
 				wrote, err := w.PutIfChanged(r.path, r.entry)
 				if err != nil {
 					return err
@@ -124,12 +136,16 @@ func (in *ingester) record(ctx context.Context) error {
 		if in.opts.Progress != nil {
 			in.opts.Progress(in.res.Files, in.res.Bytes)
 		}
-		deleted, err := w.DeleteUnseen(in.subtree, func(p []byte) bool {
-			_, ok := seen[maphash.Bytes(seed, p)]
-			return ok
-		})
-		if err != nil {
-			return err
+		deleted := 0
+		for _, p := range in.prune {
+			n, err := w.DeleteUnseen(p, func(p []byte) bool {
+				_, ok := seen[maphash.Bytes(seed, p)]
+				return ok
+			})
+			if err != nil {
+				return err
+			}
+			deleted += n
 		}
 		// The manifest must never name a blob that a crash could lose (and
 		// a blob re-stored for an unchanged entry must be published too).

@@ -142,9 +142,11 @@ func (d *Direct) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 	if err != nil {
 		return nil, err
 	}
-	if opts.Tier == Tier2 || opts.Copy {
+	if (opts.Tier == Tier2 || opts.Copy) && opts.Paths == nil {
 		// Copies need room; adoption writes no data, so a tight store
-		// filesystem is no reason to refuse it.
+		// filesystem is no reason to refuse it. (A watcher's refresh of
+		// a few paths is not worth a walk of the tree to size it: a full
+		// store fails its write with ENOSPC, and nothing is recorded.)
 		if err := d.Store.Preflight(ctx, opts.Dir); err != nil {
 			return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
 		}

@@ -86,6 +86,16 @@ type IngestOptions struct {
 	// direct mode only. The method applies to files not yet projected; a
 	// projection found from an earlier ingest stays as it is.
 	Method vfs.Method
+	// Paths, when set, are what a watcher saw change (keys relative to the
+	// project root, below Dir): only they are looked at, each as it is now
+	// (live.go). A directory is walked whole; a path that is gone leaves
+	// the manifest with everything below it. Nil means the whole of Dir.
+	Paths []string
+	// SkipBusy leaves a file that another process still has open (the
+	// write-lease test) as it was recorded and lists it in Busy, for the
+	// watcher to retry once its writer closes it. Without it such a file
+	// is read like any other.
+	SkipBusy bool
 }
 
 // IngestResult reports one ingest. Files counts regular files.
@@ -113,6 +123,14 @@ type IngestResult struct {
 	Removed int64 `json:"removed"`
 	Tier    Tier  `json:"tier"`
 	Mode    Mode  `json:"mode"`
+	// ReadFiles and ReadBytes count the files whose content this ingest
+	// read (hashed or handed to the daemon): zero for a tree the store
+	// already holds as recorded.
+	ReadFiles int64 `json:"read_files"`
+	ReadBytes int64 `json:"read_bytes"`
+	// Busy lists the files left as they were because another process
+	// had them open (SkipBusy).
+	Busy []string `json:"busy,omitempty"`
 }
 
 // skipNames are never ingested at any depth.
@@ -267,6 +285,10 @@ type ingester struct {
 	writable    dirUnlocker
 	// adopt is set when files may be adopted rather than copied.
 	adopt *adoption
+	// prune are the keys below which entries this ingest did not see are
+	// deleted: the subtree walked, or each path of a live refresh. Set by
+	// the walking goroutine, read once it is done.
+	prune []string
 }
 
 // checkMethod refuses an in-place projection other than symlinks and
@@ -330,6 +352,9 @@ type recorded struct {
 	// private is set for a file the shared store keeps out: it is not
 	// recorded and stays as it is.
 	private bool
+	// busy is set for a file another process has open (SkipBusy): its
+	// entry stays as it was.
+	busy bool
 }
 
 // hashJob is a regular file that must be read.

@@ -139,7 +139,9 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 			return err
 		}
 		name := de.Name()
-		if skipNames[name] {
+		if skipNames[name] || (w.in.opts.Paths != nil && IsVriftTemp(name)) {
+			// A live refresh leaves vrift's temporary names to the
+			// ingest or link that made them, which may still run.
 			continue
 		}
 		if trusted && de.Type() == iofs.ModeSymlink {

@@ -1,0 +1,122 @@
+package engine
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"testing"
+
+	"github.com/vrift/vrift/manifest"
+)
+
+// snapshot is every entry of proj's manifest, directories without the
+// identity (inode, ctime) that only a listing records.
+func snapshot(t *testing.T, proj string) map[string]manifest.Entry {
+	t.Helper()
+	m, err := manifest.Open(manifest.PathFor(proj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out := map[string]manifest.Entry{}
+	err = m.View(func(r *manifest.Reader) error {
+		return r.Walk(manifest.RootPath, func(p string, e manifest.Entry) error {
+			if e.Kind == manifest.Dir {
+				e.Ino, e.CTime = 0, 0
+			}
+			out[p] = e
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestLiveRefresh: refreshing the paths a watcher saw change records what
+// a full ingest of the tree records, and that ingest then reads nothing.
+func TestLiveRefresh(t *testing.T) {
+	base := t.TempDir()
+	store := filepath.Join(base, "store")
+	proj := filepath.Join(base, "p")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "nm/a.js": "a", "nm/c/x": "x", "nm/c/y/z": "z", "nm/e": "e"})
+	nm := filepath.Join(proj, "nm")
+	ingestDirect(t, store, nm, IngestOptions{Tier: Tier2})
+
+	writeFiles(t, proj, map[string]string{"nm/a.js": "a2", "nm/b.js": "b", "nm/d/1": "1", "nm/d/2/3": "3"})
+	os.RemoveAll(filepath.Join(nm, "c"))
+	os.Remove(filepath.Join(nm, "e"))
+	writeFiles(t, proj, map[string]string{"nm/e/inner": "i"})
+	os.Symlink("a.js", filepath.Join(nm, "f"))
+	writeFiles(t, proj, map[string]string{"nm/.vrift-tmp-a.js": "temp", "nm/d/.git/HEAD": "ref"})
+	paths := []string{"nm/a.js", "nm/b.js", "nm/c", "nm/c/x", "nm/d", "nm/d/1", "nm/e", "nm/f", "nm/gone-before-seen",
+		"nm/.vrift-tmp-a.js", "nm/d/.git/HEAD"}
+	res := ingestDirect(t, store, nm, IngestOptions{Tier: Tier2, Paths: paths, SkipBusy: true})
+	if res.ReadFiles != 5 || len(res.Busy) != 0 {
+		t.Errorf("refresh read %d files (want a.js, b.js, d/1, d/2/3, e/inner), busy %v", res.ReadFiles, res.Busy)
+	}
+	live := snapshot(t, proj)
+	for _, p := range []string{"nm/c", "nm/c/x", "nm/.vrift-tmp-a.js", "nm/d/.git/HEAD"} {
+		if _, ok := live[p]; ok {
+			t.Errorf("%s recorded", p)
+		}
+	}
+	// (Whether a walk records a temp name of vrift link's is not this
+	// test's business.)
+	os.Remove(filepath.Join(nm, ".vrift-tmp-a.js"))
+	full := ingestDirect(t, store, nm, IngestOptions{Tier: Tier2})
+	if full.ReadFiles != 0 || full.ReadBytes != 0 {
+		t.Errorf("the ingest after a refresh read %d files (%d bytes), want none", full.ReadFiles, full.ReadBytes)
+	}
+	if after := snapshot(t, proj); !reflect.DeepEqual(live, after) {
+		for p, e := range after {
+			if !reflect.DeepEqual(live[p], e) {
+				t.Errorf("%s: refresh recorded %+v, ingest %+v", p, live[p], e)
+			}
+		}
+		for p := range live {
+			if _, ok := after[p]; !ok {
+				t.Errorf("%s: recorded by the refresh only", p)
+			}
+		}
+	}
+}
+
+// TestLiveRefreshBusy: a file another process has open is left as it was
+// recorded and reported busy; once closed, it is stored.
+func TestLiveRefreshBusy(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("write leases are Linux's")
+	}
+	base := t.TempDir()
+	store := filepath.Join(base, "store")
+	proj := filepath.Join(base, "p")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "nm/a.js": "a"})
+	nm := filepath.Join(proj, "nm")
+	ingestDirect(t, store, nm, IngestOptions{Tier: Tier2})
+	// A lease is refused only for another open file description; in this
+	// process that is as good as another process.
+	f, err := os.OpenFile(filepath.Join(nm, "a.js"), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("half")
+	res := ingestDirect(t, store, nm, IngestOptions{Tier: Tier2, Paths: []string{"nm/a.js"}, SkipBusy: true})
+	if len(res.Busy) != 1 || res.Busy[0] != "nm/a.js" || res.ReadFiles != 0 {
+		t.Fatalf("open file: busy %v, read %d", res.Busy, res.ReadFiles)
+	}
+	if e := entryOf(t, proj, "nm/a.js"); e.Size != 1 {
+		t.Errorf("busy file's entry changed: %+v", e)
+	}
+	f.WriteString(" and whole")
+	f.Close()
+	res = ingestDirect(t, store, nm, IngestOptions{Tier: Tier2, Paths: []string{"nm/a.js"}, SkipBusy: true})
+	if len(res.Busy) != 0 || res.ReadFiles != 1 {
+		t.Fatalf("closed file: busy %v, read %d", res.Busy, res.ReadFiles)
+	}
+	if e := entryOf(t, proj, "nm/a.js"); e.Size != int64(len("half and whole")) {
+		t.Errorf("closed file recorded as %+v", e)
+	}
+}
