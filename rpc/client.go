@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -48,8 +49,16 @@ func (c *Client) CallWithFiles(ctx context.Context, method string, params any, f
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stream.AttachFDs(files)
-	return fromWire(c.conn.Call(ctx, method, params, result))
+	err := c.conn.Call(ctx, method, params, result)
+	if errors.Is(err, jsonrpc2.ErrClosed) {
+		return fmt.Errorf("%s: %w", method, ErrHungUp)
+	}
+	return fromWire(err)
 }
+
+// ErrHungUp is returned (wrapped) by a call on a connection the daemon
+// closed: it stopped or restarted, and a new connection is needed.
+var ErrHungUp = errors.New("the daemon hung up (stopped or restarted)")
 
 // Close hangs up.
 func (c *Client) Close() error { return c.conn.Close() }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -115,18 +116,38 @@ func TakeLock(root string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("lock %s/%s: %w", path, lockName, err)
 	}
-	// Cookies of syncers that gave up, errors nobody read.
-	if nfd, err := unix.Dup(dfd); err == nil {
-		d := os.NewFile(uintptr(nfd), path)
-		names, _ := d.Readdirnames(-1)
-		d.Close()
-		for _, n := range names {
-			if len(n) > len(cookiePrefix) && n[:len(cookiePrefix)] == cookiePrefix {
-				unix.Unlinkat(dfd, n, 0)
-			}
+	l := &Lock{dirPath: path, dirFD: dfd, lockFD: lfd}
+	// Errors nobody read (their syncer gave up or died).
+	for _, n := range l.names() {
+		if strings.HasPrefix(n, cookiePrefix) && strings.HasSuffix(n, errSuffix) {
+			unix.Unlinkat(dfd, n, 0)
 		}
 	}
-	return &Lock{dirPath: path, dirFD: dfd, lockFD: lfd}, nil
+	return l, nil
+}
+
+// names lists the watch directory.
+func (l *Lock) names() []string {
+	nfd, err := unix.Dup(l.dirFD)
+	if err != nil {
+		return nil
+	}
+	d := os.NewFile(uintptr(nfd), l.dirPath)
+	defer d.Close()
+	unix.Seek(nfd, 0, 0)
+	names, _ := d.Readdirnames(-1)
+	return names
+}
+
+// cookies lists the sync cookies waiting in the watch directory.
+func (l *Lock) cookies() []string {
+	var out []string
+	for _, n := range l.names() {
+		if strings.HasPrefix(n, cookiePrefix) && !strings.HasSuffix(n, errSuffix) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Release drops the lock and the state.

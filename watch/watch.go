@@ -29,6 +29,7 @@ import (
 	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/fs/tree"
 	"github.com/vrift/vrift/manifest"
+	"github.com/vrift/vrift/rpc"
 )
 
 // Options configure a watcher.
@@ -170,9 +171,9 @@ func New(opts Options) (*Watcher, error) {
 	return w, nil
 }
 
-// Root is the project root; Subtree the key of the watched directory.
-func (w *Watcher) Root() string    { return w.root }
-func (w *Watcher) Subtree() string { return w.subtree }
+// Root is the project root; Dir the watched directory.
+func (w *Watcher) Root() string { return w.root }
+func (w *Watcher) Dir() string  { return w.dir }
 
 func (w *Watcher) abs(key string) string {
 	if key == manifest.RootPath {
@@ -192,6 +193,11 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("watch %s: %w", w.dir, err)
 	}
 	defer src.Close()
+	// Cookies made before the cookie directory was watched (a syncer
+	// that found the lock already taken) are answered like later ones.
+	for _, c := range w.lock.cookies() {
+		w.barrier(c)
+	}
 	if err := src.AddTree(w.subtree); err != nil {
 		return fmt.Errorf("watch %s: %w", w.dir, err)
 	}
@@ -232,6 +238,11 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 			// Drain: everything seen so far, quiet or not.
 			w.round(context.WithoutCancel(ctx), true)
 			w.report()
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.srcErr != nil {
+				return fmt.Errorf("watch %s: %w", w.dir, w.srcErr)
+			}
 			return nil
 		case <-tick.C:
 		case <-w.wake:
@@ -240,7 +251,9 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 		srcErr := w.srcErr
 		w.mu.Unlock()
 		if srcErr != nil {
-			w.round(context.WithoutCancel(ctx), true)
+			if !errors.Is(srcErr, rpc.ErrHungUp) {
+				w.round(context.WithoutCancel(ctx), true)
+			}
 			return fmt.Errorf("watch %s: %w", w.dir, srcErr)
 		}
 		if time.Since(w.lastPoll) > pollEvery {
@@ -376,6 +389,16 @@ func (w *Watcher) round(ctx context.Context, all bool) bool {
 		return false
 	}
 	res, err := w.store(ctx, paths)
+	if errors.Is(err, rpc.ErrHungUp) {
+		// Every commit so far named only blobs the daemon had made
+		// durable; what is queued is still in the tree, and the next
+		// watcher's start-up scan stores it.
+		w.mu.Lock()
+		w.srcErr = fmt.Errorf("%w; restart vrift watch: its start-up scan stores what is left", err)
+		w.mu.Unlock()
+		w.answer(cookies, err)
+		return false
+	}
 	if err != nil {
 		// Nothing was recorded: the paths wait for the next round.
 		w.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"github.com/vrift/vrift/engine"
 	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/units"
+	"github.com/vrift/vrift/watch"
 )
 
 func (a *app) ingestCommand() *cobra.Command {
@@ -79,6 +80,13 @@ place.`,
 				}
 			}
 			ctx := cmd.Context()
+			// A watched project: what its watcher has queued is stored
+			// first, so this ingest finds it all and reads nothing again.
+			if _, ok, _ := watch.Status(args[0]); ok {
+				if err := watch.Sync(ctx, args[0]); err != nil {
+					return fmt.Errorf("ingest %s: %w", args[0], err)
+				}
+			}
 			res, err := withStore(ctx, a, func(s engine.Store) (*engine.IngestResult, error) { return s.Ingest(ctx, opts) })
 			if bar != nil {
 				bar.Finish()
@@ -118,6 +126,7 @@ func printIngest(w io.Writer, r *engine.IngestResult) {
 		r.Files, units.FormatSize(r.Bytes), r.Unique, r.Dirs, r.Symlinks, time.Duration(r.DurationMS)*time.Millisecond)
 	fmt.Fprintf(w, "  new blobs: %d (%s): %d adopted, %d copied; reused without reading: %d\n",
 		r.NewBlobs, units.FormatSize(r.NewBytes), r.Adopted, r.Copied, r.Reused)
+	fmt.Fprintf(w, "  read: %d files (%s)\n", r.ReadFiles, units.FormatSize(r.ReadBytes))
 	switch {
 	case r.Mode == engine.Phantom:
 		fmt.Fprintf(w, "  phantom: removed %d paths; restore with vrift link or vrift mount\n", r.Removed)

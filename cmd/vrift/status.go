@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
 	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/units"
+	"github.com/vrift/vrift/watch"
 )
 
 type statusOutput struct {
@@ -22,6 +24,8 @@ type statusOutput struct {
 	// Passthrough says whether views can use FUSE passthrough here
 	// (Linux only).
 	Passthrough string `json:"passthrough"`
+	// Watcher is the project's running watcher, if any.
+	Watcher *watch.State `json:"watcher,omitempty"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -68,6 +72,9 @@ bytes of distinct content.`,
 					return fmt.Errorf("status %s: %w", project, err)
 				}
 				out.Project = &ps
+				if st, ok, err := watch.Status(ps.Root); err == nil && ok {
+					out.Watcher = &st
+				}
 			}
 			return a.emit(out, func(w io.Writer) { printStatus(w, out) })
 		},
@@ -112,5 +119,14 @@ func printStatus(w io.Writer, s statusOutput) {
 		fmt.Fprintf(w, "  files %d (%s), unique %d (%s), dirs %d, symlinks %d\n",
 			t.Files, units.FormatSize(t.Bytes), t.Unique, units.FormatSize(t.UniqueBytes), t.Dirs, t.Symlinks)
 		fmt.Fprintf(w, "  dedup ratio: %.2fx\n", p.DedupRatio)
+		if st := s.Watcher; st != nil {
+			fmt.Fprintf(w, "  watcher: pid %d (%s mode) since %s, watching %s; backlog %d (%d busy)\n",
+				st.PID, st.Mode, st.Since.Local().Format(time.DateTime), st.Dir, st.Backlog, st.Busy)
+			if st.Error != "" {
+				fmt.Fprintf(w, "  watcher's last commit failed: %s\n", st.Error)
+			}
+		} else {
+			fmt.Fprintf(w, "  watcher: none\n")
+		}
 	}
 }
