@@ -91,9 +91,17 @@ func (s *inotify) AddTree(key string) error {
 		if gone(err) {
 			return nil
 		}
-		return err
+		return fmt.Errorf("open dir %s: %w", s.w.abs(key), err)
 	}
 	return s.addTree(fd, key)
+}
+
+// watched reports whether the directory key has a watch.
+func (s *inotify) watched(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.byKey[key]
+	return ok
 }
 
 func (s *inotify) addTree(fd int, key string) error {
@@ -134,13 +142,16 @@ func (s *inotify) addTree(fd int, key string) error {
 			if gone(err) || errors.Is(err, unix.ELOOP) {
 				continue // gone, or a symlink now: not ours to watch
 			}
-			return fmt.Errorf("open dir %s: %w", s.w.abs(child), err)
+			// Unreadable for now (cp -a makes a directory 0700 until
+			// it is filled): rescanned until it can be watched.
+			s.w.unwatched(child, fmt.Errorf("open dir %s: %w", s.w.abs(child), err))
+			continue
 		}
 		if err := s.addTree(cfd, child); err != nil {
 			if !errors.Is(err, errWatchLimit) {
 				return err
 			}
-			s.w.unwatched(child)
+			s.w.unwatched(child, err)
 			limit = err
 		}
 	}
@@ -225,13 +236,11 @@ func (s *inotify) handle(wd int32, mask uint32, name string) error {
 	key := manifest.Join(dir, name)
 	if mask&unix.IN_ISDIR != 0 {
 		switch {
-		case mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
-			// Watched before the refresh lists it.
+		case mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0 || (mask&unix.IN_ATTRIB != 0 && !s.watched(key)):
+			// Watched before the refresh lists it (and one that could
+			// not be opened is tried again once its mode changes).
 			if err := s.AddTree(key); err != nil {
-				if !errors.Is(err, errWatchLimit) {
-					return err
-				}
-				s.w.unwatched(key)
+				s.w.unwatched(key, err)
 			}
 		case mask&(unix.IN_MOVED_FROM|unix.IN_DELETE) != 0:
 			s.dropTree(key)

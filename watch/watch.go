@@ -106,6 +106,8 @@ type Watcher struct {
 	stats    Stats
 	srcErr   error
 	lastPoll time.Time
+	// limitWarned: the watch limit is reported once, not per directory.
+	limitWarned bool
 
 	// beforeRead, a test hook, runs before each read of the event queue.
 	beforeRead func()
@@ -305,16 +307,20 @@ func (w *Watcher) overflowed() {
 	w.poke()
 }
 
-// unwatched records a directory that could not be watched: it is
-// rescanned every pollEvery instead, and watched once watches free up.
-func (w *Watcher) unwatched(key string) {
+// unwatched records a directory that could not be watched (no watches
+// left, or not readable yet): it is rescanned every pollEvery instead,
+// and watched once it can be.
+func (w *Watcher) unwatched(key string, why error) {
 	w.mu.Lock()
-	first := len(w.polled) == 0
 	w.polled[key] = true
 	w.dirty[key] = time.Now()
+	warn := !w.limitWarned || !errors.Is(why, errWatchLimit)
+	if errors.Is(why, errWatchLimit) {
+		w.limitWarned = true
+	}
 	w.mu.Unlock()
-	if first {
-		w.opts.Warn(fmt.Sprintf("%s: %v; rescanning what could not be watched every %s", w.abs(key), watchLimitError(), pollEvery))
+	if warn {
+		w.opts.Warn(fmt.Sprintf("%v; rescanning %s every %s until it can be watched", why, w.abs(key), pollEvery))
 	}
 }
 
@@ -328,10 +334,10 @@ func (w *Watcher) poll(src source) {
 	w.polled = map[string]bool{}
 	w.mu.Unlock()
 	for _, k := range keys {
-		if err := src.AddTree(k); err != nil && !errors.Is(err, errWatchLimit) {
-			w.opts.Warn(err.Error())
-		} else if errors.Is(err, errWatchLimit) {
-			w.unwatched(k)
+		if err := src.AddTree(k); err != nil {
+			w.mu.Lock()
+			w.polled[k] = true // warned already
+			w.mu.Unlock()
 		}
 		w.changed(k)
 	}
@@ -388,7 +394,7 @@ func (w *Watcher) round(ctx context.Context, all bool) bool {
 		w.answer(cookies, nil)
 		return false
 	}
-	res, err := w.store(ctx, paths)
+	res, err := w.storeSplit(ctx, paths)
 	if errors.Is(err, rpc.ErrHungUp) {
 		// Every commit so far named only blobs the daemon had made
 		// durable; what is queued is still in the tree, and the next
@@ -435,6 +441,41 @@ func (w *Watcher) round(ctx context.Context, all bool) bool {
 	w.mu.Unlock()
 	w.answer(cookies, nil)
 	return true
+}
+
+// storeSplit stores paths; when that fails for another reason than the
+// store itself (which fails every path alike), it stores each half on its
+// own, so that one path that cannot be read (a directory made unreadable)
+// holds back only itself: it is reported and retried with the busy ones.
+func (w *Watcher) storeSplit(ctx context.Context, paths []string) (*engine.IngestResult, error) {
+	res, err := w.store(ctx, paths)
+	if err == nil || !splittable(err) {
+		return res, err
+	}
+	if len(paths) == 1 {
+		// One path that cannot be read now: set aside and retried with
+		// the busy ones, not a failed commit.
+		w.opts.Warn(err.Error())
+		return &engine.IngestResult{Busy: paths}, nil
+	}
+	half := len(paths) / 2
+	a, err := w.storeSplit(ctx, paths[:half])
+	if err != nil {
+		return nil, err
+	}
+	b, err := w.storeSplit(ctx, paths[half:])
+	if err != nil {
+		return nil, err
+	}
+	a.Busy = append(a.Busy, b.Busy...)
+	return a, nil
+}
+
+// splittable reports whether err may be one path's own (unreadable,
+// gone mid-read) rather than the store's (full, over quota, hung up).
+func splittable(err error) bool {
+	return errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EIO) ||
+		errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENAMETOOLONG)
 }
 
 // store runs one live refresh (nil paths: the whole watched tree).
