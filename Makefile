@@ -72,6 +72,7 @@ bench: build fixture
 	scripts/bench.sh
 	scripts/bench-fuse.sh
 	scripts/bench-remote.sh
+	scripts/bench-watch.sh
 
 ## package: dist/vrift_<version>_amd64.deb and dist/vrift-<version>.x86_64.rpm (nfpm)
 package: build

@@ -131,6 +131,8 @@ type IngestResult struct {
 	// Busy lists the files left as they were because another process
 	// had them open (SkipBusy).
 	Busy []string `json:"busy,omitempty"`
+	// Store is the store root the manifest's projections point into.
+	Store string `json:"store"`
 }
 
 // skipNames are never ingested at any depth.
@@ -231,7 +233,7 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 		unique: make(map[cas.Key]struct{}), writable: dirUnlocker{t: t},
 		unprojected: make(map[uint64]struct{}), seed: maphash.MakeSeed()}
 	in.res.ManifestPath, in.res.Root, in.res.Subtree = mpath, root, subtree
-	in.res.Tier, in.res.Mode = opts.Tier, opts.Mode
+	in.res.Tier, in.res.Mode, in.res.Store = opts.Tier, opts.Mode, opts.StoreRoot
 	if a, ok := opts.Blobs.(Adopter); ok && opts.Tier == Tier1 && !opts.Copy {
 		in.adopt = &adoption{a: a, uid: uint32(os.Geteuid()), dev: a.StoreDev()}
 	}

@@ -161,6 +161,18 @@ func TestDebInstall(t *testing.T) {
 		"/usr/lib/systemd/system/vrift-daemon.socket", "/usr/lib/systemd/system/vrift-daemon.service").CombinedOutput(); err != nil {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
+	// The watcher's user unit, for one project: verified as an instance.
+	inst := filepath.Join(t.TempDir(), "vrift-watch@tmp.service")
+	if b, err := os.ReadFile("/usr/lib/systemd/user/vrift-watch@.service"); err != nil {
+		t.Error(err)
+	} else if err := os.WriteFile(inst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	verify := exec.Command("systemd-analyze", "verify", "--user", inst)
+	verify.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+t.TempDir()) // a user manager's, which root lacks
+	if out, err := verify.CombinedOutput(); err != nil {
+		t.Errorf("systemd-analyze verify --user vrift-watch@tmp.service: %v\n%s", err, out)
+	}
 	if out, err := exec.Command("systemd-analyze", "security", "--offline=yes",
 		"/usr/lib/systemd/system/vrift-daemon.service").CombinedOutput(); err == nil {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
@@ -206,6 +218,7 @@ func TestDebInstall(t *testing.T) {
 	}
 	files := run(t, "rpm", "-qpl", rpms[0])
 	for _, want := range []string{"/usr/bin/vrift", "/usr/bin/vrift-daemon", "/usr/lib/systemd/system/vrift-daemon.socket",
+		"/usr/lib/systemd/user/vrift-watch@.service",
 		"/usr/lib/sysusers.d/vrift.conf", "/usr/lib/tmpfiles.d/vrift.conf", "/etc/vrift/config.toml",
 		"/usr/share/bash-completion/completions/vrift"} {
 		if !strings.Contains(files, want) {
@@ -411,7 +424,9 @@ func TestSystemdBoot(t *testing.T) {
 	for _, want := range []string{"ingest exit: 0", "mode:    daemon", "Type=notify", "User=vrift", "ActiveState=active",
 		"SubState=running", "socket_activated=true", "StatusText=serving /var/lib/vrift/the_source", "DONE",
 		// Go raised the soft limit (to hard-1) despite ~@resources.
-		"filtered limits: Max open files            8191                 8192", "max_fds_total=4095"} {
+		"filtered limits: Max open files            8191                 8192", "max_fds_total=4095",
+		// The watcher's user unit: ready, synced, stopped cleanly.
+		"watch unit: active", "watch sync exit: 0", "watcher: pid ", "files 3 ", "watch unit after stop: inactive"} {
 		if !strings.Contains(string(result), want) {
 			t.Errorf("container result lacks %q", want)
 		}

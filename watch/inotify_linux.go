@@ -204,7 +204,11 @@ func (s *inotify) handle(wd int32, mask uint32, name string) error {
 		return nil
 	}
 	if wd == s.cookie {
-		if mask&unix.IN_CREATE != 0 && strings.HasPrefix(name, cookiePrefix) {
+		switch {
+		case mask&unix.IN_CREATE == 0:
+		case strings.HasPrefix(name, selfCookiePrefix):
+			s.w.ownEventsEnd(name)
+		case strings.HasPrefix(name, cookiePrefix):
 			s.w.barrier(name)
 		}
 		return nil
@@ -234,6 +238,12 @@ func (s *inotify) handle(wd int32, mask uint32, name string) error {
 		return nil
 	}
 	key := manifest.Join(dir, name)
+	// While the watcher projects, what a projection makes (a file renamed
+	// over, a directory's times put back) waits to be told apart from
+	// the user's changes (ownEventsEnd).
+	if mask&(unix.IN_MOVED_TO|unix.IN_ATTRIB) != 0 && mask&unix.IN_CREATE == 0 && s.w.holdOwn(key, mask&unix.IN_ISDIR != 0) {
+		return nil
+	}
 	if mask&unix.IN_ISDIR != 0 {
 		switch {
 		case mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0 || (mask&unix.IN_ATTRIB != 0 && !s.watched(key)):

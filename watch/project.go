@@ -32,6 +32,8 @@ const (
 	lockName     = "lock"
 	stateName    = "state.json"
 	cookiePrefix = "cookie-"
+	// selfCookiePrefix marks the end of a projection's own events.
+	selfCookiePrefix = "self-"
 	errSuffix    = ".err"
 )
 
@@ -182,6 +184,16 @@ func writeAt(dfd int, name string, data []byte) error {
 	return err
 }
 
+// createAt makes the empty file name in dfd: a cookie, seen by the
+// watcher as its IN_CREATE.
+func createAt(dfd int, name string) error {
+	fd, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
+}
+
 func readState(dfd int) (State, bool) {
 	fd, err := unix.Openat(dfd, stateName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -246,11 +258,9 @@ func Sync(ctx context.Context, dir string) error {
 	}
 	defer unix.Close(dfd)
 	name := fmt.Sprintf("%s%d-%d", cookiePrefix, os.Getpid(), time.Now().UnixNano())
-	fd, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if err != nil {
+	if err := createAt(dfd, name); err != nil {
 		return fmt.Errorf("sync with the watcher of %s: %w", root, err)
 	}
-	unix.Close(fd)
 	defer unix.Unlinkat(dfd, name+errSuffix, 0)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/engine"
+	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/fs/tree"
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/rpc"
@@ -54,6 +55,11 @@ type Options struct {
 	// Ready, if set, runs once the watches are set and the start-up scan
 	// is committed (systemd's READY=1).
 	Ready func()
+	// ProjectAfter, if set, projects the watched tree in place once it
+	// has been quiet that long (project_after.go), by Method (symlinks
+	// by default).
+	ProjectAfter time.Duration
+	Method       vfs.Method
 }
 
 // Stats are a watcher's running totals.
@@ -67,10 +73,16 @@ type Stats struct {
 	Files   int64 `json:"files"`
 	Bytes   int64 `json:"bytes"`
 	Commits int64 `json:"commits"`
+	// Paths counts the changed paths looked at (refreshed).
+	Paths int64 `json:"paths"`
 	// LagMS is the age of the oldest change not yet committed.
 	LagMS int64 `json:"lag_ms"`
 	// Overflows counts kernel queue overflows, each answered by a rescan.
 	Overflows int64 `json:"overflows"`
+	// Projected counts files the watcher projected (ProjectAfter), and
+	// OwnDropped the events of its projections it recognised and dropped.
+	Projected  int64 `json:"projected,omitempty"`
+	OwnDropped int64 `json:"own_events_dropped,omitempty"`
 	// Error is the last commit's error, if it failed.
 	Error string `json:"error,omitempty"`
 }
@@ -108,6 +120,14 @@ type Watcher struct {
 	lastPoll time.Time
 	// limitWarned: the watch limit is reported once, not per directory.
 	limitWarned bool
+	// lastEvent is the time of the latest change; storedSinceProjection
+	// is set by a commit and cleared by a projection; own holds the
+	// events of a projection in progress; storeRoot is where projections
+	// point (project_after.go).
+	lastEvent             time.Time
+	storedSinceProjection bool
+	own                   ownEvents
+	storeRoot             string
 
 	// beforeRead, a test hook, runs before each read of the event queue.
 	beforeRead func()
@@ -268,6 +288,14 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 			w.report()
 			w.writeState(since)
 			lastReport = time.Now()
+		} else if err := w.projectQuiet(ctx); err != nil {
+			w.opts.Warn(err.Error())
+			w.mu.Lock()
+			w.stats.Error = err.Error()
+			w.mu.Unlock()
+			w.report()
+			w.writeState(since)
+			lastReport = time.Now()
 		} else if time.Since(lastReport) > time.Second {
 			w.report()
 			w.writeState(since)
@@ -280,6 +308,7 @@ func (w *Watcher) Run(ctx context.Context) (err error) {
 func (w *Watcher) changed(key string) {
 	w.mu.Lock()
 	w.dirty[key] = time.Now()
+	w.lastEvent = w.dirty[key]
 	n := len(w.dirty)
 	w.mu.Unlock()
 	if n >= w.opts.MaxBatch {
@@ -493,6 +522,9 @@ func (w *Watcher) store(ctx context.Context, paths []string) (*engine.IngestResu
 	w.stats.Files += res.ReadFiles
 	w.stats.Bytes += res.ReadBytes
 	w.stats.Commits++
+	w.stats.Paths += int64(len(paths))
+	w.storedSinceProjection = w.storedSinceProjection || res.ReadFiles > 0
+	w.storeRoot = res.Store
 	if paths == nil {
 		for _, k := range res.Busy {
 			w.busy[k] = retry{at: time.Now().Add(busyRetry), delay: busyRetry}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,14 +55,18 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func (e *env) start(hook func()) {
+func (e *env) start(hook func()) { e.startWith(Options{}, hook) }
+
+func (e *env) startWith(opts Options, hook func()) {
 	t := e.t
 	s, err := engine.OpenDirect(e.store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ready := make(chan struct{})
-	w, err := New(Options{Dir: e.dir, Store: s, Ready: func() { close(ready) }, Warn: func(m string) { t.Log("warning:", m) }})
+	opts.Dir, opts.Store, opts.Ready = e.dir, s, func() { close(ready) }
+	opts.Warn = func(m string) { t.Log("warning:", m) }
+	w, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,5 +337,85 @@ func TestWatchMissingDir(t *testing.T) {
 	write(t, filepath.Join(base, "file"), "x")
 	if _, err := New(Options{Dir: filepath.Join(base, "file"), Store: s}); err == nil {
 		t.Error("a file was accepted as the directory to watch")
+	}
+}
+
+// TestLagProbe measures, on an idle watched tree, the time from a file's
+// close to the commit that records it (make bench: VRIFT_WATCH_LAG=N
+// files, one at a time). It asserts nothing about time: it reports.
+func TestLagProbe(t *testing.T) {
+	n := 0
+	fmt.Sscan(os.Getenv("VRIFT_WATCH_LAG"), &n)
+	if n <= 0 {
+		t.Skip("make bench runs it (VRIFT_WATCH_LAG=files)")
+	}
+	e := newEnv(t)
+	e.start(nil)
+	m, err := manifest.Open(manifest.PathFor(e.proj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	lags := make([]time.Duration, 0, n)
+	for i := range n {
+		p := filepath.Join(e.dir, fmt.Sprintf("lag%d.js", i))
+		write(t, p, fmt.Sprint(i))
+		closed := time.Now()
+		key := fmt.Sprintf("node_modules/lag%d.js", i)
+		for {
+			var ok bool
+			m.View(func(r *manifest.Reader) error { _, ok, err = r.Get(key); return err })
+			if ok {
+				break
+			}
+			if time.Since(closed) > 10*time.Second {
+				t.Fatalf("%s not committed after 10 s", key)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		lags = append(lags, time.Since(closed))
+		time.Sleep(time.Duration(100+i%7*37) * time.Millisecond) // idle between files, off the tick's beat
+	}
+	slices.Sort(lags)
+	t.Logf("lag: %d files: p50 %v, p99 %v, max %v (targets: p50 <= 300ms, p99 <= 1s)", n,
+		lags[n/2].Round(time.Millisecond), lags[n*99/100].Round(time.Millisecond), lags[n-1].Round(time.Millisecond))
+}
+
+// TestWatchProjectAfter: a tree quiet for ProjectAfter is projected in
+// place (symlinks into the store), and the watcher looks at none of the
+// events its projection makes; a user's change during it is still stored.
+func TestWatchProjectAfter(t *testing.T) {
+	e := newEnv(t)
+	e.startWith(Options{ProjectAfter: 300 * time.Millisecond}, nil)
+	for i := range 200 {
+		write(t, filepath.Join(e.dir, fmt.Sprintf("p%d/f%d.js", i%10, i)), fmt.Sprint(i))
+	}
+	e.sync()
+	before := e.w.Stats()
+	deadline := time.Now().Add(30 * time.Second)
+	for e.w.Stats().Projected < 201 { // and old/index.js
+		if time.Now().After(deadline) {
+			t.Fatalf("not projected after 30 s: %+v", e.w.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.sync()
+	time.Sleep(200 * time.Millisecond)
+	e.sync()
+	after := e.w.Stats()
+	if after.Paths != before.Paths {
+		t.Errorf("the watcher looked at %d paths after its own projection (own events dropped: %d)", after.Paths-before.Paths, after.OwnDropped)
+	}
+	if after.OwnDropped == 0 {
+		t.Error("no own event recognised")
+	}
+	if fi, err := os.Lstat(filepath.Join(e.dir, "p3/f13.js")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("not projected: %v %v", fi, err)
+	}
+	// The user's own change after it is seen as ever.
+	write(t, filepath.Join(e.dir, "p3/late.js"), "late")
+	e.sync()
+	if _, ok := e.entry("node_modules/p3/late.js"); !ok {
+		t.Error("a file written after the projection was not recorded")
 	}
 }

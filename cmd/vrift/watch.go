@@ -10,13 +10,15 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/units"
 	"github.com/vrift/vrift/watch"
 )
 
 func (a *app) watchCommand() *cobra.Command {
 	var sync bool
-	var quiet time.Duration
+	var quiet, projectAfter time.Duration
+	var method string
 	cmd := &cobra.Command{
 		Use:   "watch [DIR]",
 		Short: "Store each file of a tree as its writer closes it (live ingest)",
@@ -37,6 +39,10 @@ On a terminal it shows one progress line; with --json it prints a JSON line
 per commit. Under systemd (Type=notify) it reports READY once its start-up
 scan is committed; see the vrift-watch@.service user unit.
 
+  --project-after DURATION
+           once the tree has been quiet that long, project it in place as
+           vrift ingest does (--method symlink or hardlink); the watcher
+           recognises the events of its own projection and skips them
   --sync   returns once the project's running watcher has stored and
            committed everything closed before the call; fails when no
            watcher runs for the project
@@ -51,6 +57,9 @@ Linux only for now (inotify); the macOS source (FSEvents) is not built yet.`,
 			if len(args) == 1 {
 				dir = args[0]
 			}
+			if m := vfs.Method(method); m != vfs.Symlink && m != vfs.Hardlink {
+				return usageError{fmt.Errorf("watch: unknown method %q (want symlink or hardlink)", method)}
+			}
 			ctx := cmd.Context()
 			if sync {
 				return watch.Sync(ctx, dir)
@@ -61,6 +70,7 @@ Linux only for now (inotify); the macOS source (FSEvents) is not built yet.`,
 			}
 			defer s.Close()
 			opts := watch.Options{Dir: dir, Store: s, AllowOtherOwner: a.allowOtherOwner, Warn: a.warn, Quiet: quiet,
+				ProjectAfter: projectAfter, Method: vfs.Method(method),
 				Ready: func() { daemon.SdNotify(false, daemon.SdNotifyReady) }}
 			tty := false
 			if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -105,5 +115,7 @@ Linux only for now (inotify); the macOS source (FSEvents) is not built yet.`,
 	}
 	cmd.Flags().BoolVar(&sync, "sync", false, "wait until the running watcher has committed everything closed before now")
 	cmd.Flags().DurationVar(&quiet, "quiet", watch.DefaultQuiet, "how long a file must see no event before it is stored")
+	cmd.Flags().DurationVar(&projectAfter, "project-after", 0, "project the tree in place once it has been quiet this long (off: 0)")
+	cmd.Flags().StringVar(&method, "method", string(vfs.Symlink), "how --project-after projects: symlink, or hardlink (direct mode; Node-safe)")
 	return cmd
 }

@@ -27,4 +27,23 @@ pid=$(systemctl show -p MainPID --value vrift-rl.service)
 echo "filtered limits: $(grep 'Max open files' "/proc/$pid/limits")"
 journalctl -u vrift-rl.service --no-pager | grep -o 'max_fds_total=[0-9]*' 
 journalctl -u vrift-daemon.service --no-pager | tail -5
+# The watcher's user unit in a real user manager (a lingering user): READY
+# after its start-up scan, a file written later stored through the daemon.
+useradd -m wuser
+uid=$(id -u wuser)
+mkdir -p /home/wuser/app/node_modules/a && echo '{}' >/home/wuser/app/package.json && echo one >/home/wuser/app/node_modules/a/x.js
+chown -R wuser:wuser /home/wuser/app
+loginctl enable-linger wuser
+for _ in $(seq 100); do [ -S "/run/user/$uid/systemd/private" ] && break; sleep 0.1; done
+asw() { setpriv --reuid=wuser --regid=wuser --init-groups -- env HOME=/home/wuser XDG_RUNTIME_DIR="/run/user/$uid" "$@"; }
+inst="vrift-watch@$(systemd-escape --path /home/wuser/app).service"
+asw systemctl --user start "$inst"
+echo "watch unit: $(asw systemctl --user is-active "$inst")"
+asw sh -c 'echo two >/home/wuser/app/node_modules/a/y.js'
+asw /usr/bin/vrift watch --sync /home/wuser/app
+echo "watch sync exit: $?"
+asw /usr/bin/vrift status /home/wuser/app | grep -E 'files|watcher'
+asw systemctl --user stop "$inst"
+echo "watch unit after stop: $(asw systemctl --user is-active "$inst")"
+asw journalctl --user -u "$inst" --no-pager | tail -5
 echo DONE
