@@ -34,7 +34,7 @@ const (
 	cookiePrefix = "cookie-"
 	// selfCookiePrefix marks the end of a projection's own events.
 	selfCookiePrefix = "self-"
-	errSuffix    = ".err"
+	errSuffix        = ".err"
 )
 
 // ErrWatched refuses a second watcher on a project (errdefs.ErrBusy).

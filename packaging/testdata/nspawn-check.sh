@@ -29,11 +29,13 @@ journalctl -u vrift-rl.service --no-pager | grep -o 'max_fds_total=[0-9]*'
 journalctl -u vrift-daemon.service --no-pager | tail -5
 # The watcher's user unit in a real user manager (a lingering user): READY
 # after its start-up scan, a file written later stored through the daemon.
-useradd -m wuser
+useradd -m -U wuser
 uid=$(id -u wuser)
 mkdir -p /home/wuser/app/node_modules/a && echo '{}' >/home/wuser/app/package.json && echo one >/home/wuser/app/node_modules/a/x.js
 chown -R wuser:wuser /home/wuser/app
-loginctl enable-linger wuser
+# The user's manager (as lingering would start it; there is no D-Bus here
+# for loginctl).
+systemctl start "user@$uid.service"
 for _ in $(seq 100); do [ -S "/run/user/$uid/systemd/private" ] && break; sleep 0.1; done
 asw() { setpriv --reuid=wuser --regid=wuser --init-groups -- env HOME=/home/wuser XDG_RUNTIME_DIR="/run/user/$uid" "$@"; }
 inst="vrift-watch@$(systemd-escape --path /home/wuser/app).service"
