@@ -125,6 +125,8 @@ type Watcher struct {
 	// events of a projection in progress; storeRoot is where projections
 	// point (project_after.go).
 	lastEvent             time.Time
+	failDelay             time.Duration
+	retryAt               time.Time
 	storedSinceProjection bool
 	own                   ownEvents
 	storeRoot             string
@@ -389,6 +391,9 @@ func (w *Watcher) pending(lastCommit time.Time) bool {
 	if len(w.dirty)+len(w.busy) == 0 {
 		return false
 	}
+	if time.Now().Before(w.retryAt) {
+		return false // the store refused the last commit: not every tick
+	}
 	return time.Since(lastCommit) >= w.opts.CommitEvery || len(w.dirty) >= w.opts.MaxBatch
 }
 
@@ -443,13 +448,18 @@ func (w *Watcher) round(ctx context.Context, all bool) bool {
 			}
 		}
 		w.stats.Error = err.Error()
+		// A full store or a quota stays so for a while: retried after
+		// 1 s, doubling up to a minute, and reported each time.
+		w.failDelay = min(max(2*w.failDelay, time.Second), time.Minute)
+		w.retryAt = time.Now().Add(w.failDelay)
 		w.mu.Unlock()
-		w.opts.Warn(err.Error())
+		w.opts.Warn(fmt.Sprintf("%v (nothing recorded; retrying in %s)", err, w.failDelay))
 		w.answer(cookies, err)
 		return false
 	}
 	w.mu.Lock()
 	w.stats.Error = ""
+	w.failDelay, w.retryAt = 0, time.Time{}
 	busyNow := map[string]bool{}
 	for _, k := range res.Busy {
 		busyNow[k] = true

@@ -331,3 +331,47 @@ func TestWatchBadInputs(t *testing.T) {
 		t.Error("sync succeeded with no watcher")
 	}
 }
+
+// TestDaemonWatchQuota: a file over alice's quota is refused by the daemon
+// as her ingest would be: --sync fails naming the refusal, the manifest
+// records nothing of it, status shows the error, and the watcher keeps
+// going: once the file is gone, the next commit goes through.
+func TestDaemonWatchQuota(t *testing.T) {
+	e := newDaemonEnv(t)
+	e.start("--config", e.config("[quota.users]\nalice = \"40KiB\"\n"))
+	proj := filepath.Join(e.base, "alice", "app")
+	e.tree("alice", proj, map[string]string{"package.json": "{}", "node_modules/a.js": "a"})
+	cmd := exec.Command("setpriv", "--reuid=alice", "--regid=alice", "--init-groups", "--", e.bin, "watch", proj)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Join(e.base, "alice"), "VRIFT_SOCKET=" + e.socket}
+	w := startWatcher(t, cmd, proj)
+	e.tree("alice", filepath.Join(proj, "node_modules"), map[string]string{"big.bin": sized("alice-big", 60<<10)})
+	out, code := e.as("alice", "watch", "--sync", proj)
+	if code == 0 || !strings.Contains(out, "quota") {
+		t.Fatalf("sync with a file over quota: exit %d, want a quota refusal:\n%s", code, out)
+	}
+	if _, ok := manifestEntries(t, proj)["node_modules/big.bin"]; ok {
+		t.Fatal("the refused file is in the manifest")
+	}
+	if st := e.mustAs("alice", "status", proj); !strings.Contains(st, "watcher's last commit failed") || !strings.Contains(st, "quota") {
+		t.Errorf("status does not show the refusal:\n%s", st)
+	}
+	os.Remove(filepath.Join(proj, "node_modules/big.bin"))
+	e.tree("alice", filepath.Join(proj, "node_modules"), map[string]string{"small.js": "small"})
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, code := e.as("alice", "watch", "--sync", proj); code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the watcher never recovered from the refusal\n%s", w.out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if _, ok := manifestEntries(t, proj)["node_modules/small.js"]; !ok {
+		t.Fatal("a file stored after the refusal is not in the manifest")
+	}
+	w.stop()
+	if !strings.Contains(w.out.String(), "quota") {
+		t.Errorf("the watcher did not report the refusal:\n%s", w.out)
+	}
+}
