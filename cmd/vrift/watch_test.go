@@ -375,3 +375,72 @@ func TestDaemonWatchQuota(t *testing.T) {
 		t.Errorf("the watcher did not report the refusal:\n%s", w.out)
 	}
 }
+
+// setSysctl sets an inotify limit for the test and puts it back after.
+func setSysctl(t *testing.T, name string, v int) {
+	t.Helper()
+	p := "/proc/sys/fs/inotify/" + name
+	old, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(fmt.Sprint(v)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(p, old, 0o644) })
+}
+
+// TestDaemonWatchLimit: alice's inotify watches are limited (one per
+// directory). A tree with more directories than that is refused at start
+// with an error naming the sysctl, and nothing written; directories made
+// past the limit while a watcher runs are rescanned instead, and their
+// files still stored.
+func TestDaemonWatchLimit(t *testing.T) {
+	e := newDaemonEnv(t)
+	e.start()
+	files := map[string]string{"package.json": "{}"}
+	for i := range 40 {
+		files[fmt.Sprintf("node_modules/d%d/f.js", i)] = fmt.Sprint(i)
+	}
+	proj := filepath.Join(e.base, "alice", "app")
+	e.tree("alice", proj, files)
+	setSysctl(t, "max_user_watches", 30)
+	out, code := e.as("alice", "watch", proj)
+	if code == 0 || !strings.Contains(out, "fs.inotify.max_user_watches") {
+		t.Fatalf("watch of 42 directories with 30 watches: exit %d, want an error naming the sysctl:\n%s", code, out)
+	}
+	if _, err := os.Stat(manifest.PathFor(proj)); err == nil {
+		t.Error("the refused watcher wrote a manifest")
+	}
+
+	setSysctl(t, "max_user_watches", 45)
+	cmd := exec.Command("setpriv", "--reuid=alice", "--regid=alice", "--init-groups", "--", e.bin, "watch", proj)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Join(e.base, "alice"), "VRIFT_SOCKET=" + e.socket}
+	w := startWatcher(t, cmd, proj)
+	more := map[string]string{}
+	for i := range 10 {
+		more[fmt.Sprintf("n%d/g.js", i)] = fmt.Sprint(i)
+	}
+	e.tree("alice", filepath.Join(proj, "node_modules"), more)
+	e.mustAs("alice", "watch", "--sync", proj)
+	// Written into directories that have no watch: found by the rescan.
+	later := map[string]string{}
+	for i := range 10 {
+		later[fmt.Sprintf("n%d/later.js", i)] = fmt.Sprint(i)
+	}
+	e.tree("alice", filepath.Join(proj, "node_modules"), later)
+	time.Sleep(4 * time.Second) // two rescan periods
+	e.mustAs("alice", "watch", "--sync", proj)
+	got := manifestEntries(t, proj)
+	for i := range 10 {
+		for _, name := range []string{"g.js", "later.js"} {
+			if _, ok := got[fmt.Sprintf("node_modules/n%d/%s", i, name)]; !ok {
+				t.Errorf("node_modules/n%d/%s not recorded past the watch limit", i, name)
+			}
+		}
+	}
+	w.stop()
+	if !strings.Contains(w.out.String(), "fs.inotify.max_user_watches") {
+		t.Errorf("the watcher did not name the limit:\n%s", w.out)
+	}
+}
