@@ -178,16 +178,20 @@ func coveredBy(p string, walked map[string]bool) bool {
 	}
 }
 
-// skippedKey reports whether a walk would leave p out: a name in
+// skippedKey reports whether a live refresh leaves p out: a name in
 // skipNames at any depth, or one of vrift's own temporary names.
 func skippedKey(p string) bool {
 	for _, c := range strings.Split(p, "/") {
-		if skipNames[c] || IsVriftTemp(c) {
+		if Unrecorded(c) {
 			return true
 		}
 	}
 	return false
 }
+
+// Unrecorded reports whether a name is never recorded by a live refresh
+// (nor watched): vrift's own directory, .git, and vrift's temp names.
+func Unrecorded(name string) bool { return skipNames[name] || IsVriftTemp(name) }
 
 // IsVriftTemp reports whether name is one of the temporary names vrift
 // makes in a project tree (an in-place swap's or a link's): a watcher

@@ -64,7 +64,7 @@ start_watch() {
 	pids+=($!)
 	wpid=$!
 	for _ in $(seq 600); do
-		"$vrift" --store "$2" status "$1" 2>/dev/null | grep -q 'watcher: pid' && return 0
+		"$vrift" --store "$2" watch --sync "$1" 2>/dev/null && return 0
 		sleep 0.05
 	done
 	echo "bench-watch: watcher not ready" >&2
@@ -83,6 +83,9 @@ declare -a after watched untar untarw t2first t2steady
 for i in $(seq "$runs"); do
 	fresh "$w/a" "$w/b" "$w/c" "$w/d" "$w/sa" "$w/sb" "$w/sd"
 	mkdir -p "$w/a" "$w/b/node_modules" "$w/c" "$w/d/node_modules"
+	# A project has its package.json before npm install writes node_modules.
+	cp "$fixture/package.json" "$w/b/"
+	cp "$fixture/package.json" "$w/d/"
 	side_after() {
 		settle
 		local s

@@ -133,7 +133,7 @@ func (s *inotify) addTree(fd int, key string) error {
 	}
 	var limit error
 	for _, e := range ents {
-		if !e.IsDir() || skipped(e.Name()) {
+		if !e.IsDir() || engine.Unrecorded(e.Name()) {
 			continue
 		}
 		child := manifest.Join(key, e.Name())
@@ -234,7 +234,7 @@ func (s *inotify) handle(wd int32, mask uint32, name string) error {
 		}
 		return nil // its parent reports it under its name
 	}
-	if name == "" || skipped(name) {
+	if name == "" || engine.Unrecorded(name) {
 		return nil
 	}
 	key := manifest.Join(dir, name)
@@ -260,10 +260,6 @@ func (s *inotify) handle(wd int32, mask uint32, name string) error {
 	return nil
 }
 
-// skipped reports whether name is never watched or recorded.
-func skipped(name string) bool {
-	return name == manifest.DirName || name == ".git" || engine.IsVriftTemp(name)
-}
 
 func gone(err error) bool {
 	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR)
