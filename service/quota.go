@@ -127,8 +127,8 @@ func (s *Service) chargeKey(sess *session, k cas.Key) error {
 func (s *Service) storeState() (over bool, why string) {
 	// max_bytes bounds the blobs' logical bytes, which the daemon knows
 	// exactly at each put; a sparse blob counts its holes (conservative).
-	if m := s.cfg.MaxStoreBytes; m > 0 && s.bytes.Load() > m {
-		return true, fmt.Sprintf("the shared store holds %s, over its max_bytes of %s", units.FormatSize(s.bytes.Load()), units.FormatSize(m))
+	if b := s.store.Totals().Bytes(); s.cfg.MaxStoreBytes > 0 && b > s.cfg.MaxStoreBytes {
+		return true, fmt.Sprintf("the shared store holds %s, over its max_bytes of %s", units.FormatSize(b), units.FormatSize(s.cfg.MaxStoreBytes))
 	}
 	if m := s.cfg.MinFree; m > 0 {
 		var st unix.Statfs_t
@@ -232,9 +232,6 @@ func (s *Service) limitSweep(ctx context.Context) error {
 		}
 		removed++
 		freed += b.DiskBytes
-		s.blobs.Add(-1)
-		s.bytes.Add(-b.Key.Size)
-		s.disk.Add(-b.DiskBytes)
 	}
 	over, why := s.storeState()
 	if over {
@@ -374,7 +371,8 @@ func (s *Service) usage(ctx context.Context, c *rpc.Call) (any, error) {
 	}
 	slices.SortFunc(res.Users, func(a, b rpc.UserUsage) int { return cmpU32(a.UID, b.UID) })
 	if admin {
-		res.StoreBlobs, res.StoreBytes, res.StoreDiskBytes = s.blobs.Load(), s.bytes.Load(), s.disk.Load()
+		t := s.store.Totals().Counts()
+		res.StoreBlobs, res.StoreBytes, res.StoreDiskBytes = t.Blobs, t.Bytes, t.DiskBytes
 		res.MaxBytes, res.MinFree = s.cfg.MaxStoreBytes, s.cfg.MinFree
 	}
 	return res, nil

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -153,11 +152,10 @@ type Service struct {
 	ending sync.WaitGroup
 
 	// acct is the per-user accounting (usage.go); metrics the Prometheus
-	// families (metrics.go). blobs, bytes and disk are the store's
-	// totals: read once at startup, then kept at each new blob and sweep.
-	acct               *accounting
-	metrics            *metrics
-	blobs, bytes, disk atomic.Int64
+	// families (metrics.go). The store's totals are the store's own
+	// (cas.Totals): every path that names or removes a blob keeps them.
+	acct    *accounting
+	metrics *metrics
 	// lastFutileSweep (guarded by sweeping) is when a store-wide limit
 	// sweep last failed to bring the store under its limits.
 	lastFutileSweep time.Time
@@ -179,14 +177,11 @@ type session struct {
 	files     int64
 	private   int64
 	bytesRead int64 // logical bytes charged against MaxSessionBytes
-	// quotaBytes is what the session adds to its user's referenced bytes;
-	// pendingBlobs/Bytes the new blobs not yet flushed (a discard drops
-	// them from the store's totals).
-	quotaBytes                 int64
-	pendingBlobs, pendingBytes int64
-	refused                    bool // over quota: refused once
-	finished                   bool
-	connClose                  func() bool
+	// quotaBytes is what the session adds to its user's referenced bytes.
+	quotaBytes int64
+	refused    bool // over quota: refused once
+	finished   bool
+	connClose  func() bool
 	// puts counts puts in flight; endSession cancels them (ctx) and waits
 	// for them before it discards the batch, so a put racing the end of
 	// its session (from another connection) leaves no temp file behind.
@@ -206,17 +201,9 @@ func (sess *session) enter() bool {
 	return true
 }
 
-// flush makes the session's blobs durable: they stay in the store's
-// totals whatever becomes of the session.
-func (sess *session) flush() error {
-	if err := sess.batch.Flush(); err != nil {
-		return err
-	}
-	sess.mu.Lock()
-	sess.pendingBlobs, sess.pendingBytes = 0, 0
-	sess.mu.Unlock()
-	return nil
-}
+// flush makes the session's blobs durable: they stay in the store
+// whatever becomes of the session.
+func (sess *session) flush() error { return sess.batch.Flush() }
 
 // charge reserves n logical bytes of the session's budget.
 func (sess *session) charge(n, max int64) bool {
@@ -233,7 +220,7 @@ func (sess *session) charge(n, max int64) bool {
 func New(cfg Config) (*Service, error) {
 	cfg.setDefaults()
 	// 0711: blobs are reachable by name, the store cannot be listed.
-	store, err := cas.Open(cfg.Store, cas.Options{DirMode: 0o711, Owner: cas.OwnerDaemon})
+	store, err := cas.Open(cfg.Store, cas.Options{DirMode: 0o711, Owner: cas.OwnerDaemon, KeepTotals: true})
 	if err != nil {
 		return nil, err
 	}
@@ -267,13 +254,10 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, store: store, reg: reg, audit: audit, self: uint32(os.Getuid()), storeLock: lock, exe: exe,
 		children: make(chan struct{}, maxChildren), childTimeout: childTimeout,
 		sessions: map[string]*session{}}
-	// The store's totals are read once here; from now on they are kept
-	// at each new blob and sweep, so no request walks the store.
-	st, err := engine.ScanStore(context.Background(), store)
+	// The store's totals are counted once here, under the lock, and kept
+	// by the store from now on, so no request walks the store.
+	_, err = store.Recount(context.Background())
 	if err == nil {
-		s.blobs.Store(st.Blobs)
-		s.bytes.Store(st.Bytes)
-		s.disk.Store(st.DiskBytes)
 		err = s.openUsage(context.Background())
 	}
 	if err != nil {
@@ -461,12 +445,6 @@ func (s *Service) finishSession(sess *session, result string) {
 	sess.puts.Wait()
 	if result != "ok" {
 		sess.batch.Discard()
-		sess.mu.Lock()
-		s.blobs.Add(-sess.pendingBlobs)
-		s.bytes.Add(-sess.pendingBytes)
-		s.disk.Add(-sess.pendingBytes)
-		sess.pendingBlobs, sess.pendingBytes = 0, 0
-		sess.mu.Unlock()
 	}
 	s.mu.Lock()
 	delete(s.sessions, sess.id)
@@ -621,15 +599,10 @@ func (s *Service) putFile(ctx context.Context, sess *session, f *os.File, meta r
 	if res.New {
 		sess.newBlobs++
 		sess.newBytes += res.Key.Size
-		sess.pendingBlobs++
-		sess.pendingBytes += res.Key.Size
 	}
 	sess.mu.Unlock()
 	s.metrics.ingestReadBytes.Add(float64(st.Size))
 	if res.New {
-		s.blobs.Add(1)
-		s.bytes.Add(res.Key.Size)
-		s.disk.Add(res.Key.Size)
 		s.metrics.ingestNewBlobs.Inc()
 		s.metrics.ingestNewBytes.Add(float64(res.Key.Size))
 	} else {
@@ -1044,12 +1017,10 @@ func (s *Service) gc(ctx context.Context, c *rpc.Call) (any, error) {
 		s.metrics.gcRemovedBlobs.Add(float64(er.Removed))
 		s.metrics.gcRemovedBytes.Add(float64(er.FreedBytes))
 		s.metrics.gcDuration.Observe(time.Since(start).Seconds())
-		// The sweep walked the store anyway: re-read its totals (exact
+		// The sweep walked the store anyway: recount its totals (exact
 		// disk bytes again) while the sweep lock still holds writers.
-		if st, err := engine.ScanStore(ctx, s.store); err == nil {
-			s.blobs.Store(st.Blobs)
-			s.bytes.Store(st.Bytes)
-			s.disk.Store(st.DiskBytes)
+		if _, err := s.store.Recount(ctx); err != nil {
+			s.cfg.Log.Warn("gc: recount the store's totals", "err", err)
 		}
 	}
 	res.Roots = er.Roots
