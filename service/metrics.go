@@ -148,6 +148,15 @@ func (u userCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// sweep counts a sweep that removed blobs freeing freed disk bytes;
+// trigger is "gc" or "limit".
+func (m *metrics) sweep(trigger string, blobs, freed int64, took time.Duration) {
+	m.gcRuns.WithLabelValues(trigger).Inc()
+	m.gcRemovedBlobs.Add(float64(blobs))
+	m.gcRemovedBytes.Add(float64(freed))
+	m.gcDuration.Observe(took.Seconds())
+}
+
 // observe records one RPC call.
 func (m *metrics) observe(method string, err error, d time.Duration) {
 	if !knownMethods[method] {

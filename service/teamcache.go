@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/vrift/vrift/errdefs"
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/teamcache"
@@ -36,7 +37,7 @@ func requests(b remote.Backend) int64 {
 func (s *Service) remoteCfg() (*Remote, error) {
 	r := s.cfg.Remote
 	if r == nil || r.Backend == nil {
-		return nil, rpc.Errorf(rpc.CodeNotFound, "this daemon has no team cache: set [remote] url (and endpoint, region) in its config file")
+		return nil, errdefs.Newf(errdefs.ErrNotFound, "this daemon has no team cache: set [remote] url (and endpoint, region) in its config file")
 	}
 	// One fetcher for every caller, so identical concurrent fetches of
 	// different users coalesce into one download.
@@ -57,7 +58,7 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 		return nil, err
 	}
 	if err := teamcache.CheckName(p.Name); err != nil {
-		return nil, rpc.Errorf(rpc.CodeInvalidParams, "%v", err)
+		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "%v", err)
 	}
 	// A store past max_bytes or min_free is swept first (quota.go); the
 	// user's quota applies at the pin that follows.
@@ -82,7 +83,7 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 	if err != nil {
 		s.cfg.Log.Warn("remote pull failed", "uid", c.Peer.UID, "name", p.Name, "err", err)
 		if errors.Is(err, remote.ErrNotFound) {
-			return nil, rpc.Errorf(rpc.CodeNotFound, "%v", err)
+			return nil, errdefs.Newf(errdefs.ErrNotFound, "%v", err)
 		}
 		return nil, fmt.Errorf("remote pull: %w", err)
 	}
@@ -105,14 +106,14 @@ func (s *Service) remotePush(ctx context.Context, c *rpc.Call) (any, error) {
 		return nil, err
 	}
 	if !r.AllowPush {
-		return nil, rpc.Errorf(rpc.CodePermission, "pushing through this daemon is not allowed: its config has no [remote] push = true")
+		return nil, errdefs.Newf(errdefs.ErrPermission, "pushing through this daemon is not allowed: its config has no [remote] push = true")
 	}
 	if err := teamcache.CheckName(p.Name); err != nil {
-		return nil, rpc.Errorf(rpc.CodeInvalidParams, "%v", err)
+		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "%v", err)
 	}
 	t, err := teamcache.DecodeTree(p.Tree)
 	if err != nil {
-		return nil, rpc.Errorf(rpc.CodeInvalidParams, "remote push: %v", err)
+		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "remote push: %v", err)
 	}
 	before := requests(r.Backend)
 	// No sweep lock while uploading: a blob swept meanwhile fails its
