@@ -111,7 +111,7 @@ print(json.dumps({"sockets": socks, "flags": opt}))`
 		t.Fatalf("plist check output: %v\n%s", err, out)
 	}
 	daemonMain, _ := os.ReadFile("../cmd/vrift-daemon/main.go")
-	remote, _ := os.ReadFile("../engine/remote.go")
+	remote, _ := os.ReadFile("../engine/daemon.go")
 	if len(got.Sockets) != 1 {
 		t.Fatalf("want one Sockets entry, got %v", got.Sockets)
 	}

@@ -30,9 +30,9 @@ type Config struct {
 	Log          *slog.Logger
 	// MaxManifest bounds a pinned manifest's size (default 256 MiB).
 	MaxManifest int64
-	// Remote is the team cache the daemon pulls from and pushes to (nil:
+	// TeamCache is the team cache the daemon pulls from and pushes to (nil:
 	// none).
-	Remote *Remote
+	TeamCache *TeamCache
 
 	// MaxSessionBytes bounds the bytes one ingest session may have the
 	// daemon read, counted by each file's logical size (holes included:

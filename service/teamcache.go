@@ -12,10 +12,10 @@ import (
 	"github.com/vrift/vrift/teamcache"
 )
 
-// Remote is the daemon's team cache: the object store it transfers to and
+// TeamCache is the daemon's team cache: the object store it transfers to and
 // from with its own credentials (never a caller's), and whether callers may
 // push through it.
-type Remote struct {
+type TeamCache struct {
 	Backend remote.Backend
 	// AllowPush lets callers push trees ([remote] push = true). Pulls are
 	// always allowed: a user who can reach the daemon may pull any tree in
@@ -34,8 +34,8 @@ func requests(b remote.Backend) int64 {
 	return 0
 }
 
-func (s *Service) remoteCfg() (*Remote, error) {
-	r := s.cfg.Remote
+func (s *Service) teamCache() (*TeamCache, error) {
+	r := s.cfg.TeamCache
 	if r == nil || r.Backend == nil {
 		return nil, errdefs.Newf(errdefs.ErrNotFound, "this daemon has no team cache: set [remote] url (and endpoint, region) in its config file")
 	}
@@ -53,7 +53,7 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 	if err := c.Decode(&p); err != nil {
 		return nil, err
 	}
-	r, err := s.remoteCfg()
+	r, err := s.teamCache()
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func (s *Service) remotePush(ctx context.Context, c *rpc.Call) (any, error) {
 	if err := c.Decode(&p); err != nil {
 		return nil, err
 	}
-	r, err := s.remoteCfg()
+	r, err := s.teamCache()
 	if err != nil {
 		return nil, err
 	}

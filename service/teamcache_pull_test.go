@@ -55,7 +55,7 @@ func TestPullKeepsStoreTotals(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h := newHarness(t, Config{Remote: &Remote{Backend: be}})
+	h := newHarness(t, Config{TeamCache: &TeamCache{Backend: be}})
 	admin := h.client(h.self())
 	// One blob of the daemon's own first, so the totals start non-zero.
 	if _, err := h.ingestAs(t, h.client(aliceUID), filepath.Join(h.dir, "alice", "own.lmdb"), content("own", 1000)); err != nil {

@@ -269,20 +269,20 @@ func run(args []string, stderr io.Writer) int {
 }
 
 func serve(cfg config, lim limits, log *slog.Logger) error {
-	var rem *service.Remote
+	var rem *service.TeamCache
 	if cfg.Remote.URL != "" {
 		b, err := remote.OpenS3(cfg.Remote)
 		if err != nil {
 			return fmt.Errorf("team cache: %w", err)
 		}
-		rem = &service.Remote{Backend: b, AllowPush: cfg.Remote.Push}
+		rem = &service.TeamCache{Backend: b, AllowPush: cfg.Remote.Push}
 		log.Info("team cache", "remote", b.String(), "push", cfg.Remote.Push)
 	}
 	svc, err := service.New(service.Config{Store: cfg.Store.Path, State: cfg.State, SharePrivate: cfg.SharePrivate,
 		Version: version, Log: log, MaxManifest: cfg.MaxManifest, MaxSessionBytes: cfg.MaxSessionBytes,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser, MaxRootsPerUser: cfg.MaxRootsPerUser,
 		MinUserGrace: cfg.MinUserGrace.Duration, AuditMaxBytes: cfg.AuditMaxBytes, AuditKeep: cfg.AuditKeep,
-		Remote: rem, QuotaDefault: lim.quotaDefault, QuotaUsers: lim.quotaUsers, MaxStoreBytes: lim.maxBytes, MinFree: lim.minFree})
+		TeamCache: rem, QuotaDefault: lim.quotaDefault, QuotaUsers: lim.quotaUsers, MaxStoreBytes: lim.maxBytes, MinFree: lim.minFree})
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ Daemon mode only: a per-user store in direct mode has one user.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			res, err := withStore(ctx, a, func(s engine.Store) (*rpc.UsageResult, error) {
-				r, ok := s.(*engine.Remote)
+				r, ok := s.(*engine.Daemon)
 				if !ok {
 					return nil, errors.New("usage: no daemon: usage accounting and quotas are the shared store's (direct mode has one user; see vrift status)")
 				}
