@@ -142,6 +142,17 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 		if skipNames[name] {
 			continue
 		}
+		if tree.IsTemp(name) {
+			// Left by a killed link, swap or adoption: the original is
+			// intact, the temp never part of the tree. A swap's symlink
+			// is removed; anything else is left to the run that made it
+			// (a link may still be in flight) or to the next link, which
+			// replaces it.
+			if de.Type() == iofs.ModeSymlink && strings.HasPrefix(name, tree.SwapTempPrefix) {
+				unix.Unlinkat(fd, name, 0)
+			}
+			continue
+		}
 		if trusted && de.Type() == iofs.ModeSymlink {
 			if r, ok, err := w.knownSymlink(manifest.Join(key, name)); err != nil {
 				return err
@@ -180,11 +191,6 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 			target, err := tree.Readlink(fd, name, cst.Size)
 			if err != nil {
 				return fmt.Errorf("readlink %s: %w", vfs.Quote(childAbs), err)
-			}
-			if strings.HasPrefix(name, swapPrefix) {
-				// Left by an interrupted swap: the original is intact.
-				unix.Unlinkat(fd, name, 0)
-				continue
 			}
 			r, err := w.symlinkEntry(childKey, target, &cst)
 			if err != nil {

@@ -85,8 +85,9 @@ type LinkResult struct {
 // hold something that is not a projection.
 var ErrConflict = errors.New("conflicting paths left alone")
 
-// tmpPrefix names temporary files made beside their destination.
-const tmpPrefix = ".vrift-tmp-"
+// tmpPrefix names temporary files made beside their destination; an
+// ingest never records one (tree.IsTemp).
+const tmpPrefix = tree.LinkTempPrefix
 
 // Link materializes the manifest's tree (or opts.Subtree) under opts.Dest.
 // It is incremental: it creates what is missing, fixes projections that
