@@ -15,7 +15,7 @@ import (
 
 // StoreLimits are a store's size limits (0: none). The daemon applies them
 // to the shared store (service/sweep.go); direct mode to the per-user store,
-// from ~/.config/vrift/config.toml's [store] table. Both sweep with
+// from the user's config file's [store] table (internal/config). Both sweep with
 // SweepToLimits.
 type StoreLimits struct {
 	// MaxBytes bounds the blobs' logical bytes.
@@ -167,7 +167,7 @@ func (d *Direct) enforceLimits(ctx context.Context) error {
 	}
 	if res.Over {
 		return fmt.Errorf("%w: the store is full: %s, and every blob left is referenced by a project's manifest; "+
-			"delete projects you no longer need and run vrift gc, or raise the limit in ~/.config/vrift/config.toml", errdefs.ErrQuota, res.Why)
+			"delete projects you no longer need and run vrift gc, or raise the limit in your config file ([store] max_bytes, min_free)", errdefs.ErrQuota, res.Why)
 	}
 	return nil
 }
