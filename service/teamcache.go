@@ -60,7 +60,7 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 	if err := teamcache.CheckName(p.Name); err != nil {
 		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "%v", err)
 	}
-	// A store past max_bytes or min_free is swept first (quota.go); the
+	// A store past max_bytes or min_free is swept first (sweep.go); the
 	// user's quota applies at the pin that follows.
 	if err := s.checkStore(ctx); err != nil {
 		return nil, err

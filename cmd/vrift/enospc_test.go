@@ -9,46 +9,15 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vrift/vrift/internal/testenv"
 )
-
-// loopFS mounts a fresh ext4 filesystem (no reserved blocks) of the given
-// size on a temp dir, unmounted at cleanup. extra goes to mkfs.ext4.
-func loopFS(t *testing.T, size string, extra ...string) string {
-	t.Helper()
-	requireRoot(t)
-	return loopFSIn(t, t.TempDir(), size, extra...)
-}
-
-// loopFSIn is loopFS with the image and mount point in dir.
-func loopFSIn(t *testing.T, dir, size string, extra ...string) string {
-	t.Helper()
-	img, mnt := filepath.Join(dir, "fs.img"), filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	mkfs := append([]string{"mkfs.ext4", "-q", "-m", "0"}, extra...)
-	for _, c := range [][]string{{"truncate", "-s", size, img}, append(mkfs, img), {"mount", "-o", "loop", img, mnt}} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
-		}
-	}
-	t.Cleanup(func() {
-		// A daemon still stopping may hold the store (its lock file)
-		// open: detach lazily then; the loop device goes with its last
-		// user.
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			if out2, err2 := exec.Command("umount", "-l", mnt).CombinedOutput(); err2 != nil {
-				t.Errorf("umount %s: %v\n%s%s", mnt, err, out, out2)
-			}
-		}
-	})
-	return mnt
-}
 
 // fsFree is what root may still write on the filesystem holding p.
 func fsFree(t *testing.T, p string) int64 {
@@ -160,7 +129,7 @@ func countIn(t *testing.T, dir string) int {
 // store holds no partial blob and no temp file, and once space is freed the
 // same ingest completes and the tree round-trips.
 func TestStoreFullMidIngest(t *testing.T) {
-	mnt := loopFS(t, "64M")
+	mnt := testenv.LoopFS(t, "64M")
 	store := filepath.Join(mnt, "store")
 	proj := filepath.Join(t.TempDir(), "proj")
 	randomTree(t, proj, 40, 1<<20) // 40 MiB of distinct content
@@ -230,7 +199,7 @@ func TestStoreFullMidIngest(t *testing.T) {
 // freeing space projects everything.
 func TestProjectFullDuringSwap(t *testing.T) {
 	// 4096 inodes; blocks to spare, so the inodes run out first.
-	mnt := loopFS(t, "32M", "-N", "4096")
+	mnt := testenv.LoopFS(t, "32M", "-N", "4096")
 	store := filepath.Join(t.TempDir(), "store")
 	proj := filepath.Join(mnt, "proj")
 	files := map[string]string{"package.json": "{}"}
@@ -325,7 +294,7 @@ func TestProjectFullDuringSwap(t *testing.T) {
 // whole copy (no partial file, no temp), and a re-run after freeing space
 // completes the copy.
 func TestLinkDestinationFull(t *testing.T) {
-	mnt := loopFS(t, "32M")
+	mnt := testenv.LoopFS(t, "32M")
 	store := filepath.Join(t.TempDir(), "store")
 	proj := filepath.Join(t.TempDir(), "proj")
 	randomTree(t, proj, 24, 1<<20)
@@ -362,7 +331,7 @@ func TestLinkDestinationFull(t *testing.T) {
 // still served, and alice's retry completes once space is freed.
 func TestDaemonStoreFull(t *testing.T) {
 	e := newDaemonEnv(t)
-	mnt := loopFSIn(t, e.base, "64M")
+	mnt := testenv.LoopFSIn(t, e.base, "64M")
 	os.Chmod(mnt, 0o755)
 	e.store = filepath.Join(mnt, "the_source")
 	os.Mkdir(e.store, 0o755)
