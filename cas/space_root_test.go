@@ -38,7 +38,7 @@ func TestPutOnFullFilesystem(t *testing.T) {
 	}
 	// Leave 8 MiB: the 20 MiB put fails mid-stream.
 	free, _, _ := s.Space()
-	fillTo(t, ballast, int64(free)-8<<20)
+	testenv.Fill(t, ballast, int64(free)-8<<20)
 	for _, put := range []struct {
 		name string
 		put  func() (cas.PutResult, error)
@@ -77,27 +77,6 @@ func TestPutOnFullFilesystem(t *testing.T) {
 	}
 }
 
-// fillTo grows path to n bytes of real (allocated) data.
-func fillTo(t *testing.T, path string, n int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := bytes.Repeat([]byte{0xa5}, 1<<20)
-	for n > 0 {
-		m := min(n, int64(len(chunk)))
-		if _, err := f.Write(chunk[:m]); err != nil {
-			t.Fatalf("fill: %v", err)
-		}
-		n -= m
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestPreflight (root): on a store filesystem with 12 MiB free, a 20 MiB
 // tree is refused before anything is written, with the figures; a 2 MiB
 // tree and a tree of symlinks pass.
@@ -110,7 +89,7 @@ func TestPreflight(t *testing.T) {
 	ballast := filepath.Join(mnt, "ballast")
 	os.WriteFile(ballast, nil, 0o644)
 	free, _, _ := s.Space()
-	fillTo(t, ballast, int64(free)-12<<20)
+	testenv.Fill(t, ballast, int64(free)-12<<20)
 	src := t.TempDir()
 	for i := range 20 {
 		b := make([]byte, 1<<20)

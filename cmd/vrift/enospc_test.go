@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -26,27 +25,6 @@ func fsFree(t *testing.T, p string) int64 {
 		t.Fatal(err)
 	}
 	return int64(st.Bavail) * int64(st.Bsize) // Bsize is uint32 on macOS
-}
-
-// fill writes a ballast file of n bytes of real data at path.
-func fill(t *testing.T, path string, n int64) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := bytes.Repeat([]byte{0x5a}, 1<<20)
-	for n > 0 {
-		m := min(n, int64(len(chunk)))
-		if _, err := f.Write(chunk[:m]); err != nil {
-			t.Fatalf("fill %s: %v", path, err)
-		}
-		n -= m
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // randomTree writes n files of size bytes of random content under root/dir.
@@ -143,7 +121,7 @@ func TestStoreFullMidIngest(t *testing.T) {
 	blobsBefore := countIn(t, filepath.Join(store, "blake3"))
 
 	// Leave 16 MiB: the ingest runs out of space after a dozen files.
-	fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-16<<20)
+	testenv.Fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-16<<20)
 	_, stderr, code := vrift(t, "--store", store, "ingest", proj)
 	t.Logf("full store: exit %d: %s", code, strings.TrimSpace(stderr))
 	// Mid-ingest ENOSPC, or, once the engine runs cas.Preflight, the
@@ -301,7 +279,7 @@ func TestLinkDestinationFull(t *testing.T) {
 	mustVrift(t, "--store", store, "ingest", "--tier", "tier2", proj)
 	want := projectState(t, proj)
 	to := filepath.Join(mnt, "copy")
-	fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-10<<20)
+	testenv.Fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-10<<20)
 	_, stderr, code := vrift(t, "--store", store, "link", "--method", "copy", "--to", to, proj)
 	t.Logf("full destination: exit %d: %s", code, strings.TrimSpace(stderr))
 	if code != 1 || !strings.Contains(stderr, "no space left on device") {
@@ -346,7 +324,7 @@ func TestDaemonStoreFull(t *testing.T) {
 	}
 	e.tree("alice", proj, files)
 	before := projectState(t, proj)
-	fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-16<<20)
+	testenv.Fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-16<<20)
 
 	out, code := e.as("alice", "ingest", proj)
 	t.Logf("alice on a full shared store: exit %d: %s", code, strings.TrimSpace(out))

@@ -5,6 +5,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -73,6 +74,28 @@ func LoopFSIn(t testing.TB, dir, size string, extra ...string) string {
 		}
 	})
 	return mnt
+}
+
+// Fill writes a ballast file at path of n bytes of real (allocated) data,
+// synced: it takes n bytes of its filesystem's free space.
+func Fill(t testing.TB, path string, n int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := bytes.Repeat([]byte{0x5a}, 1<<20)
+	for n > 0 {
+		m := min(n, int64(len(chunk)))
+		if _, err := f.Write(chunk[:m]); err != nil {
+			t.Fatalf("fill %s: %v", path, err)
+		}
+		n -= m
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // ServeDaemon runs the real daemon service in-process behind a real
