@@ -146,7 +146,7 @@ func TestLinkMethods(t *testing.T) {
 					if st.Ino == bst.Ino || st.Mode&unix.S_IFMT != unix.S_IFREG {
 						t.Errorf("%s: not a copy of its own", p)
 					}
-					if want := map[bool]uint32{true: 0o755, false: 0o644}[p == "a/bin/run.sh"]; st.Mode&0o777 != want {
+					if want := map[bool]uint32{true: 0o755, false: 0o644}[p == "a/bin/run.sh"]; uint32(st.Mode)&0o777 != want {
 						t.Errorf("%s: mode %o, want %o", p, st.Mode&0o777, want)
 					}
 				}
