@@ -110,6 +110,7 @@ func (b *Batch) add(k Key, name string, written int64) (PutResult, error) {
 	}
 	b.pending[k] = name
 	b.bytes += written
+	b.s.totals.pending(1, k)
 	full := len(b.pending) >= batchBlobs || b.bytes >= batchBytes
 	b.mu.Unlock()
 	if full && b.flushing.TryLock() {
@@ -163,7 +164,9 @@ func (b *Batch) flushHeld() error {
 	}
 	var errs []error
 	for k, name := range items {
-		if _, err := b.s.publish(name, k); err != nil {
+		added, err := b.s.publish(name, k)
+		b.s.totals.published(b.s, k, added)
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -184,7 +187,8 @@ func (b *Batch) Discard() {
 }
 
 func (b *Batch) discard(items map[Key]string) {
-	for _, name := range items {
+	for k, name := range items {
 		os.Remove(name)
+		b.s.totals.published(b.s, k, false)
 	}
 }

@@ -68,9 +68,14 @@ func (s *Store) Walk(ctx context.Context, fn func(Blob) error) error {
 // exclusive lock: removal is only safe when no writer can be deduplicating
 // against k.
 func (s *Store) Remove(k Key) error {
+	var disk int64
+	if s.totals != nil {
+		disk = s.diskBytes(k)
+	}
 	if err := os.Remove(s.Path(k)); err != nil {
 		return fmt.Errorf("remove blob %s: %w", k, err)
 	}
+	s.totals.removed(k, disk)
 	return nil
 }
 
@@ -118,9 +123,14 @@ func (s *Store) Quarantine(k Key) (string, error) {
 		return "", fmt.Errorf("quarantine %s: %w", k, err)
 	}
 	dst := filepath.Join(dir, fmt.Sprintf("%s.%d", k.Name(), time.Now().UnixNano()))
+	var disk int64
+	if s.totals != nil {
+		disk = s.diskBytes(k)
+	}
 	if err := os.Rename(s.Path(k), dst); err != nil {
 		return "", fmt.Errorf("quarantine %s: %w", k, err)
 	}
+	s.totals.removed(k, disk)
 	return dst, nil
 }
 

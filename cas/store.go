@@ -41,6 +41,10 @@ type Options struct {
 	// places, so one must not collect the other's store. An existing
 	// store keeps what it recorded.
 	Owner string
+	// KeepTotals has the store keep its blob counts (see Totals) from its
+	// first Recount on, which the opener runs once it holds the store's
+	// lock: for the daemon, which holds its store open for weeks.
+	KeepTotals bool
 }
 
 // Owners of a store.
@@ -66,6 +70,8 @@ type Store struct {
 	// chmodDirs is set when the umask would strip bits from dirMode.
 	chmodDirs bool
 	owner     string
+	// totals is nil unless Options.KeepTotals.
+	totals *Totals
 }
 
 // Open opens the store at root, creating its skeleton if needed.
@@ -90,6 +96,9 @@ func Open(root string, opts Options) (*Store, error) {
 	}
 	if err := s.claim(opts.Owner); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if opts.KeepTotals {
+		s.totals = &Totals{}
 	}
 	return s, nil
 }
@@ -294,6 +303,7 @@ func (s *Store) commit(tmp *os.File, k Key) (PutResult, error) {
 		return PutResult{}, err
 	}
 	added, err := s.publish(name, k)
+	s.totals.added(s, k, added)
 	return PutResult{Key: k, New: added}, err
 }
 

@@ -3,17 +3,15 @@ package engine_test
 import (
 	"bytes"
 	"context"
-	"log/slog"
-	"net"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vrift/vrift/engine"
 	vfs "github.com/vrift/vrift/fs"
-	"github.com/vrift/vrift/rpc"
+	"github.com/vrift/vrift/internal/testenv"
 	"github.com/vrift/vrift/service"
 )
 
@@ -35,25 +33,11 @@ var stores = []storeCase{
 		return d
 	}},
 	{"daemon", func(t *testing.T, base string) engine.Store {
-		svc, err := service.New(service.Config{Store: filepath.Join(base, "store"), State: filepath.Join(base, "state"),
-			Version: "test", Log: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sock := filepath.Join(base, "d.sock")
-		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		srv := &rpc.Server{Handler: svc, Log: slog.New(slog.DiscardHandler), ShutdownTimeout: time.Second}
-		done := make(chan struct{})
-		go func() { srv.Serve(ctx, l); close(done) }()
+		sock := testenv.ServeDaemon(t, service.Config{Store: filepath.Join(base, "store"), State: filepath.Join(base, "state")})
 		s, err := engine.Open(context.Background(), sock, false, "")
 		if err != nil || s.Mode() != "daemon" {
 			t.Fatalf("connect: %v, mode %v", err, s)
 		}
-		t.Cleanup(func() { cancel(); <-done; svc.Close() })
 		return s
 	}},
 }
@@ -69,82 +53,140 @@ func write(t *testing.T, root string, files map[string]string) {
 	}
 }
 
-// summary is what must agree between stores.
-type summary struct {
-	Files, Bytes, Unique, NewBlobs, Dirs, Symlinks int64
-	Created                                        int64
-	Roots                                          int
-	Removed, Kept                                  int64
-	Dropped                                        int
-	OK                                             bool
+// figures are what a case measures; every store must give the case's.
+type figures map[string]int64
+
+// conformanceCase is one scenario run against every store, each in a
+// fresh directory.
+type conformanceCase struct {
+	name string
+	run  func(t *testing.T, s engine.Store, base string) figures
+	want figures
 }
 
-func runConformance(t *testing.T, sc storeCase) summary {
-	base := t.TempDir()
-	os.Chmod(base, 0o755) // the daemon must reach files by path
-	s := sc.open(t, base)
-	defer s.Close()
-	ctx := context.Background()
-	var sum summary
-
-	a := filepath.Join(base, "a")
-	write(t, a, map[string]string{"package.json": "{}", "node_modules/x/index.js": "x", "node_modules/y/index.js": "x",
-		"node_modules/z/lib/z.js": "zz"})
-	os.Symlink("x/index.js", filepath.Join(a, "node_modules/link"))
-	res, err := s.Ingest(ctx, engine.IngestOptions{Dir: filepath.Join(a, "node_modules"), Tier: engine.Tier2})
+func ingest(t *testing.T, s engine.Store, dir string) *engine.IngestResult {
+	t.Helper()
+	res, err := s.Ingest(context.Background(), engine.IngestOptions{Dir: dir, Tier: engine.Tier2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum.Files, sum.Bytes, sum.Unique, sum.NewBlobs, sum.Dirs, sum.Symlinks = res.Files, res.Bytes, res.Unique, res.NewBlobs, res.Dirs, res.Symlinks
-
-	out := filepath.Join(base, "out")
-	lr, err := engine.Link(ctx, s, engine.LinkOptions{Project: a, To: out, Method: vfs.Copy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum.Created = lr.Created
-	for _, p := range []string{"node_modules/x/index.js", "node_modules/z/lib/z.js"} {
-		want, _ := os.ReadFile(filepath.Join(a, p))
-		got, _ := os.ReadFile(filepath.Join(out, p))
-		if !bytes.Equal(want, got) {
-			t.Errorf("%s: linked copy differs", p)
-		}
-	}
-	st, err := s.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum.Roots = st.Roots
-
-	// The project goes; gc drops its root and sweeps its blobs.
-	os.RemoveAll(a)
-	gc, err := s.GC(ctx, engine.GCOptions{Grace: 0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum.Removed, sum.Kept, sum.Dropped = gc.Removed, gc.Kept, len(gc.DroppedRoots)
-	v, err := s.Verify(ctx, engine.VerifyOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum.OK = v.OK()
-	return sum
+	return res
 }
 
+func gc(t *testing.T, s engine.Store) *engine.GCResult {
+	t.Helper()
+	res, err := s.GC(context.Background(), engine.GCOptions{Grace: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func verified(t *testing.T, s engine.Store) int64 {
+	t.Helper()
+	v, err := s.Verify(context.Background(), engine.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.OK() {
+		return 1
+	}
+	return 0
+}
+
+var conformanceCases = []conformanceCase{
+	{
+		name: "ingest, link, status, gc of a deleted project, verify",
+		run: func(t *testing.T, s engine.Store, base string) figures {
+			a := filepath.Join(base, "a")
+			write(t, a, map[string]string{"package.json": "{}", "node_modules/x/index.js": "x", "node_modules/y/index.js": "x",
+				"node_modules/z/lib/z.js": "zz"})
+			os.Symlink("x/index.js", filepath.Join(a, "node_modules/link"))
+			res := ingest(t, s, filepath.Join(a, "node_modules"))
+			f := figures{"files": res.Files, "bytes": res.Bytes, "unique": res.Unique, "new_blobs": res.NewBlobs,
+				"dirs": res.Dirs, "symlinks": res.Symlinks}
+			out := filepath.Join(base, "out")
+			lr, err := engine.Link(context.Background(), s, engine.LinkOptions{Project: a, To: out, Method: vfs.Copy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f["created"] = lr.Created
+			for _, p := range []string{"node_modules/x/index.js", "node_modules/z/lib/z.js"} {
+				want, _ := os.ReadFile(filepath.Join(a, p))
+				got, _ := os.ReadFile(filepath.Join(out, p))
+				if !bytes.Equal(want, got) {
+					t.Errorf("%s: linked copy differs", p)
+				}
+			}
+			st, err := s.Status(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			f["roots"] = int64(st.Roots)
+			// The project goes; gc drops its root and sweeps its blobs.
+			os.RemoveAll(a)
+			g := gc(t, s)
+			f["removed"], f["kept"], f["dropped"] = g.Removed, g.Kept, int64(len(g.DroppedRoots))
+			f["ok"] = verified(t, s)
+			return f
+		},
+		want: figures{"files": 3, "bytes": 4, "unique": 2, "new_blobs": 2, "dirs": 5, "symlinks": 1, "created": 9, "roots": 1,
+			"removed": 2, "kept": 0, "dropped": 1, "ok": 1},
+	},
+	{
+		name: "an unchanged re-ingest stores nothing new",
+		run: func(t *testing.T, s engine.Store, base string) figures {
+			a := filepath.Join(base, "a")
+			write(t, a, map[string]string{"package.json": "{}", "lib/one.js": "1", "lib/two.js": "22", "lib/sub/three.js": "333"})
+			first := ingest(t, s, filepath.Join(a, "lib"))
+			again := ingest(t, s, filepath.Join(a, "lib"))
+			return figures{"first_new": first.NewBlobs, "files": again.Files, "new_blobs": again.NewBlobs, "new_bytes": again.NewBytes}
+		},
+		want: figures{"first_new": 3, "files": 3, "new_blobs": 0, "new_bytes": 0},
+	},
+	{
+		name: "content two projects share outlives the one deleted",
+		run: func(t *testing.T, s engine.Store, base string) figures {
+			a, b := filepath.Join(base, "a"), filepath.Join(base, "b")
+			write(t, a, map[string]string{"package.json": "{}", "lib/shared.js": "shared", "lib/only-a.js": "a"})
+			write(t, b, map[string]string{"package.json": "{}", "lib/shared.js": "shared", "lib/only-b.js": "bb"})
+			// (b's new blobs are not compared: the daemon answers New from
+			// the caller's session, never from the store, which would tell
+			// whether someone else stored the content.)
+			ra := ingest(t, s, filepath.Join(a, "lib"))
+			ingest(t, s, filepath.Join(b, "lib"))
+			os.RemoveAll(a)
+			g := gc(t, s)
+			// b still links: its blobs, the shared one included, are there.
+			out := filepath.Join(base, "out")
+			if _, err := engine.Link(context.Background(), s, engine.LinkOptions{Project: b, To: out, Method: vfs.Copy}); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(filepath.Join(out, "lib/shared.js"))
+			return figures{"a_new": ra.NewBlobs, "removed": g.Removed, "kept": g.Kept,
+				"dropped": int64(len(g.DroppedRoots)), "shared_ok": int64(len(got)), "ok": verified(t, s)}
+		},
+		want: figures{"a_new": 2, "removed": 1, "kept": 2, "dropped": 1, "shared_ok": 6, "ok": 1},
+	},
+}
+
+// TestStoreConformance runs every case against every store: each must
+// give the case's figures, so the stores agree.
 func TestStoreConformance(t *testing.T) {
-	var got []summary
-	for _, sc := range stores {
-		t.Run(sc.name, func(t *testing.T) { got = append(got, runConformance(t, sc)) })
-	}
-	if len(got) != 2 {
-		t.Fatal("a store did not run")
-	}
-	if got[0] != got[1] {
-		t.Errorf("stores disagree:\n direct %+v\n daemon %+v", got[0], got[1])
-	}
-	want := summary{Files: 3, Bytes: 4, Unique: 2, NewBlobs: 2, Dirs: 5, Symlinks: 1, Created: 9, Roots: 1, Removed: 2, Kept: 0, Dropped: 1, OK: true}
-	if got[0] != want {
-		t.Errorf("direct store: %+v, want %+v", got[0], want)
+	for _, c := range conformanceCases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, sc := range stores {
+				t.Run(sc.name, func(t *testing.T) {
+					base := t.TempDir()
+					os.Chmod(base, 0o755) // the daemon must reach files by path
+					s := sc.open(t, base)
+					defer s.Close()
+					if got := c.run(t, s, base); !maps.Equal(got, c.want) {
+						t.Errorf("%v, want %v", got, c.want)
+					}
+				})
+			}
+		})
 	}
 }
 

@@ -131,6 +131,29 @@ func (d *Direct) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	return res, nil
 }
 
+// mark is the mark phase of both modes' sweeps (Collect, SweepToLimits):
+// the blobs of every manifest in roots and those extra adds (a daemon's
+// in-flight ingests). A root whose manifest no longer exists is returned in
+// gone; one that exists but cannot be read is an error, since it may
+// reference anything.
+func mark(ctx context.Context, roots []string, extra func(live map[cas.Key]struct{})) (live map[cas.Key]struct{}, gone []string, err error) {
+	live = make(map[cas.Key]struct{})
+	for _, r := range roots {
+		err := MarkLive(ctx, r, live)
+		if errors.Is(err, fs.ErrNotExist) {
+			gone = append(gone, r)
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w (nothing deleted)", err)
+		}
+	}
+	if extra != nil {
+		extra(live)
+	}
+	return live, gone, nil
+}
+
 // Collect is the one mark and sweep of both modes. The caller holds the
 // store's lock exclusively. It marks the blobs of every manifest in roots
 // and those extra adds (a daemon's in-flight ingests), then deletes (or,
@@ -140,21 +163,11 @@ func (d *Direct) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 // stops the collection before anything is deleted, since it may reference
 // anything.
 func Collect(ctx context.Context, s *cas.Store, roots []string, extra func(live map[cas.Key]struct{}), grace time.Duration, dry bool, res *GCResult) (gone []string, err error) {
-	live := make(map[cas.Key]struct{})
-	for _, r := range roots {
-		err := MarkLive(ctx, r, live)
-		if errors.Is(err, fs.ErrNotExist) {
-			gone = append(gone, r)
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w (nothing deleted)", err)
-		}
-		res.Roots++
+	live, gone, err := mark(ctx, roots, extra)
+	if err != nil {
+		return nil, err
 	}
-	if extra != nil {
-		extra(live)
-	}
+	res.Roots += len(roots) - len(gone)
 	if err := Sweep(ctx, s, live, grace, dry, res); err != nil {
 		return gone, err
 	}

@@ -138,9 +138,9 @@ type IngestResult struct {
 // skipNames are never ingested at any depth.
 var skipNames = map[string]bool{manifest.DirName: true, ".git": true}
 
-// swapPrefix names the temporary symlinks of an in-place swap, so that one
-// left behind by a crash is recognised and removed.
-const swapPrefix = ".vrift-swap-"
+// swapPrefix names the temporaries of an in-place swap or adoption, so
+// that one left behind by a crash is recognised (tree.IsTemp).
+const swapPrefix = tree.SwapTempPrefix
 
 // Target resolves where an ingest of dir records its tree: the absolute
 // directory, the project root, the manifest path and the subtree key.

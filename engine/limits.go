@@ -4,18 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"slices"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/errdefs"
+	"github.com/vrift/vrift/units"
 )
 
 // StoreLimits are a store's size limits (0: none). The daemon applies them
-// to the shared store (service/quota.go); direct mode to the per-user store,
-// from ~/.config/vrift/config.toml's [store] table.
+// to the shared store (service/sweep.go); direct mode to the per-user store,
+// from the user's config file's [store] table (internal/config). Both sweep with
+// SweepToLimits.
 type StoreLimits struct {
 	// MaxBytes bounds the blobs' logical bytes.
 	MaxBytes int64
@@ -23,21 +24,16 @@ type StoreLimits struct {
 	MinFree int64
 }
 
-// overLimits reports whether the store is past its limits, and why. With
-// MaxBytes set it walks the store (direct mode keeps no running totals);
-// MinFree alone costs a statfs.
-func overLimits(ctx context.Context, s *cas.Store, l StoreLimits, bytes *int64) (bool, string, error) {
-	if l.MaxBytes > 0 {
-		if *bytes < 0 {
-			st, err := ScanStore(ctx, s)
-			if err != nil {
-				return false, "", err
-			}
-			*bytes = st.Bytes
-		}
-		if *bytes > l.MaxBytes {
-			return true, fmt.Sprintf("the store holds %d bytes, over its max_bytes of %d", *bytes, l.MaxBytes), nil
-		}
+// IsZero reports whether no limit is set.
+func (l StoreLimits) IsZero() bool { return l.MaxBytes <= 0 && l.MinFree <= 0 }
+
+// Over reports whether a store s holding bytes logical bytes is past l,
+// and why. MinFree costs a statfs.
+func (l StoreLimits) Over(s *cas.Store, bytes int64) (bool, string, error) {
+	// max_bytes bounds the blobs' logical bytes; a sparse blob counts its
+	// holes (conservative).
+	if l.MaxBytes > 0 && bytes > l.MaxBytes {
+		return true, fmt.Sprintf("the store holds %s, over its max_bytes of %s", units.FormatSize(bytes), units.FormatSize(l.MaxBytes)), nil
 	}
 	if l.MinFree > 0 {
 		var st unix.Statfs_t
@@ -45,25 +41,111 @@ func overLimits(ctx context.Context, s *cas.Store, l StoreLimits, bytes *int64) 
 			return false, "", fmt.Errorf("statfs %s: %w", s.Root(), err)
 		}
 		if free := int64(st.Bavail) * int64(st.Bsize); free < l.MinFree {
-			return true, fmt.Sprintf("the store's filesystem has %d bytes free, under its min_free of %d", free, l.MinFree), nil
+			return true, fmt.Sprintf("the store's filesystem has %s free, under its min_free of %s", units.FormatSize(free), units.FormatSize(l.MinFree)), nil
 		}
 	}
 	return false, "", nil
 }
 
+// OverLimits is Over for s as it is: its running totals when it keeps them
+// (the daemon's), else a walk when MaxBytes is set (direct mode keeps no
+// running totals).
+func OverLimits(ctx context.Context, s *cas.Store, l StoreLimits) (bool, string, error) {
+	var bytes int64
+	if t := s.Totals(); t != nil {
+		bytes = t.Bytes()
+	} else if l.MaxBytes > 0 {
+		st, err := ScanStore(ctx, s)
+		if err != nil {
+			return false, "", err
+		}
+		bytes = st.Bytes
+	}
+	return l.Over(s, bytes)
+}
+
+// LimitSweepResult is what SweepToLimits did.
+type LimitSweepResult struct {
+	// Removed blobs freed FreedBytes on disk, out of Candidates
+	// unreferenced ones.
+	Removed, FreedBytes int64
+	Candidates          int
+	// Over is set when the store is still past its limits, Why says how.
+	Over bool
+	Why  string
+	// RemoveErr holds the blobs that could not be removed (skipped).
+	RemoveErr error
+}
+
+// SweepToLimits is the store-limit sweep of both modes: it removes the
+// blobs of s that no manifest in roots (nor extra: a daemon's ingests in
+// flight) references, oldest first and regardless of gc's grace, until s is
+// under l. The caller holds every writer off (the store's exclusive lock,
+// and the daemon's sweep lock). A blob a root references is never removed;
+// a root that cannot be read stops the sweep before anything is deleted,
+// one whose manifest is gone references nothing. Blobs that cannot be
+// removed are skipped and reported in RemoveErr.
+func SweepToLimits(ctx context.Context, s *cas.Store, l StoreLimits, roots []string, extra func(live map[cas.Key]struct{})) (LimitSweepResult, error) {
+	var res LimitSweepResult
+	live, _, err := mark(ctx, roots, extra)
+	if err != nil {
+		return res, err
+	}
+	var cands []cas.Blob
+	var walked int64
+	if err := s.Walk(ctx, func(b cas.Blob) error {
+		walked += b.Key.Size
+		if _, ok := live[b.Key]; !ok {
+			cands = append(cands, b)
+		}
+		return nil
+	}); err != nil {
+		return res, err
+	}
+	res.Candidates = len(cands)
+	// The store's bytes: its running totals when it keeps them (they
+	// count ingests' unflushed blobs too, and Remove keeps them), else
+	// the walk's, less what this sweep removed.
+	var removedBytes int64
+	bytes := func() int64 {
+		if t := s.Totals(); t != nil {
+			return t.Bytes()
+		}
+		return walked - removedBytes
+	}
+	slices.SortFunc(cands, func(a, b cas.Blob) int { return a.ModTime.Compare(b.ModTime) })
+	var errs []error
+	for _, b := range cands {
+		over, _, err := l.Over(s, bytes())
+		if err != nil {
+			return res, err
+		}
+		if !over {
+			break
+		}
+		if err := s.Remove(b.Key); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		res.Removed++
+		res.FreedBytes += b.DiskBytes
+		removedBytes += b.Key.Size
+	}
+	res.RemoveErr = errors.Join(errs...)
+	res.Over, res.Why, err = l.Over(s, bytes())
+	return res, err
+}
+
 // enforceLimits runs before a direct-mode ingest: if the store is past its
-// limits, it sweeps unreferenced blobs, oldest first and regardless of
-// gc's grace, under the store's exclusive lock (so no ingest is in flight:
-// each holds the lock shared), until the store is under them; if that is
-// not enough, the ingest is refused (errdefs.ErrQuota). A blob any root's
-// manifest references is never removed.
+// limits, it sweeps (SweepToLimits) under the store's exclusive lock (so
+// no ingest is in flight: each holds the lock shared); if that is not
+// enough, the ingest is refused (errdefs.ErrQuota).
 func (d *Direct) enforceLimits(ctx context.Context) error {
 	l := d.Limits
-	if l.MaxBytes <= 0 && l.MinFree <= 0 {
+	if l.IsZero() {
 		return nil
 	}
-	bytes := int64(-1)
-	over, _, err := overLimits(ctx, d.Store, l, &bytes)
+	over, _, err := OverLimits(ctx, d.Store, l)
 	if err != nil || !over {
 		return err
 	}
@@ -76,37 +158,16 @@ func (d *Direct) enforceLimits(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store over its limits: %w", err)
 	}
-	live := map[cas.Key]struct{}{}
-	for _, r := range manifests(recs) {
-		if err := MarkLive(ctx, r, live); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("store over its limits: %w (nothing deleted)", err)
-		}
+	res, err := SweepToLimits(ctx, d.Store, l, manifests(recs), nil)
+	if err == nil {
+		err = res.RemoveErr
 	}
-	var cands []cas.Blob
-	if err := d.Store.Walk(ctx, func(b cas.Blob) error {
-		if _, ok := live[b.Key]; !ok {
-			cands = append(cands, b)
-		}
-		return nil
-	}); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("store over its limits: %w", err)
 	}
-	slices.SortFunc(cands, func(a, b cas.Blob) int { return a.ModTime.Compare(b.ModTime) })
-	for _, b := range cands {
-		if over, _, err := overLimits(ctx, d.Store, l, &bytes); err != nil || !over {
-			return err
-		}
-		if err := d.Store.Remove(b.Key); err != nil {
-			return err
-		}
-		bytes -= b.Key.Size
-	}
-	if over, why, err := overLimits(ctx, d.Store, l, &bytes); err != nil || over {
-		if err == nil {
-			err = fmt.Errorf("%w: the store is full: %s, and every blob left is referenced by a project's manifest; "+
-				"delete projects you no longer need and run vrift gc, or raise the limit in ~/.config/vrift/config.toml", errdefs.ErrQuota, why)
-		}
-		return err
+	if res.Over {
+		return fmt.Errorf("%w: the store is full: %s, and every blob left is referenced by a project's manifest; "+
+			"delete projects you no longer need and run vrift gc, or raise the limit in your config file ([store] max_bytes, min_free)", errdefs.ErrQuota, res.Why)
 	}
 	return nil
 }

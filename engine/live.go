@@ -191,14 +191,8 @@ func skippedKey(p string) bool {
 
 // Unrecorded reports whether a name is never recorded by a live refresh
 // (nor watched): vrift's own directory, .git, and vrift's temp names.
-func Unrecorded(name string) bool { return skipNames[name] || IsVriftTemp(name) }
+func Unrecorded(name string) bool { return skipNames[name] || tree.IsTemp(name) }
 
-// IsVriftTemp reports whether name is one of the temporary names vrift
-// makes in a project tree (an in-place swap's or a link's): a watcher
-// leaves them alone, and their final names are what it records.
-func IsVriftTemp(name string) bool {
-	return strings.HasPrefix(name, swapPrefix) || strings.HasPrefix(name, vfs.TempPrefix)
-}
 
 // gone reports whether err says a path is no longer there.
 func gone(err error) bool {

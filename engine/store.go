@@ -10,7 +10,7 @@ import (
 )
 
 // Store is a content store as the front doors see it, in either mode: Direct
-// works on a per-user store in this process, Remote asks the daemon that owns
+// works on a per-user store in this process, Daemon asks the daemon that owns
 // the shared store. Both run this package's ingest, link and view code; the
 // daemon adds only transport, identity and policy. A command is written once,
 // against Store.
@@ -40,7 +40,7 @@ type Store interface {
 
 var (
 	_ Store = (*Direct)(nil)
-	_ Store = (*Remote)(nil)
+	_ Store = (*Daemon)(nil)
 )
 
 // VerifyOptions configure a verification.

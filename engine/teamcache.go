@@ -15,7 +15,7 @@ import (
 // TransferOptions configure a push or pull through a team cache.
 type TransferOptions struct {
 	// Backend is the team cache, in direct mode. A daemon transfers with
-	// the remote and credentials of its own config, never a user's: Remote
+	// the remote and credentials of its own config, never a user's: Daemon
 	// refuses a Backend.
 	Backend remote.Backend
 	teamcache.Options
@@ -48,7 +48,7 @@ var errDaemonRemote = errors.New("in daemon mode the daemon uses the remote in i
 
 // Push has the daemon upload the tree from the shared store with its own
 // credentials (if its config allows pushing).
-func (r *Remote) Push(ctx context.Context, mpath, name string, opts TransferOptions) (*teamcache.Result, error) {
+func (r *Daemon) Push(ctx context.Context, mpath, name string, opts TransferOptions) (*teamcache.Result, error) {
 	if opts.Backend != nil {
 		return nil, errDaemonRemote
 	}
@@ -70,7 +70,7 @@ func (r *Remote) Push(ctx context.Context, mpath, name string, opts TransferOpti
 // Pull has the daemon fetch the tree into the shared store, then records
 // the tree it returns as the manifest of the project at root; linking pins
 // it.
-func (r *Remote) Pull(ctx context.Context, name, root string, opts TransferOptions) (*teamcache.Result, error) {
+func (r *Daemon) Pull(ctx context.Context, name, root string, opts TransferOptions) (*teamcache.Result, error) {
 	if opts.Backend != nil {
 		return nil, errDaemonRemote
 	}

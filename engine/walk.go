@@ -139,9 +139,20 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 			return err
 		}
 		name := de.Name()
-		if skipNames[name] || (w.in.opts.Paths != nil && IsVriftTemp(name)) {
-			// A live refresh leaves vrift's temporary names to the
-			// ingest or link that made them, which may still run.
+		if skipNames[name] {
+			continue
+		}
+		if tree.IsTemp(name) {
+			// Left by a killed link, swap or adoption: the original is
+			// intact, the temp never part of the tree. A swap's symlink
+			// is removed; anything else is left to the run that made it
+			// (a link may still be in flight) or to the next link, which
+			// replaces it.
+			// (A live refresh removes nothing: the ingest that made it
+			// may still run beside the watcher.)
+			if de.Type() == iofs.ModeSymlink && strings.HasPrefix(name, tree.SwapTempPrefix) && w.in.opts.Paths == nil {
+				unix.Unlinkat(fd, name, 0)
+			}
 			continue
 		}
 		if trusted && de.Type() == iofs.ModeSymlink {
@@ -182,11 +193,6 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 			target, err := tree.Readlink(fd, name, cst.Size)
 			if err != nil {
 				return fmt.Errorf("readlink %s: %w", vfs.Quote(childAbs), err)
-			}
-			if strings.HasPrefix(name, swapPrefix) {
-				// Left by an interrupted swap: the original is intact.
-				unix.Unlinkat(fd, name, 0)
-				continue
 			}
 			r, err := w.symlinkEntry(childKey, target, &cst)
 			if err != nil {

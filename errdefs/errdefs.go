@@ -7,7 +7,10 @@
 // gRPC).
 package errdefs
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrNotFound: the session, root or blob named does not exist.
@@ -24,3 +27,23 @@ var (
 	// paths; the daemon never opens a path on a caller's behalf.
 	ErrNeedDescriptors = errors.New("descriptors required")
 )
+
+// ErrInvalidArgument: the request is malformed (a relative or overlong
+// path, a negative grace, a descriptor of the wrong kind).
+var ErrInvalidArgument = errors.New("invalid argument")
+
+// Newf returns an error of kind whose message is exactly the formatted
+// text (no "kind: " prefix): the daemon's refusals keep the wording
+// clients and tests know, and errors.Is(err, kind) holds on both sides of
+// the socket. Arguments may wrap errors (%w).
+func Newf(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
+}
+
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }

@@ -85,8 +85,9 @@ type LinkResult struct {
 // hold something that is not a projection.
 var ErrConflict = errors.New("conflicting paths left alone")
 
-// TempPrefix names temporary files made beside their destination.
-const TempPrefix = ".vrift-tmp-"
+// tmpPrefix names temporary files made beside their destination; an
+// ingest never records one (tree.IsTemp).
+const tmpPrefix = tree.LinkTempPrefix
 
 // Link materializes the manifest's tree (or opts.Subtree) under opts.Dest.
 // It is incremental: it creates what is missing, fixes projections that
@@ -534,7 +535,7 @@ func (l *linker) place(a at, e manifest.Entry, replace bool) error {
 			return err
 		}
 	case Copy, Reflink:
-		return wrapOp("replace", a.abs, tree.Replace(a.dirfd, a.name, TempPrefix, func(dirfd int, tmp string) error {
+		return wrapOp("replace", a.abs, tree.Replace(a.dirfd, a.name, tmpPrefix, func(dirfd int, tmp string) error {
 			return l.copyBlob(blob, dirfd, tmp, a.abs, e)
 		}))
 	default:
@@ -543,7 +544,7 @@ func (l *linker) place(a at, e manifest.Entry, replace bool) error {
 	if !replace {
 		return wrapOp(string(l.opts.Method), a.abs, make(a.dirfd, a.name))
 	}
-	return wrapOp("replace", a.abs, tree.Replace(a.dirfd, a.name, TempPrefix, make))
+	return wrapOp("replace", a.abs, tree.Replace(a.dirfd, a.name, tmpPrefix, make))
 }
 
 func missingBlob(abs string, e manifest.Entry) error {
@@ -613,7 +614,7 @@ func (l *linker) symlink(a at, e manifest.Entry, exists bool, st *unix.Stat_t) e
 			l.conflict(a.abs, "exists and is not a projection")
 			return nil
 		}
-		if err := tree.Replace(a.dirfd, a.name, TempPrefix, make); err != nil {
+		if err := tree.Replace(a.dirfd, a.name, tmpPrefix, make); err != nil {
 			return wrapOp("replace", a.abs, err)
 		}
 		atomic.AddInt64(&l.res.Fixed, 1)

@@ -256,15 +256,6 @@ func open(path, lmdbPath string, flags uint) (*Manifest, error) {
 	return m, nil
 }
 
-// Remove deletes the manifest at path, its lock file and, if then empty, its
-// directory.
-func Remove(path string) error {
-	err := os.Remove(path)
-	os.Remove(path + "-lock")
-	os.Remove(filepath.Dir(path))
-	return err
-}
-
 // Discard closes the manifest and deletes it, its lock file and, if then
 // empty, its directory, through the directory it was opened in.
 func (m *Manifest) Discard() error {

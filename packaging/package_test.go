@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vrift/vrift/internal/testenv"
 )
 
 func run(t *testing.T, name string, args ...string) string {
@@ -31,18 +33,13 @@ func run(t *testing.T, name string, args ...string) string {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if testing.Short() { // make test-quick
-		t.Skip("-short: skips the tests that install the package")
-	}
-	if os.Geteuid() == 0 {
-		if _, err := exec.LookPath("dpkg"); err == nil {
-			return
+	testenv.RequireRoot(t, "installs the .deb on this machine")
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		if os.Getenv("VRIFT_REQUIRE_ROOT") != "" {
+			t.Fatal("needs dpkg to install the package, and VRIFT_REQUIRE_ROOT is set")
 		}
+		t.Skip("needs dpkg: installs the .deb on this machine; CI runs it")
 	}
-	if os.Getenv("VRIFT_REQUIRE_ROOT") != "" {
-		t.Fatal("needs root and dpkg to install the package, and VRIFT_REQUIRE_ROOT is set")
-	}
-	t.Skip("needs root and dpkg: installs the .deb on this machine; CI runs it")
 }
 
 // requireTool skips a test whose command is missing, except in CI
@@ -111,7 +108,7 @@ print(json.dumps({"sockets": socks, "flags": opt}))`
 		t.Fatalf("plist check output: %v\n%s", err, out)
 	}
 	daemonMain, _ := os.ReadFile("../cmd/vrift-daemon/main.go")
-	remote, _ := os.ReadFile("../engine/remote.go")
+	remote, _ := os.ReadFile("../engine/daemon.go")
 	if len(got.Sockets) != 1 {
 		t.Fatalf("want one Sockets entry, got %v", got.Sockets)
 	}

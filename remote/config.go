@@ -4,14 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
-
-	"github.com/BurntSushi/toml"
 )
 
-// Config locates a remote. It holds no secret: credentials come from the
+// Config locates a remote (config.toml's [remote] table, read by package
+// internal/config). It holds no secret: credentials come from the
 // environment or a credentials file when the backend is opened.
 type Config struct {
 	// URL is s3://bucket or s3://bucket/prefix.
@@ -26,44 +23,6 @@ type Config struct {
 	// SlowDown, connection errors), with exponential backoff; 0 keeps the
 	// client's default of 10.
 	Retries int `toml:"retries"`
-}
-
-// fileConfig is the part of config.toml this package reads.
-type fileConfig struct {
-	Remote Config `toml:"remote"`
-}
-
-// DefaultConfigPath is ~/.config/vrift/config.toml (or under
-// $XDG_CONFIG_HOME).
-func DefaultConfigPath() string {
-	dir, err := os.UserConfigDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(dir, "vrift", "config.toml")
-}
-
-// LoadConfig reads the [remote] table of a TOML config file. A missing
-// file is an empty config, not an error.
-func LoadConfig(path string) (Config, error) {
-	if path == "" {
-		return Config{}, nil
-	}
-	var fc fileConfig
-	md, err := toml.DecodeFile(path, &fc)
-	if errors.Is(err, os.ErrNotExist) {
-		return Config{}, nil
-	}
-	if err != nil {
-		return Config{}, fmt.Errorf("config %s: %w", path, err)
-	}
-	for _, k := range md.Undecoded() {
-		if len(k) > 0 && k[0] == "remote" {
-			// A typo must not silently send data elsewhere.
-			return Config{}, fmt.Errorf("config %s: unknown key %s", path, k)
-		}
-	}
-	return fc.Remote, nil
 }
 
 // Merge returns c with every non-empty field of over replacing c's.
@@ -87,7 +46,7 @@ func (c Config) Merge(over Config) Config {
 // leading or trailing slashes).
 func ParseURL(s string) (bucket, prefix string, err error) {
 	if s == "" {
-		return "", "", errors.New("no remote configured: pass --remote s3://bucket/prefix or set [remote] url in " + DefaultConfigPath())
+		return "", "", errors.New("no remote configured: pass --remote s3://bucket/prefix or set [remote] url in the config file")
 	}
 	u, err := url.Parse(s)
 	if (err == nil && u.User != nil) || strings.Contains(s, "@") {

@@ -1,7 +1,8 @@
 // Package remote is the object-store side of the team cache: a small Backend
-// interface (what the team cache needs from a bucket and nothing more) and
-// its implementation over S3 with minio-go, plus the remote's configuration
-// (URL, endpoint, region, credentials).
+// interface (what the team cache needs from a bucket and nothing more), its
+// implementation over S3 with minio-go and an in-memory one for tests (one
+// backend suite runs against both), plus the remote's configuration (URL,
+// endpoint, region, credentials).
 package remote
 
 import (

@@ -49,6 +49,7 @@ var kinds = []struct {
 	{CodeQuota, errdefs.ErrQuota},
 	{CodeBusy, errdefs.ErrBusy},
 	{CodeNeedDescriptors, errdefs.ErrNeedDescriptors},
+	{CodeInvalidParams, errdefs.ErrInvalidArgument},
 }
 
 // Error is an error reply as the client sees it. It matches (errors.Is)

@@ -193,6 +193,8 @@ func TestErrorMapping(t *testing.T) {
 		h.err["busy"] = errdefs.ErrBusy
 		h.err["fds"] = fmt.Errorf("ingest: %w", errdefs.ErrNeedDescriptors)
 		h.err["internal"] = errors.New("disk on fire")
+		h.err["kinded"] = errdefs.Newf(errdefs.ErrQuota, "the shared store is full: %v", errors.New("why"))
+		h.err["invalid"] = errdefs.Newf(errdefs.ErrInvalidArgument, "gc: negative grace")
 	})
 	c := ts.dial(t)
 	for _, tc := range []struct {
@@ -207,6 +209,9 @@ func TestErrorMapping(t *testing.T) {
 		{"busy", CodeBusy, errdefs.ErrBusy, "busy"},
 		{"fds", CodeNeedDescriptors, errdefs.ErrNeedDescriptors, "ingest: descriptors required"},
 		{"internal", CodeInternalError, nil, "disk on fire"},
+		// errdefs.Newf: the message exactly as written, the kind's code.
+		{"kinded", CodeQuota, errdefs.ErrQuota, "the shared store is full: why"},
+		{"invalid", CodeInvalidParams, errdefs.ErrInvalidArgument, "gc: negative grace"},
 		{"nosuch", CodeMethodNotFound, nil, "unknown method"},
 	} {
 		err := c.Call(callCtx(t), tc.method, nil, nil)

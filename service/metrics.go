@@ -101,10 +101,10 @@ func newMetrics(s *Service) *metrics {
 	gauge := func(name, help string, v func() float64) {
 		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, v))
 	}
-	gauge("vrift_store_blobs", "Blobs in the shared store.", func() float64 { return float64(s.blobs.Load()) })
-	gauge("vrift_store_logical_bytes", "Logical bytes of the blobs in the shared store.", func() float64 { return float64(s.bytes.Load()) })
-	gauge("vrift_store_disk_bytes", "Disk bytes of the blobs in the shared store (new blobs counted at their logical size until the next sweep).",
-		func() float64 { return float64(s.disk.Load()) })
+	gauge("vrift_store_blobs", "Blobs in the shared store.", func() float64 { return float64(s.store.Totals().Counts().Blobs) })
+	gauge("vrift_store_logical_bytes", "Logical bytes of the blobs in the shared store.", func() float64 { return float64(s.store.Totals().Counts().Bytes) })
+	gauge("vrift_store_disk_bytes", "Disk bytes of the blobs in the shared store (blobs not yet flushed counted at their logical size).",
+		func() float64 { return float64(s.store.Totals().Counts().DiskBytes) })
 	gauge("vrift_store_referenced_bytes", "Bytes of the distinct blobs some pinned root references.",
 		func() float64 { return float64(s.acct.Total().Referenced) })
 	gauge("vrift_store_max_bytes", "The store's max_bytes (0: none).", func() float64 { return float64(s.cfg.MaxStoreBytes) })
@@ -146,6 +146,15 @@ func (u userCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(userLimit, prometheus.GaugeValue, float64(lim), l)
 		}
 	}
+}
+
+// sweep counts a sweep that removed blobs freeing freed disk bytes;
+// trigger is "gc" or "limit".
+func (m *metrics) sweep(trigger string, blobs, freed int64, took time.Duration) {
+	m.gcRuns.WithLabelValues(trigger).Inc()
+	m.gcRemovedBlobs.Add(float64(blobs))
+	m.gcRemovedBytes.Add(float64(freed))
+	m.gcDuration.Observe(took.Seconds())
 }
 
 // observe records one RPC call.

@@ -3,42 +3,13 @@ package service_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/vrift/vrift/internal/testenv"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/service"
 )
-
-// serveTemp runs the real service on a temp store behind a real rpc.Server
-// and returns its socket path.
-func serveTemp(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := service.New(service.Config{Store: filepath.Join(dir, "store"), State: filepath.Join(dir, "state"),
-		Version: "fuzz", Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "d.sock")
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		(&rpc.Server{Handler: svc, Log: log, ShutdownTimeout: time.Second}).Serve(ctx, l)
-		close(done)
-	}()
-	t.Cleanup(func() { cancel(); <-done; svc.Close() })
-	return sock
-}
 
 var methods = []string{rpc.MethodStatus, rpc.MethodIngest, rpc.MethodIngestBegin, rpc.MethodIngestPut,
 	rpc.MethodIngestFlush, rpc.MethodLink, rpc.MethodGC, rpc.MethodVerify}
@@ -62,7 +33,7 @@ func FuzzServiceParams(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s.m, []byte(s.params))
 	}
-	sock := serveTemp(f)
+	sock := testenv.ServeDaemon(f, service.Config{Version: "fuzz"})
 	f.Fuzz(func(t *testing.T, m uint8, params []byte) {
 		if !json.Valid(params) {
 			// The client cannot send a frame that is not JSON: the stream

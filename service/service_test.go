@@ -471,9 +471,9 @@ func TestGCPolicy(t *testing.T) {
 	if err := admin.Call(ctx, rpc.MethodGC, rpc.GCParams{Grace: 0}, &rpc.GCResult{}); err != nil {
 		t.Errorf("admin gc with no grace: %v", err)
 	}
-	h.svc.sweeping.Lock()
+	h.svc.sw.running.Lock()
 	err := bob.Call(ctx, rpc.MethodGC, rpc.GCParams{Grace: time.Hour}, &rpc.GCResult{})
-	h.svc.sweeping.Unlock()
+	h.svc.sw.running.Unlock()
 	if code(err) != rpc.CodeBusy {
 		t.Errorf("gc while another runs: %v", err)
 	}

@@ -32,7 +32,7 @@ func FuzzConfig(f *testing.F) {
 			}
 			return
 		}
-		if err := cfg.check(); err != nil {
+		if err := check(cfg); err != nil {
 			t.Fatalf("accepted a config that fails check: %v", err)
 		}
 		var buf bytes.Buffer

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vrift/vrift/internal/testenv"
 )
 
 // These tests run the real daemon as the vrift user and attack it as the
@@ -108,13 +110,7 @@ func helper(mode, socket string) int {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("VRIFT_REQUIRE_ROOT") != "" {
-		t.Fatal("this test needs root (to create users and run as them), and VRIFT_REQUIRE_ROOT is set")
-	}
-	t.Skip("needs root to create users and run as them; CI runs it as root")
+	testenv.RequireRoot(t, "to create users and run as them")
 }
 
 func ensureUser(t *testing.T, name string) {

@@ -6,25 +6,22 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/vrift/vrift/internal/config"
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/service"
@@ -32,115 +29,24 @@ import (
 
 var version = "dev"
 
-// config is the daemon's configuration: the TOML file's keys, overridden by
-// flags given on the command line.
-type config struct {
-	// Store is `store = "/path"` or a [store] table (quota.go).
-	Store        storeConfig `toml:"store"`
-	Socket       string      `toml:"socket"`
-	State        string      `toml:"state"`
-	SharePrivate bool        `toml:"share_private"`
-	MaxFrame     int         `toml:"max_frame"`
-	LogLevel     string      `toml:"log_level"`
-	// Remote is the team cache ([remote] url, endpoint, region, push); the
-	// daemon's own credentials come from its AWS_* environment or its
-	// credentials file.
-	Remote remote.Config `toml:"remote"`
-
-	// Bounds (0: the service's default; see docs/protocol.md).
-	MaxManifest        int64    `toml:"max_manifest"`
-	MaxSessionBytes    int64    `toml:"max_session_bytes"`
-	MaxSessionsPerUser int      `toml:"max_sessions_per_user"`
-	MaxRootsPerUser    int      `toml:"max_roots_per_user"`
-	MinUserGrace       duration `toml:"min_user_grace"`
-	AuditMaxBytes      int64    `toml:"audit_max_bytes"`
-	AuditKeep          int      `toml:"audit_keep"`
-	// Transport bounds (see docs/protocol.md); 0 means the default.
-	CallTimeout    string `toml:"call_timeout"`
-	MaxConns       int    `toml:"max_conns"`
-	MaxConnsPerUID int    `toml:"max_conns_per_uid"`
-	MaxFDsPerUID   int    `toml:"max_fds_per_uid"`
-	MaxInflight    int    `toml:"max_inflight"`
-	// Quotas, store-wide limits and metrics (quota.go, README).
-	Quota   quotaConfig   `toml:"quota"`
-	Metrics metricsConfig `toml:"metrics"`
-}
-
-// duration reads a TOML string such as "1h30m".
-type duration struct{ time.Duration }
-
-// MarshalText writes it back the same way.
-func (d duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
-
-func (d *duration) UnmarshalText(b []byte) error {
-	var err error
-	d.Duration, err = time.ParseDuration(string(b))
-	return err
-}
-
-// decodeConfig parses a config file's text (parseConfig) into cfg.
-func decodeConfig(src []byte, cfg *config) error {
-	c, err := parseConfig(src)
-	if err == nil {
-		*cfg = c
-	}
-	return err
-}
-
-const defaultConfigFile = "/etc/vrift/config.toml"
-
-func defaults() config {
-	c := config{Store: storeConfig{Path: "/var/lib/vrift/the_source"}, State: "/var/lib/vrift/state",
-		Socket: "/run/vrift/daemon.sock", MaxFrame: rpc.DefaultMaxFrame, LogLevel: "info"}
-	if runtime.GOOS == "darwin" {
-		// The RFC's ~/Library/Application Support/vrift/daemon.sock, in the
-		// home of the daemon's user.
-		if home, err := os.UserHomeDir(); err == nil {
-			c.Socket = filepath.Join(home, "Library", "Application Support", "vrift", "daemon.sock")
-		}
-	}
-	return c
-}
-
 // maxMaxFrame bounds max_frame: a frame is read into memory whole.
 const maxMaxFrame = 1 << 30
 
-// loadConfig reads the TOML file at path over the defaults. A missing file
-// is an error only when it was named explicitly.
-func loadConfig(path string, explicit bool) (config, error) {
-	data, err := os.ReadFile(path)
+// parseConfig decodes a config file's text over the daemon's defaults
+// (strict keys, config.Parse) and checks it.
+func parseConfig(data []byte) (config.File, error) {
+	cfg, err := config.Parse(data, config.DaemonDefaults())
+	if err == nil {
+		err = check(cfg)
+	}
 	if err != nil {
-		if !explicit && errors.Is(err, fs.ErrNotExist) {
-			return defaults(), nil
-		}
-		return config{}, err
-	}
-	return parseConfig(data)
-}
-
-// parseConfig decodes a config file over the defaults. Unknown keys are
-// refused (a misspelt key would otherwise be silently ignored), and so are
-// values of the wrong type or out of range.
-func parseConfig(data []byte) (config, error) {
-	cfg := defaults()
-	md, err := toml.Decode(string(data), &cfg)
-	if err != nil {
-		return config{}, err
-	}
-	if err := checkStoreSizes(data, cfg.Store); err != nil {
-		return config{}, err
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		return config{}, fmt.Errorf("unknown key %q (see /etc/vrift/config.toml and docs/protocol.md for the known ones)", und[0].String())
-	}
-	if err := cfg.check(); err != nil {
-		return config{}, err
+		return config.File{}, err
 	}
 	return cfg, nil
 }
 
 // check validates a configuration, after flags are applied too.
-func (c config) check() error {
+func check(c config.File) error {
 	if c.MaxFrame < 0 || c.MaxFrame > maxMaxFrame {
 		return fmt.Errorf("max_frame %d: must be between 0 (the default, 16 MiB) and %d bytes", c.MaxFrame, maxMaxFrame)
 	}
@@ -170,19 +76,23 @@ func main() {
 func run(args []string, stderr io.Writer) int {
 	fl := flag.NewFlagSet("vrift-daemon", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	cfgFile := fl.String("config", "", "TOML config file (default "+defaultConfigFile+" if present)")
-	store := fl.String("store", "", "shared store directory (default /var/lib/vrift/the_source)")
-	socket := fl.String("socket", "", "unix socket path (default /run/vrift/daemon.sock)")
-	state := fl.String("state", "", "state directory: roots, audit log (default /var/lib/vrift/state)")
-	sharePrivate := fl.Bool("share-private", false, "let files without o+r into the shared store")
-	maxFrame := fl.Int("max-frame", 0, "largest accepted frame in bytes (default 16 MiB)")
+	cfgFile := fl.String("config", "", "TOML config file (default $"+config.EnvVar+" or "+config.DaemonPath+" if present)")
+	// Flags override the file's keys (config.Overrides).
+	ov := config.NewOverrides(fl)
+	ov.String("store", "shared store directory (default /var/lib/vrift/the_source)", func(f *config.File) *string { return &f.Store.Path })
+	ov.String("socket", "unix socket path (default /run/vrift/daemon.sock)", func(f *config.File) *string { return &f.Socket })
+	ov.String("state", "state directory: roots, audit log (default /var/lib/vrift/state)", func(f *config.File) *string { return &f.State })
+	ov.Bool("share-private", "let files without o+r into the shared store", func(f *config.File) *bool { return &f.SharePrivate })
+	ov.Int("max-frame", "largest accepted frame in bytes (default 16 MiB)", func(f *config.File) *int { return &f.MaxFrame })
 	allowRoot := fl.Bool("allow-root", false, "run as root (the store would then be root-owned)")
-	logLevel := fl.String("log-level", "", "debug, info, warn or error")
-	callTimeout := fl.String("call-timeout", "", "longest one call may run (default 1h)")
-	maxConns := fl.Int("max-conns", 0, "most connections open at once (default 1024)")
-	maxConnsPerUID := fl.Int("max-conns-per-uid", 0, "most connections one user may have open (default 64)")
-	maxFDsPerUID := fl.Int("max-fds-per-uid", 0, "most passed descriptors the daemon holds for one user (default 4096, at most a quarter of RLIMIT_NOFILE)")
-	metricsAddr := fl.String("metrics-addr", "", "serve Prometheus /metrics on this TCP address, e.g. 127.0.0.1:9464 (default off)")
+	ov.String("log-level", "debug, info, warn or error", func(f *config.File) *string { return &f.LogLevel })
+	ov.String("call-timeout", "longest one call may run (default 1h)", func(f *config.File) *string { return &f.CallTimeout })
+	ov.Int("max-conns", "most connections open at once (default 1024)", func(f *config.File) *int { return &f.MaxConns })
+	ov.Int("max-conns-per-uid", "most connections one user may have open (default 64)", func(f *config.File) *int { return &f.MaxConnsPerUID })
+	ov.Int("max-fds-per-uid", "most passed descriptors the daemon holds for one user (default 4096, at most a quarter of RLIMIT_NOFILE)",
+		func(f *config.File) *int { return &f.MaxFDsPerUID })
+	ov.String("metrics-addr", "serve Prometheus /metrics on this TCP address, e.g. 127.0.0.1:9464 (default off)",
+		func(f *config.File) *string { return &f.Metrics.Addr })
 	showVersion := fl.Bool("version", false, "print the version and exit")
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "usage: vrift-daemon [flags]\n\nServes the shared vrift store on a unix socket. Flags override the config file.\n\n")
@@ -195,58 +105,24 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Println("vrift-daemon", version)
 		return 0
 	}
-	path, explicit := *cfgFile, *cfgFile != ""
-	if !explicit {
-		path = defaultConfigFile
+	path, explicit := config.Path(*cfgFile, config.DaemonPath)
+	cfg, src, err := config.Load(path, explicit, config.DaemonDefaults())
+	if err == nil {
+		if err = check(cfg); err != nil {
+			err = fmt.Errorf("config %s: %w", path, err)
+		}
 	}
-	cfg, err := loadConfig(path, explicit)
 	if err != nil {
-		fmt.Fprintf(stderr, "vrift-daemon: config %s: %v\n", path, err)
+		fmt.Fprintf(stderr, "vrift-daemon: %v\n", err)
 		return 2
 	}
-	// The file's text again, only to name the line of a bad limit.
-	src, _ := os.ReadFile(path)
-	lim, err := checkLimits(path, src, cfg)
+	lim, err := cfg.Limits(path, src)
 	if err != nil {
 		fmt.Fprintf(stderr, "vrift-daemon: config %v\n", err)
 		return 2
 	}
-	set := map[string]bool{}
-	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if set["store"] {
-		cfg.Store.Path = *store
-	}
-	if set["metrics-addr"] {
-		cfg.Metrics.Addr = *metricsAddr
-	}
-	if set["socket"] {
-		cfg.Socket = *socket
-	}
-	if set["state"] {
-		cfg.State = *state
-	}
-	if set["share-private"] {
-		cfg.SharePrivate = *sharePrivate
-	}
-	if set["max-frame"] {
-		cfg.MaxFrame = *maxFrame
-	}
-	if set["log-level"] {
-		cfg.LogLevel = *logLevel
-	}
-	if set["call-timeout"] {
-		cfg.CallTimeout = *callTimeout
-	}
-	if set["max-conns"] {
-		cfg.MaxConns = *maxConns
-	}
-	if set["max-conns-per-uid"] {
-		cfg.MaxConnsPerUID = *maxConnsPerUID
-	}
-	if set["max-fds-per-uid"] {
-		cfg.MaxFDsPerUID = *maxFDsPerUID
-	}
-	if err := cfg.check(); err != nil {
+	ov.Apply(&cfg)
+	if err := check(cfg); err != nil {
 		fmt.Fprintf(stderr, "vrift-daemon: %v\n", err)
 		return 2
 	}
@@ -268,21 +144,21 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func serve(cfg config, lim limits, log *slog.Logger) error {
-	var rem *service.Remote
+func serve(cfg config.File, lim config.Limits, log *slog.Logger) error {
+	var rem *service.TeamCache
 	if cfg.Remote.URL != "" {
 		b, err := remote.OpenS3(cfg.Remote)
 		if err != nil {
 			return fmt.Errorf("team cache: %w", err)
 		}
-		rem = &service.Remote{Backend: b, AllowPush: cfg.Remote.Push}
+		rem = &service.TeamCache{Backend: b, AllowPush: cfg.Remote.Push}
 		log.Info("team cache", "remote", b.String(), "push", cfg.Remote.Push)
 	}
 	svc, err := service.New(service.Config{Store: cfg.Store.Path, State: cfg.State, SharePrivate: cfg.SharePrivate,
 		Version: version, Log: log, MaxManifest: cfg.MaxManifest, MaxSessionBytes: cfg.MaxSessionBytes,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser, MaxRootsPerUser: cfg.MaxRootsPerUser,
 		MinUserGrace: cfg.MinUserGrace.Duration, AuditMaxBytes: cfg.AuditMaxBytes, AuditKeep: cfg.AuditKeep,
-		Remote: rem, QuotaDefault: lim.quotaDefault, QuotaUsers: lim.quotaUsers, MaxStoreBytes: lim.maxBytes, MinFree: lim.minFree})
+		TeamCache: rem, QuotaDefault: lim.QuotaDefault, QuotaUsers: lim.QuotaUsers, MaxStoreBytes: lim.MaxBytes, MinFree: lim.MinFree})
 	if err != nil {
 		return err
 	}

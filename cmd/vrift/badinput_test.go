@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"net/textproto"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vrift/vrift/internal/testenv"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/service"
 )
@@ -150,7 +150,7 @@ func TestBadInputs(t *testing.T) {
 		}
 		return out
 	}
-	sock := serveService(t)
+	sock := testenv.ServeDaemon(t, service.Config{})
 	var daemonBin string
 
 	for _, c := range badInputs {
@@ -235,31 +235,6 @@ func snapshot(t *testing.T, root string) string {
 		return nil
 	})
 	return b.String()
-}
-
-// serveService runs the real daemon service in-process on a real socket.
-func serveService(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := service.New(service.Config{Store: filepath.Join(dir, "store"), State: filepath.Join(dir, "state"),
-		Version: "test", Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "d.sock")
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		(&rpc.Server{Handler: svc, Log: log, ShutdownTimeout: time.Second}).Serve(ctx, l)
-		close(done)
-	}()
-	t.Cleanup(func() { cancel(); <-done; svc.Close() })
-	return sock
 }
 
 // badCall sends c to the service and returns the error code and message.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vrift/vrift/internal/testenv"
 	"github.com/vrift/vrift/rpc"
 )
 
@@ -176,18 +177,8 @@ func TestDaemonQuota(t *testing.T) {
 // not enough, the ingest is refused with a clear error.
 func TestDaemonMinFree(t *testing.T) {
 	e := newDaemonEnv(t)
-	img := filepath.Join(e.base, "fs.img")
-	mnt := filepath.Join(e.base, "mnt")
-	os.MkdirAll(mnt, 0o755)
-	sh(t, "truncate", "-s", "64M", img)
-	sh(t, "mkfs.ext4", "-q", "-m", "0", "-b", "4096", img)
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		if os.Getenv("VRIFT_REQUIRE_ROOT") == "1" {
-			t.Fatalf("mount -o loop: %v\n%s", err, out)
-		}
-		t.Skipf("cannot loop-mount here: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { e.stop(); exec.Command("umount", mnt).Run() })
+	mnt := testenv.LoopFSIn(t, e.base, "64M", "-b", "4096")
+	t.Cleanup(e.stop) // before the unmount
 	sh(t, "chown", "vrift:vrift", mnt)
 	e.store, e.state = filepath.Join(mnt, "the_source"), filepath.Join(mnt, "state")
 	var st syscall.Statfs_t

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,46 +8,15 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vrift/vrift/internal/testenv"
 )
-
-// loopFS mounts a fresh ext4 filesystem (no reserved blocks) of the given
-// size on a temp dir, unmounted at cleanup. extra goes to mkfs.ext4.
-func loopFS(t *testing.T, size string, extra ...string) string {
-	t.Helper()
-	requireRoot(t)
-	return loopFSIn(t, t.TempDir(), size, extra...)
-}
-
-// loopFSIn is loopFS with the image and mount point in dir.
-func loopFSIn(t *testing.T, dir, size string, extra ...string) string {
-	t.Helper()
-	img, mnt := filepath.Join(dir, "fs.img"), filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	mkfs := append([]string{"mkfs.ext4", "-q", "-m", "0"}, extra...)
-	for _, c := range [][]string{{"truncate", "-s", size, img}, append(mkfs, img), {"mount", "-o", "loop", img, mnt}} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
-		}
-	}
-	t.Cleanup(func() {
-		// A daemon still stopping may hold the store (its lock file)
-		// open: detach lazily then; the loop device goes with its last
-		// user.
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			if out2, err2 := exec.Command("umount", "-l", mnt).CombinedOutput(); err2 != nil {
-				t.Errorf("umount %s: %v\n%s%s", mnt, err, out, out2)
-			}
-		}
-	})
-	return mnt
-}
 
 // fsFree is what root may still write on the filesystem holding p.
 func fsFree(t *testing.T, p string) int64 {
@@ -57,27 +25,6 @@ func fsFree(t *testing.T, p string) int64 {
 		t.Fatal(err)
 	}
 	return int64(st.Bavail) * int64(st.Bsize) // Bsize is uint32 on macOS
-}
-
-// fill writes a ballast file of n bytes of real data at path.
-func fill(t *testing.T, path string, n int64) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := bytes.Repeat([]byte{0x5a}, 1<<20)
-	for n > 0 {
-		m := min(n, int64(len(chunk)))
-		if _, err := f.Write(chunk[:m]); err != nil {
-			t.Fatalf("fill %s: %v", path, err)
-		}
-		n -= m
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // randomTree writes n files of size bytes of random content under root/dir.
@@ -160,7 +107,7 @@ func countIn(t *testing.T, dir string) int {
 // store holds no partial blob and no temp file, and once space is freed the
 // same ingest completes and the tree round-trips.
 func TestStoreFullMidIngest(t *testing.T) {
-	mnt := loopFS(t, "64M")
+	mnt := testenv.LoopFS(t, "64M")
 	store := filepath.Join(mnt, "store")
 	proj := filepath.Join(t.TempDir(), "proj")
 	randomTree(t, proj, 40, 1<<20) // 40 MiB of distinct content
@@ -174,7 +121,7 @@ func TestStoreFullMidIngest(t *testing.T) {
 	blobsBefore := countIn(t, filepath.Join(store, "blake3"))
 
 	// Leave 16 MiB: the ingest runs out of space after a dozen files.
-	fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-16<<20)
+	testenv.Fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-16<<20)
 	_, stderr, code := vrift(t, "--store", store, "ingest", proj)
 	t.Logf("full store: exit %d: %s", code, strings.TrimSpace(stderr))
 	// Mid-ingest ENOSPC, or, once the engine runs cas.Preflight, the
@@ -230,7 +177,7 @@ func TestStoreFullMidIngest(t *testing.T) {
 // freeing space projects everything.
 func TestProjectFullDuringSwap(t *testing.T) {
 	// 4096 inodes; blocks to spare, so the inodes run out first.
-	mnt := loopFS(t, "32M", "-N", "4096")
+	mnt := testenv.LoopFS(t, "32M", "-N", "4096")
 	store := filepath.Join(t.TempDir(), "store")
 	proj := filepath.Join(mnt, "proj")
 	files := map[string]string{"package.json": "{}"}
@@ -325,14 +272,14 @@ func TestProjectFullDuringSwap(t *testing.T) {
 // whole copy (no partial file, no temp), and a re-run after freeing space
 // completes the copy.
 func TestLinkDestinationFull(t *testing.T) {
-	mnt := loopFS(t, "32M")
+	mnt := testenv.LoopFS(t, "32M")
 	store := filepath.Join(t.TempDir(), "store")
 	proj := filepath.Join(t.TempDir(), "proj")
 	randomTree(t, proj, 24, 1<<20)
 	mustVrift(t, "--store", store, "ingest", "--tier", "tier2", proj)
 	want := projectState(t, proj)
 	to := filepath.Join(mnt, "copy")
-	fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-10<<20)
+	testenv.Fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-10<<20)
 	_, stderr, code := vrift(t, "--store", store, "link", "--method", "copy", "--to", to, proj)
 	t.Logf("full destination: exit %d: %s", code, strings.TrimSpace(stderr))
 	if code != 1 || !strings.Contains(stderr, "no space left on device") {
@@ -362,7 +309,7 @@ func TestLinkDestinationFull(t *testing.T) {
 // still served, and alice's retry completes once space is freed.
 func TestDaemonStoreFull(t *testing.T) {
 	e := newDaemonEnv(t)
-	mnt := loopFSIn(t, e.base, "64M")
+	mnt := testenv.LoopFSIn(t, e.base, "64M")
 	os.Chmod(mnt, 0o755)
 	e.store = filepath.Join(mnt, "the_source")
 	os.Mkdir(e.store, 0o755)
@@ -377,7 +324,7 @@ func TestDaemonStoreFull(t *testing.T) {
 	}
 	e.tree("alice", proj, files)
 	before := projectState(t, proj)
-	fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-16<<20)
+	testenv.Fill(t, filepath.Join(mnt, "ballast"), fsFree(t, mnt)-16<<20)
 
 	out, code := e.as("alice", "ingest", proj)
 	t.Logf("alice on a full shared store: exit %d: %s", code, strings.TrimSpace(out))

@@ -162,7 +162,7 @@ func (a *app) store(ctx context.Context) (engine.Store, error) {
 	}
 	s, err := engine.Open(ctx, socket, a.direct, root)
 	if d, ok := s.(*engine.Direct); ok && err == nil {
-		// max_bytes and min_free of ~/.config/vrift/config.toml (usage.go)
+		// [store] max_bytes and min_free of the user's config file (usage.go)
 		if d.Limits, err = directLimits(); err != nil {
 			return nil, err
 		}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/internal/config"
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/teamcache"
 	"github.com/vrift/vrift/units"
@@ -28,7 +29,7 @@ func (f *remoteFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.url, "remote", "", "team cache, s3://bucket/prefix (default: [remote] url in the config file)")
 	cmd.Flags().StringVar(&f.endpoint, "endpoint", "", "S3 endpoint URL, e.g. http://127.0.0.1:7070 (default: [remote] endpoint, or AWS)")
 	cmd.Flags().StringVar(&f.region, "region", "", "S3 region (default: [remote] region)")
-	cmd.Flags().StringVar(&f.config, "config", "", "config file (default $VRIFT_CONFIG or "+remote.DefaultConfigPath()+")")
+	cmd.Flags().StringVar(&f.config, "config", "", "config file (default $"+config.EnvVar+" or "+config.UserPath()+")")
 	cmd.Flags().IntVar(&f.jobs, "jobs", teamcache.DefaultJobs, "transfers in flight")
 }
 
@@ -36,18 +37,11 @@ func (f *remoteFlags) add(cmd *cobra.Command) {
 // Credentials come from AWS_* variables or the credentials file; no secret
 // is ever printed.
 func (f *remoteFlags) open() (*remote.S3, error) {
-	path := f.config
-	if path == "" {
-		path = os.Getenv("VRIFT_CONFIG")
-	}
-	if path == "" {
-		path = remote.DefaultConfigPath()
-	}
-	cfg, err := remote.LoadConfig(path)
+	file, err := userConfig(f.config)
 	if err != nil {
 		return nil, err
 	}
-	cfg = cfg.Merge(remote.Config{URL: f.url, Endpoint: f.endpoint, Region: f.region})
+	cfg := file.Remote.Merge(remote.Config{URL: f.url, Endpoint: f.endpoint, Region: f.region})
 	return remote.OpenS3(cfg)
 }
 

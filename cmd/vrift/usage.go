@@ -4,15 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"text/tabwriter"
 
-	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/internal/config"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/units"
 )
@@ -42,7 +39,7 @@ Daemon mode only: a per-user store in direct mode has one user.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			res, err := withStore(ctx, a, func(s engine.Store) (*rpc.UsageResult, error) {
-				r, ok := s.(*engine.Remote)
+				r, ok := s.(*engine.Daemon)
 				if !ok {
 					return nil, errors.New("usage: no daemon: usage accounting and quotas are the shared store's (direct mode has one user; see vrift status)")
 				}
@@ -108,33 +105,21 @@ func printUsage(w io.Writer, r *rpc.UsageResult) {
 	}
 }
 
-// userConfig is what the CLI reads from ~/.config/vrift/config.toml
-// ($XDG_CONFIG_HOME/vrift/config.toml): the direct-mode store's limits,
-// with the daemon's key names.
-type userConfig struct {
-	Store struct {
-		MaxBytes units.Size `toml:"max_bytes"`
-		MinFree  units.Size `toml:"min_free"`
-	} `toml:"store"`
+// userConfig reads the user's config file by the one lookup rule
+// (--config, $VRIFT_CONFIG, os.UserConfigDir()/vrift/config.toml): the
+// CLI uses its [remote] table and its [store] limits. No file means none.
+func userConfig(flagValue string) (config.File, error) {
+	path, explicit := config.Path(flagValue, config.UserPath())
+	f, _, err := config.Load(path, explicit, config.File{})
+	return f, err
 }
 
-// directLimits reads the per-user store's limits; no file means none.
+// directLimits reads the per-user store's limits, with the daemon's key
+// names ([store] max_bytes, min_free).
 func directLimits() (engine.StoreLimits, error) {
-	dir := os.Getenv("XDG_CONFIG_HOME")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return engine.StoreLimits{}, nil
-		}
-		dir = filepath.Join(home, ".config")
+	f, err := userConfig("")
+	if err != nil {
+		return engine.StoreLimits{}, err
 	}
-	path := filepath.Join(dir, "vrift", "config.toml")
-	var c userConfig
-	if _, err := toml.DecodeFile(path, &c); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return engine.StoreLimits{}, nil
-		}
-		return engine.StoreLimits{}, fmt.Errorf("config %s: %w", path, err)
-	}
-	return engine.StoreLimits{MaxBytes: int64(c.Store.MaxBytes), MinFree: int64(c.Store.MinFree)}, nil
+	return engine.StoreLimits{MaxBytes: int64(f.Store.MaxBytes), MinFree: int64(f.Store.MinFree)}, nil
 }

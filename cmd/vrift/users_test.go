@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/vrift/vrift/internal/testenv"
 )
 
 // These tests run vrift as a real unprivileged user (alice), because root
@@ -17,16 +19,7 @@ import (
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if testing.Short() { // make test-quick: even as root, and even in CI's env
-		t.Skip("-short: skips the tests that need root")
-	}
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("VRIFT_REQUIRE_ROOT") != "" {
-		t.Fatal("this test needs root (to create users and run as them), and VRIFT_REQUIRE_ROOT is set")
-	}
-	t.Skip("needs root to create users and run as them; CI runs it as root")
+	testenv.RequireRoot(t, "to create users and run as them")
 }
 
 // ensureUser creates a system user if missing and returns its uid and gid.

@@ -168,6 +168,24 @@ func Split(rel string) (dir, name string) {
 // NameMax is the longest file name Linux and macOS filesystems take.
 const NameMax = 255
 
+// Every temporary name vrift makes inside a user's tree starts with one of
+// these prefixes, and IsTemp is the one rule that recognises them: a temp
+// left by a killed run is vrift's, never the project's, so no ingest
+// records it. Each writer keeps its own prefix, so that a link and an
+// ingest replacing the same name at once never take over each other's
+// temp.
+const (
+	// LinkTempPrefix: vrift link's replacements (fs.Link).
+	LinkTempPrefix = ".vrift-tmp-"
+	// SwapTempPrefix: an ingest's in-place swaps and adoptions (engine).
+	SwapTempPrefix = ".vrift-swap-"
+)
+
+// IsTemp reports whether name is one of vrift's temporary names.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, LinkTempPrefix) || strings.HasPrefix(name, SwapTempPrefix)
+}
+
 // TempName is the temporary name a replacement of name is made under:
 // prefix+name, or, where that would pass NAME_MAX, prefix followed by a
 // digest of name. The name is a function of prefix and name only, so a

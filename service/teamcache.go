@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/vrift/vrift/errdefs"
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/teamcache"
 )
 
-// Remote is the daemon's team cache: the object store it transfers to and
+// TeamCache is the daemon's team cache: the object store it transfers to and
 // from with its own credentials (never a caller's), and whether callers may
 // push through it.
-type Remote struct {
+type TeamCache struct {
 	Backend remote.Backend
 	// AllowPush lets callers push trees ([remote] push = true). Pulls are
 	// always allowed: a user who can reach the daemon may pull any tree in
@@ -33,10 +34,10 @@ func requests(b remote.Backend) int64 {
 	return 0
 }
 
-func (s *Service) remoteCfg() (*Remote, error) {
-	r := s.cfg.Remote
+func (s *Service) teamCache() (*TeamCache, error) {
+	r := s.cfg.TeamCache
 	if r == nil || r.Backend == nil {
-		return nil, rpc.Errorf(rpc.CodeNotFound, "this daemon has no team cache: set [remote] url (and endpoint, region) in its config file")
+		return nil, errdefs.Newf(errdefs.ErrNotFound, "this daemon has no team cache: set [remote] url (and endpoint, region) in its config file")
 	}
 	// One fetcher for every caller, so identical concurrent fetches of
 	// different users coalesce into one download.
@@ -52,14 +53,14 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 	if err := c.Decode(&p); err != nil {
 		return nil, err
 	}
-	r, err := s.remoteCfg()
+	r, err := s.teamCache()
 	if err != nil {
 		return nil, err
 	}
 	if err := teamcache.CheckName(p.Name); err != nil {
-		return nil, rpc.Errorf(rpc.CodeInvalidParams, "%v", err)
+		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "%v", err)
 	}
-	// A store past max_bytes or min_free is swept first (quota.go); the
+	// A store past max_bytes or min_free is swept first (sweep.go); the
 	// user's quota applies at the pin that follows.
 	if err := s.checkStore(ctx); err != nil {
 		return nil, err
@@ -82,7 +83,7 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 	if err != nil {
 		s.cfg.Log.Warn("remote pull failed", "uid", c.Peer.UID, "name", p.Name, "err", err)
 		if errors.Is(err, remote.ErrNotFound) {
-			return nil, rpc.Errorf(rpc.CodeNotFound, "%v", err)
+			return nil, errdefs.Newf(errdefs.ErrNotFound, "%v", err)
 		}
 		return nil, fmt.Errorf("remote pull: %w", err)
 	}
@@ -100,19 +101,19 @@ func (s *Service) remotePush(ctx context.Context, c *rpc.Call) (any, error) {
 	if err := c.Decode(&p); err != nil {
 		return nil, err
 	}
-	r, err := s.remoteCfg()
+	r, err := s.teamCache()
 	if err != nil {
 		return nil, err
 	}
 	if !r.AllowPush {
-		return nil, rpc.Errorf(rpc.CodePermission, "pushing through this daemon is not allowed: its config has no [remote] push = true")
+		return nil, errdefs.Newf(errdefs.ErrPermission, "pushing through this daemon is not allowed: its config has no [remote] push = true")
 	}
 	if err := teamcache.CheckName(p.Name); err != nil {
-		return nil, rpc.Errorf(rpc.CodeInvalidParams, "%v", err)
+		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "%v", err)
 	}
 	t, err := teamcache.DecodeTree(p.Tree)
 	if err != nil {
-		return nil, rpc.Errorf(rpc.CodeInvalidParams, "remote push: %v", err)
+		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "remote push: %v", err)
 	}
 	before := requests(r.Backend)
 	// No sweep lock while uploading: a blob swept meanwhile fails its

@@ -1,8 +1,9 @@
-package main
+package service_test
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -10,7 +11,10 @@ import (
 	"time"
 
 	"github.com/vrift/vrift/errdefs"
+	"github.com/vrift/vrift/internal/testenv"
+	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/rpc"
+	"github.com/vrift/vrift/service"
 )
 
 // TestServiceConcurrentRootReads: verify and gc calls from several clients
@@ -19,10 +23,29 @@ import (
 // the daemon opens each root's copy per call.)
 func TestServiceConcurrentRootReads(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"p/package.json": "{}", "p/a.txt": "a\n", "p/b/c.txt": "c\n"})
-	mustVrift(t, "--store", filepath.Join(dir, "direct"), "ingest", "--tier", "tier2", filepath.Join(dir, "p"))
+	os.Chmod(dir, 0o755)
 	mpath := filepath.Join(dir, "p", ".vrift", "manifest.lmdb")
-	sock := serveService(t)
+	os.MkdirAll(filepath.Dir(mpath), 0o755)
+	m, err := manifest.Create(mpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Update(func(w *manifest.Writer) error {
+		if err := w.Put(manifest.RootPath, manifest.Entry{Kind: manifest.Dir, Mode: 0o755}); err != nil {
+			return err
+		}
+		for i := range 3 {
+			if err := w.Put(fmt.Sprintf("f%d.txt", i), manifest.Entry{Kind: manifest.File, Mode: 0o644, Size: int64(i + 1)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := testenv.ServeDaemon(t, service.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c, err := rpc.Dial(ctx, sock)

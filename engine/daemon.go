@@ -13,17 +13,19 @@ import (
 	"github.com/vrift/vrift/rpc"
 )
 
-// Remote is the shared store of a daemon. The CLI walks and opens files as
-// the user and passes descriptors; the daemon stores what it reads through
-// them; the CLI writes the manifest and the projections, which live in the
-// user's tree, and pins the manifest with the daemon as a GC root.
-type Remote struct {
+// Daemon is the shared store of a daemon, reached over its socket (the
+// daemon client; package remote is the object store, service.TeamCache the
+// daemon's team cache). The CLI walks and opens
+// files as the user and passes descriptors; the daemon stores what it reads
+// through them; the CLI writes the manifest and the projections, which live
+// in the user's tree, and pins the manifest with the daemon as a GC root.
+type Daemon struct {
 	Client *rpc.Client
 }
 
 // Ingest runs the engine's ingest with the daemon as blob writer, then pins
 // the new manifest.
-func (r *Remote) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
+func (r *Daemon) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	if opts.Method == vfs.Hardlink {
 		// The blobs are vrift's: a user may not link them
 		// (fs.protected_hardlinks), and should not hold their inodes.
@@ -57,7 +59,7 @@ func (r *Remote) Ingest(ctx context.Context, opts IngestOptions) (*IngestResult,
 	return Ingest(ctx, opts)
 }
 
-func (r *Remote) pin(ctx context.Context, mpath, session string) (*rpc.LinkResult, error) {
+func (r *Daemon) pin(ctx context.Context, mpath, session string) (*rpc.LinkResult, error) {
 	f, err := manifest.OpenFile(mpath)
 	if err != nil {
 		return nil, err
@@ -72,7 +74,7 @@ func (r *Remote) pin(ctx context.Context, mpath, session string) (*rpc.LinkResul
 // Pin makes the manifest at mpath a GC root with the daemon, which confirms
 // every blob it needs is present, and returns the store root to project
 // from. Anything that projects a manifest (link, mount) pins it first.
-func (r *Remote) Pin(ctx context.Context, mpath string) (string, error) {
+func (r *Daemon) Pin(ctx context.Context, mpath string) (string, error) {
 	res, err := r.pin(ctx, mpath, "")
 	if err != nil {
 		return "", fmt.Errorf("daemon: %w", err)
@@ -85,13 +87,13 @@ func (r *Remote) Pin(ctx context.Context, mpath string) (string, error) {
 }
 
 // Mode is "daemon".
-func (r *Remote) Mode() string { return "daemon" }
+func (r *Daemon) Mode() string { return "daemon" }
 
 // Close hangs up.
-func (r *Remote) Close() error { return r.Client.Close() }
+func (r *Daemon) Close() error { return r.Client.Close() }
 
 // Status asks the daemon for the store and the caller's roots.
-func (r *Remote) Status(ctx context.Context) (*StoreStatus, error) {
+func (r *Daemon) Status(ctx context.Context) (*StoreStatus, error) {
 	st, err := r.status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("status: daemon: %w", err)
@@ -106,7 +108,7 @@ func (r *Remote) Status(ctx context.Context) (*StoreStatus, error) {
 	return out, nil
 }
 
-func (r *Remote) status(ctx context.Context) (rpc.StatusResult, error) {
+func (r *Daemon) status(ctx context.Context) (rpc.StatusResult, error) {
 	var st rpc.StatusResult
 	err := r.Client.Call(ctx, rpc.MethodStatus, nil, &st)
 	return st, err
@@ -114,7 +116,7 @@ func (r *Remote) status(ctx context.Context) (rpc.StatusResult, error) {
 
 // GC drops the caller's roots whose manifest is gone (only the caller can
 // see that) and runs the daemon's sweep.
-func (r *Remote) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
+func (r *Daemon) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	st, err := r.status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("gc: daemon: %w", err)
@@ -144,7 +146,7 @@ var ErrRepairShared = errors.New("verify --repair changes the shared store: run 
 	"(sudo -u vrift vrift --direct --store /var/lib/vrift/the_source verify --repair)")
 
 // Verify asks the daemon to re-hash the store and check the caller's roots.
-func (r *Remote) Verify(ctx context.Context, opts VerifyOptions) (*VerifyResult, error) {
+func (r *Daemon) Verify(ctx context.Context, opts VerifyOptions) (*VerifyResult, error) {
 	if opts.Repair {
 		return nil, ErrRepairShared
 	}
@@ -181,7 +183,7 @@ var ErrDaemonUnavailable = errors.New("daemon unavailable")
 // reason: silently falling back would put the caller's files into a
 // per-user store instead of the shared one they expect, with other
 // privacy rules; --direct says so explicitly.
-func Connect(ctx context.Context, socket string) (*Remote, error) {
+func Connect(ctx context.Context, socket string) (*Daemon, error) {
 	if !SocketExists(socket) {
 		return nil, nil
 	}
@@ -193,7 +195,7 @@ func Connect(ctx context.Context, socket string) (*Remote, error) {
 			"(systemctl start vrift-daemon.socket) or pass --direct to work on your own store",
 			ErrDaemonUnavailable, socket, causeOf(err))
 	}
-	return &Remote{Client: c}, nil
+	return &Daemon{Client: c}, nil
 }
 
 // causeOf is the innermost error, without the path and op wrappers that

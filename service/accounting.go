@@ -1,0 +1,636 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/PowerDNS/lmdb-go/lmdb"
+
+	"github.com/vrift/vrift/cas"
+)
+
+// The accounting: which users reference which blobs, and each user's
+// totals, kept incrementally in an LMDB file in the state dir
+// (usage.lmdb). Every change (a pin, a dropped root, a recount) is one
+// LMDB transaction, so a kill -9 leaves either the old or the new state,
+// never half of one. The roots table records which pinned copy (by its
+// pin time) each change applied; at startup, if it does not match the
+// roots on disk (a crash between publishing a root and recording it), the
+// accounting is recounted from the pinned manifests. Nothing here walks
+// the store.
+//
+// Tables:
+//
+//	refs:  blob key (41 bytes) -> (uid u32, count u32)... sorted by uid;
+//	       count is how many of the uid's roots reference the blob
+//	users: uid u32 -> referenced, exclusive, fair_share (3 x i64)
+//	roots: "uid/id" -> pinned_at ns, distinct bytes, files (3 x i64),
+//	       then the root's distinct blob keys (41 bytes each)
+//	meta:  "version" -> 1, "total" -> distinct referenced blobs, bytes
+//
+// fair_share is the sum, over the user's blobs, of size / users
+// referencing it, each rounded down: integer, so a recount gives exactly
+// the incremental figure.
+type accounting struct {
+	env                    *lmdb.Env
+	refs, users, roots, md lmdb.DBI
+
+	// mu is held by a pin across its quota check and the change it
+	// allows, and by a recount; wmu serialises every change (each starts
+	// from the cache and replaces it); cache mirrors the users table for
+	// cheap reads.
+	mu      sync.Mutex
+	wmu     sync.Mutex
+	cacheMu sync.RWMutex
+	cache   map[uint32]Totals
+	total   Totals // Referenced: distinct referenced bytes; Blobs: their count
+}
+
+// Totals are one user's figures (or, for the store, the distinct
+// referenced blobs).
+type Totals struct {
+	Referenced int64
+	Exclusive  int64
+	FairShare  int64
+	Blobs      int64
+}
+
+const (
+	keyLen       = cas.HashSize + 9
+	rootHdrLen   = 24
+	usageVersion = 1
+	usageMapSize = 1 << 38
+)
+
+func encKey(k cas.Key) []byte {
+	b := make([]byte, keyLen)
+	copy(b, k.Sum[:])
+	binary.BigEndian.PutUint64(b[cas.HashSize:], uint64(k.Size))
+	if k.Exec {
+		b[keyLen-1] = 1
+	}
+	return b
+}
+
+func decKey(b []byte) cas.Key {
+	var k cas.Key
+	copy(k.Sum[:], b)
+	k.Size = int64(binary.BigEndian.Uint64(b[cas.HashSize:]))
+	k.Exec = b[keyLen-1] == 1
+	return k
+}
+
+func uidKey(uid uint32) []byte { return binary.BigEndian.AppendUint32(nil, uid) }
+
+// rootKey names a root in the roots table.
+func rootKey(uid uint32, id string) []byte {
+	return []byte(strconv.FormatUint(uint64(uid), 10) + "/" + id)
+}
+
+type refEntry struct{ uid, count uint32 }
+
+func decRefs(b []byte) []refEntry {
+	out := make([]refEntry, 0, len(b)/8)
+	for ; len(b) >= 8; b = b[8:] {
+		out = append(out, refEntry{binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:])})
+	}
+	return out
+}
+
+func encRefs(rs []refEntry) []byte {
+	b := make([]byte, 0, 8*len(rs))
+	for _, r := range rs {
+		b = binary.BigEndian.AppendUint32(b, r.uid)
+		b = binary.BigEndian.AppendUint32(b, r.count)
+	}
+	return b
+}
+
+func openAccounting(path string) (*accounting, error) {
+	env, err := lmdb.NewEnv()
+	if err != nil {
+		return nil, fmt.Errorf("usage accounting %s: %w", path, err)
+	}
+	a := &accounting{env: env}
+	fail := func(err error) (*accounting, error) {
+		env.Close()
+		return nil, fmt.Errorf("usage accounting %s: %w", path, err)
+	}
+	if err := env.SetMaxDBs(4); err != nil {
+		return fail(err)
+	}
+	if err := env.SetMapSize(usageMapSize); err != nil {
+		return fail(err)
+	}
+	if err := env.Open(path, lmdb.NoSubdir, 0o600); err != nil {
+		return fail(err)
+	}
+	err = env.Update(func(txn *lmdb.Txn) (err error) {
+		for _, d := range []struct {
+			name string
+			dbi  *lmdb.DBI
+		}{{"refs", &a.refs}, {"users", &a.users}, {"roots", &a.roots}, {"meta", &a.md}} {
+			if *d.dbi, err = txn.CreateDBI(d.name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if err := a.load(); err != nil {
+		return fail(err)
+	}
+	return a, nil
+}
+
+func (a *accounting) close() { a.env.Close() }
+
+// load fills the cache from the users table.
+func (a *accounting) load() error {
+	cache := map[uint32]Totals{}
+	var total Totals
+	err := a.env.View(func(txn *lmdb.Txn) error {
+		txn.RawRead = true
+		cur, err := txn.OpenCursor(a.users)
+		if err != nil {
+			return err
+		}
+		defer cur.Close()
+		for k, v, err := cur.Get(nil, nil, lmdb.First); ; k, v, err = cur.Get(nil, nil, lmdb.Next) {
+			if lmdb.IsNotFound(err) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			cache[binary.BigEndian.Uint32(k)] = decTotals(v)
+		}
+		v, err := txn.Get(a.md, []byte("total"))
+		if err == nil {
+			total = decTotals(v)
+		} else if !lmdb.IsNotFound(err) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	a.cacheMu.Lock()
+	a.cache, a.total = cache, total
+	a.cacheMu.Unlock()
+	return nil
+}
+
+func encTotals(t Totals) []byte {
+	b := make([]byte, 0, 32)
+	for _, v := range []int64{t.Referenced, t.Exclusive, t.FairShare, t.Blobs} {
+		b = binary.BigEndian.AppendUint64(b, uint64(v))
+	}
+	return b
+}
+
+func decTotals(b []byte) Totals {
+	var v [4]int64
+	for i := 0; i < 4 && len(b) >= 8; i, b = i+1, b[8:] {
+		v[i] = int64(binary.BigEndian.Uint64(b))
+	}
+	return Totals{v[0], v[1], v[2], v[3]}
+}
+
+// User returns uid's totals.
+func (a *accounting) User(uid uint32) Totals {
+	a.cacheMu.RLock()
+	defer a.cacheMu.RUnlock()
+	return a.cache[uid]
+}
+
+// All returns every user's totals.
+func (a *accounting) All() map[uint32]Totals {
+	a.cacheMu.RLock()
+	defer a.cacheMu.RUnlock()
+	return maps.Clone(a.cache)
+}
+
+// Total is the distinct blobs referenced by anyone.
+func (a *accounting) Total() Totals {
+	a.cacheMu.RLock()
+	defer a.cacheMu.RUnlock()
+	return a.total
+}
+
+// References reports whether uid's roots reference k.
+func (a *accounting) References(uid uint32, k cas.Key) (bool, error) {
+	var found bool
+	err := a.env.View(func(txn *lmdb.Txn) error {
+		txn.RawRead = true
+		v, err := txn.Get(a.refs, encKey(k))
+		if lmdb.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, r := range decRefs(v) {
+			if r.uid == uid {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found, err
+}
+
+// rootInfo is a root as the accounting recorded it.
+type rootInfo struct {
+	PinnedAt, Bytes, Files int64
+	keys                   []byte
+}
+
+func decRoot(v []byte) rootInfo {
+	var r rootInfo
+	if len(v) >= rootHdrLen {
+		r.PinnedAt = int64(binary.BigEndian.Uint64(v))
+		r.Bytes = int64(binary.BigEndian.Uint64(v[8:]))
+		r.Files = int64(binary.BigEndian.Uint64(v[16:]))
+		r.keys = v[rootHdrLen:]
+	}
+	return r
+}
+
+// Root returns what the accounting recorded for a root.
+func (a *accounting) Root(uid uint32, id string) (rootInfo, bool, error) {
+	var r rootInfo
+	var ok bool
+	err := a.env.View(func(txn *lmdb.Txn) error {
+		v, err := txn.Get(a.roots, rootKey(uid, id))
+		if lmdb.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r, ok = decRoot(v), true
+		r.keys = nil
+		return nil
+	})
+	return r, ok, err
+}
+
+// Delta is how uid's referenced bytes would change if the root id were
+// (re)pinned with keys (distinct), replacing what it held.
+func (a *accounting) Delta(uid uint32, id string, keys []cas.Key) (int64, error) {
+	var delta int64
+	err := a.env.View(func(txn *lmdb.Txn) error {
+		txn.RawRead = true
+		old := map[string]struct{}{}
+		if v, err := txn.Get(a.roots, rootKey(uid, id)); err == nil {
+			ks := decRoot(v).keys
+			for ; len(ks) >= keyLen; ks = ks[keyLen:] {
+				old[string(ks[:keyLen])] = struct{}{}
+			}
+		} else if !lmdb.IsNotFound(err) {
+			return err
+		}
+		count := func(kb []byte) (uint32, error) {
+			v, err := txn.Get(a.refs, kb)
+			if lmdb.IsNotFound(err) {
+				return 0, nil
+			}
+			if err != nil {
+				return 0, err
+			}
+			for _, r := range decRefs(v) {
+				if r.uid == uid {
+					return r.count, nil
+				}
+			}
+			return 0, nil
+		}
+		for _, k := range keys {
+			kb := encKey(k)
+			c, err := count(kb)
+			if err != nil {
+				return err
+			}
+			if _, in := old[string(kb)]; in {
+				delete(old, string(kb)) // held before and after
+				continue
+			}
+			if c == 0 {
+				delta += k.Size
+			}
+		}
+		for kb := range old { // held before, not after
+			c, err := count([]byte(kb))
+			if err != nil {
+				return err
+			}
+			if c == 1 {
+				delta -= decKey([]byte(kb)).Size
+			}
+		}
+		return nil
+	})
+	return delta, err
+}
+
+// change is one transaction's edits, totals included.
+type change struct {
+	a      *accounting
+	txn    *lmdb.Txn
+	totals map[uint32]Totals
+	total  Totals
+}
+
+func (a *accounting) update(fn func(c *change) error) error {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	a.cacheMu.RLock()
+	c := &change{a: a, totals: maps.Clone(a.cache), total: a.total}
+	a.cacheMu.RUnlock()
+	err := a.env.Update(func(txn *lmdb.Txn) error {
+		c.txn = txn
+		if err := fn(c); err != nil {
+			return err
+		}
+		for uid, t := range c.totals {
+			var err error
+			if t == (Totals{}) {
+				err = txn.Del(a.users, uidKey(uid), nil)
+				if lmdb.IsNotFound(err) {
+					err = nil
+				}
+				delete(c.totals, uid)
+			} else {
+				err = txn.Put(a.users, uidKey(uid), encTotals(t), 0)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := txn.Put(a.md, []byte("total"), encTotals(c.total), 0); err != nil {
+			return err
+		}
+		return txn.Put(a.md, []byte("version"), []byte{usageVersion}, 0)
+	})
+	if err != nil {
+		return fmt.Errorf("usage accounting: %w", err)
+	}
+	a.cacheMu.Lock()
+	a.cache, a.total = c.totals, c.total
+	a.cacheMu.Unlock()
+	return nil
+}
+
+// ref adds d (+1 or -1) to uid's count of references to the blob kb.
+func (c *change) ref(uid uint32, kb []byte, d int) error {
+	size := int64(binary.BigEndian.Uint64(kb[cas.HashSize:]))
+	var rs []refEntry
+	v, err := c.txn.Get(c.a.refs, kb)
+	switch {
+	case err == nil:
+		rs = decRefs(v)
+	case !lmdb.IsNotFound(err):
+		return err
+	}
+	i, found := slices.BinarySearchFunc(rs, uid, func(r refEntry, u uint32) int { return cmpU32(r.uid, u) })
+	before := len(rs)
+	switch {
+	case d > 0 && found:
+		rs[i].count++
+	case d > 0:
+		rs = slices.Insert(rs, i, refEntry{uid, 1})
+	case d < 0 && found && rs[i].count > 1:
+		rs[i].count--
+	case d < 0 && found:
+		rs = slices.Delete(rs, i, i+1)
+	default:
+		return fmt.Errorf("blob %s: uid %d drops a reference it does not hold", decKey(kb).Name(), uid)
+	}
+	after := len(rs)
+	if before != after {
+		// uid joined or left the blob's users: referenced, exclusive and
+		// fair shares move for uid and the others.
+		t := c.totals[uid]
+		if after > before {
+			t.Referenced += size
+			t.Blobs++
+		} else {
+			t.Referenced -= size
+			t.Blobs--
+		}
+		if before == 1 && after == 0 || before == 0 && after == 1 {
+			sign := int64(after - before)
+			t.Exclusive += sign * size
+			c.total.Referenced += sign * size
+			c.total.Blobs += sign
+		}
+		if before > 0 && after == before-1 || after == before+1 {
+			// uid's own share
+			if after > before {
+				t.FairShare += size / int64(after)
+			} else {
+				t.FairShare -= size / int64(before)
+			}
+		}
+		c.totals[uid] = t
+		for _, r := range rs {
+			if r.uid == uid {
+				continue
+			}
+			o := c.totals[r.uid]
+			o.FairShare += size/int64(after) - size/int64(before)
+			if before == 1 && after == 2 {
+				o.Exclusive -= size
+			}
+			if before == 2 && after == 1 {
+				o.Exclusive += size
+			}
+			c.totals[r.uid] = o
+		}
+	}
+	if len(rs) == 0 {
+		return c.txn.Del(c.a.refs, kb, nil)
+	}
+	return c.txn.Put(c.a.refs, kb, encRefs(rs), 0)
+}
+
+func cmpU32(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// dropRoot removes a root and its references; a root the accounting does
+// not know is no error.
+func (c *change) dropRoot(uid uint32, id string) error {
+	rk := rootKey(uid, id)
+	v, err := c.txn.Get(c.a.roots, rk)
+	if lmdb.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ks := bytes.Clone(decRoot(v).keys)
+	for ; len(ks) >= keyLen; ks = ks[keyLen:] {
+		if err := c.ref(uid, ks[:keyLen], -1); err != nil {
+			return err
+		}
+	}
+	return c.txn.Del(c.a.roots, rk, nil)
+}
+
+// putRoot records a root (replacing one of the same id) with its
+// distinct keys.
+func (c *change) putRoot(uid uint32, id string, pinnedAt, files int64, keys []cas.Key) error {
+	if err := c.dropRoot(uid, id); err != nil {
+		return err
+	}
+	v := make([]byte, rootHdrLen, rootHdrLen+keyLen*len(keys))
+	var distinct int64
+	for _, k := range keys {
+		kb := encKey(k)
+		if err := c.ref(uid, kb, +1); err != nil {
+			return err
+		}
+		v = append(v, kb...)
+		distinct += k.Size
+	}
+	binary.BigEndian.PutUint64(v, uint64(pinnedAt))
+	binary.BigEndian.PutUint64(v[8:], uint64(distinct))
+	binary.BigEndian.PutUint64(v[16:], uint64(files))
+	return c.txn.Put(c.a.roots, rootKey(uid, id), v, 0)
+}
+
+// AddRoot records a pinned root.
+func (a *accounting) AddRoot(uid uint32, id string, pinnedAt, files int64, keys []cas.Key) error {
+	return a.update(func(c *change) error { return c.putRoot(uid, id, pinnedAt, files, keys) })
+}
+
+// DropRoot forgets a root.
+func (a *accounting) DropRoot(uid uint32, id string) error {
+	return a.update(func(c *change) error { return c.dropRoot(uid, id) })
+}
+
+// pinnedRoot is a root as found on disk, for recounts and the startup
+// check.
+type pinnedRoot struct {
+	uid      uint32
+	id       string
+	pinnedAt int64
+	path     string // the pinned copy
+}
+
+// Recorded lists the roots the accounting holds, by "uid/id", with their
+// pin times.
+func (a *accounting) Recorded() (map[string]int64, bool, error) {
+	out := map[string]int64{}
+	var initialized bool
+	err := a.env.View(func(txn *lmdb.Txn) error {
+		txn.RawRead = true
+		if _, err := txn.Get(a.md, []byte("version")); err == nil {
+			initialized = true
+		} else if !lmdb.IsNotFound(err) {
+			return err
+		}
+		cur, err := txn.OpenCursor(a.roots)
+		if err != nil {
+			return err
+		}
+		defer cur.Close()
+		for k, v, err := cur.Get(nil, nil, lmdb.First); ; k, v, err = cur.Get(nil, nil, lmdb.Next) {
+			if lmdb.IsNotFound(err) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			out[string(k)] = decRoot(v).PinnedAt
+		}
+	})
+	return out, initialized, err
+}
+
+// Recount rebuilds the accounting from the given roots, reading each
+// pinned copy with walk, in one transaction. It returns the previous
+// totals for comparison.
+func (a *accounting) Recount(ctx context.Context, roots []pinnedRoot, walk func(ctx context.Context, path string, fn func(cas.Key) error) (files int64, err error)) (before map[uint32]Totals, err error) {
+	before = a.All()
+	type rootKeys struct {
+		r     pinnedRoot
+		files int64
+		keys  []cas.Key
+	}
+	var all []rootKeys
+	for _, r := range roots {
+		var keys []cas.Key
+		files, err := walk(ctx, r.path, func(k cas.Key) error { keys = append(keys, k); return nil })
+		if err != nil {
+			return nil, fmt.Errorf("recount: root %s: %w", r.path, err)
+		}
+		all = append(all, rootKeys{r, files, keys})
+	}
+	err = a.update(func(c *change) error {
+		for _, dbi := range []lmdb.DBI{a.refs, a.users, a.roots} {
+			if err := c.txn.Drop(dbi, false); err != nil {
+				return err
+			}
+		}
+		c.totals, c.total = map[uint32]Totals{}, Totals{}
+		for _, rk := range all {
+			if err := c.putRoot(rk.r.uid, rk.r.id, rk.r.pinnedAt, rk.files, rk.keys); err != nil {
+				return err
+			}
+		}
+		return ctx.Err()
+	})
+	return before, err
+}
+
+// errStale: the accounting does not match the roots on disk.
+var errStale = errors.New("usage accounting does not match the pinned roots")
+
+// Matches reports whether the accounting recorded exactly roots.
+func (a *accounting) Matches(roots []pinnedRoot) error {
+	rec, initialized, err := a.Recorded()
+	if err != nil {
+		return err
+	}
+	if !initialized {
+		return fmt.Errorf("%w: new accounting file", errStale)
+	}
+	if len(rec) != len(roots) {
+		return fmt.Errorf("%w: %d roots recorded, %d pinned", errStale, len(rec), len(roots))
+	}
+	for _, r := range roots {
+		at, ok := rec[string(rootKey(r.uid, r.id))]
+		if !ok || at != r.pinnedAt {
+			return fmt.Errorf("%w: uid %d root %s changed", errStale, r.uid, r.id)
+		}
+	}
+	return nil
+}
+
+// removeFile deletes an accounting file that cannot be opened, so that a
+// recount can start from scratch.
+func removeAccounting(path string) error {
+	err := os.Remove(path)
+	os.Remove(path + "-lock")
+	return err
+}
