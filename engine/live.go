@@ -193,7 +193,6 @@ func skippedKey(p string) bool {
 // (nor watched): vrift's own directory, .git, and vrift's temp names.
 func Unrecorded(name string) bool { return skipNames[name] || tree.IsTemp(name) }
 
-
 // gone reports whether err says a path is no longer there.
 func gone(err error) bool {
 	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR)
