@@ -3,37 +3,12 @@ package engine
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"testing"
 
+	"github.com/vrift/vrift/internal/manifesttest"
 	"github.com/vrift/vrift/manifest"
 )
-
-// snapshot is every entry of proj's manifest, directories without the
-// identity (inode, ctime) that only a listing records.
-func snapshot(t *testing.T, proj string) map[string]manifest.Entry {
-	t.Helper()
-	m, err := manifest.Open(manifest.PathFor(proj))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	out := map[string]manifest.Entry{}
-	err = m.View(func(r *manifest.Reader) error {
-		return r.Walk(manifest.RootPath, func(p string, e manifest.Entry) error {
-			if e.Kind == manifest.Dir {
-				e.Ino, e.CTime = 0, 0
-			}
-			out[p] = e
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestLiveRefresh: refreshing the paths a watcher saw change records what
 // a full ingest of the tree records, and that ingest then reads nothing.
@@ -57,7 +32,7 @@ func TestLiveRefresh(t *testing.T) {
 	if res.ReadFiles != 5 || len(res.Busy) != 0 {
 		t.Errorf("refresh read %d files (want a.js, b.js, d/1, d/2/3, e/inner), busy %v", res.ReadFiles, res.Busy)
 	}
-	for p := range snapshot(t, proj) {
+	for p := range manifesttest.Entries(t, proj, manifest.RootPath) {
 		if manifest.Within(p, "nm/c") || p == "nm/.vrift-tmp-a.js" || manifest.Within(p, "nm/d/.git") {
 			t.Errorf("%s recorded", p)
 		}
@@ -66,23 +41,12 @@ func TestLiveRefresh(t *testing.T) {
 	// test's business: gone, and its directory refreshed.
 	os.Remove(filepath.Join(nm, ".vrift-tmp-a.js"))
 	ingestDirect(t, store, nm, IngestOptions{Tier: Tier2, Paths: []string{"nm/b.js"}})
-	live := snapshot(t, proj)
+	live := manifesttest.Entries(t, proj, manifest.RootPath)
 	full := ingestDirect(t, store, nm, IngestOptions{Tier: Tier2})
 	if full.ReadFiles != 0 || full.ReadBytes != 0 {
 		t.Errorf("the ingest after a refresh read %d files (%d bytes), want none", full.ReadFiles, full.ReadBytes)
 	}
-	if after := snapshot(t, proj); !reflect.DeepEqual(live, after) {
-		for p, e := range after {
-			if !reflect.DeepEqual(live[p], e) {
-				t.Errorf("%s: refresh recorded %+v, ingest %+v", p, live[p], e)
-			}
-		}
-		for p := range live {
-			if _, ok := after[p]; !ok {
-				t.Errorf("%s: recorded by the refresh only", p)
-			}
-		}
-	}
+	manifesttest.Same(t, "full ingest after a refresh", manifesttest.Entries(t, proj, manifest.RootPath), live)
 }
 
 // TestLiveRefreshBusy: a file another process has open is left as it was

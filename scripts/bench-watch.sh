@@ -36,23 +36,9 @@ cleanup() {
 	rm -rf "$w"
 }
 trap cleanup EXIT
-dev=$(basename "$(df --output=source "$w" | tail -1)")
-io_count() { awk -v d="$dev" '$3 == d {print $10 + $17}' /proc/diskstats; }
-settle() {
-	sync
-	local prev now idle=0
-	prev=$(io_count)
-	for _ in $(seq 60); do
-		sleep 1
-		now=$(io_count)
-		if [ "$now" = "$prev" ]; then idle=$((idle + 1)); else idle=0; fi
-		[ "$idle" -ge 1 ] && break
-		prev=$now
-	done
-	sleep 1
-}
+# shellcheck source=scripts/bench-lib.sh
+. "$here/scripts/bench-lib.sh"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-fresh() { chmod -R u+w "$@" 2>/dev/null || true; rm -rf "$@"; }
 
 tar -cf "$w/fixture.tar" -C "$fixture" package.json node_modules
 echo "fixture: $fixture: $(find "$fixture/node_modules" -type f | wc -l) files; tarball $(du -h "$w/fixture.tar" | cut -f1) (uncompressed)"

@@ -30,30 +30,13 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 vrift=${VRIFT:-$here/bin/vrift}
 fixture=${VRIFT_FIXTURE_DIR:-$HOME/.cache/vrift/npm-fixture}/base
 runs=${BENCH_RUNS:-5}
-settle_s=${BENCH_SETTLE:-1}
 [ -d "$fixture/node_modules" ] || { echo "bench: no fixture at $fixture (run make fixture)" >&2; exit 1; }
 [ -x "$vrift" ] || { echo "bench: no vrift binary at $vrift (run make build)" >&2; exit 1; }
 
 w=$(mktemp -d "${BENCH_DIR:-/var/tmp}/vrift-bench.XXXXXX")
 trap 'chmod -R u+w "$w" 2>/dev/null; rm -rf "$w"' EXIT
-dev=$(basename "$(df --output=source "$w" | tail -1)")
-# settle: flush, then wait until the disk has been idle (no sectors written
-# or discarded) for a second, at most 60 s; ext4 keeps discarding the blocks
-# of deleted trees long after rm returns.
-io_count() { awk -v d="$dev" '$3 == d {print $10 + $17}' /proc/diskstats; }
-settle() {
-	sync
-	local prev now idle=0
-	prev=$(io_count)
-	for _ in $(seq 60); do
-		sleep 1
-		now=$(io_count)
-		if [ "$now" = "$prev" ]; then idle=$((idle + 1)); else idle=0; fi
-		[ "$idle" -ge 1 ] && break
-		prev=$now
-	done
-	sleep "$settle_s"
-}
+# shellcheck source=scripts/bench-lib.sh
+. "$here/scripts/bench-lib.sh"
 # ms CMD...: run CMD, print its wall time in milliseconds.
 ms() {
 	local s e
@@ -68,7 +51,6 @@ echo "fixture: $fixture/node_modules: $files files, $(du -sh "$fixture/node_modu
 echo "rounds: $runs; scratch: $w ($(df -T "$w" | awk 'NR==2{print $2}'))"
 
 declare -a cpa cpasync cold copying hcold hreing0 hreing floor reing0 reing walk cpas lsym cpal lhard
-fresh() { chmod -R u+w "$@" 2>/dev/null || true; rm -rf "$@"; }
 for i in $(seq "$runs"); do
 	fresh "$w/cpa" "$w/cpa2" "$w/proj" "$w/store" "$w/cpas" "$w/lsym" "$w/cpal" "$w/lhard" "$w/cproj" "$w/cstore" "$w/floor" \
 		"$w/hproj" "$w/hstore"

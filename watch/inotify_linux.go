@@ -260,7 +260,6 @@ func (s *inotify) handle(wd int32, mask uint32, name string) error {
 	return nil
 }
 
-
 func gone(err error) bool {
 	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR)
 }

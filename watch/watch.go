@@ -411,6 +411,10 @@ func (w *Watcher) round(ctx context.Context, all bool) bool {
 		w.rescan = false
 		paths = []string{w.subtree}
 		w.dirty = map[string]time.Time{}
+		// A sync cookie made while the queue was full was lost with the
+		// other events: the cookie directory says which wait.
+		cookies = append(cookies, w.lock.cookies()...)
+		all = true
 	}
 	for k, at := range w.dirty {
 		if all || now.Sub(at) >= w.opts.Quiet {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/internal/manifesttest"
 	"github.com/vrift/vrift/manifest"
 )
 
@@ -106,28 +106,10 @@ func (e *env) sync() {
 	}
 }
 
-// snapshot is the manifest's entries, directories without inode and ctime.
+// snapshot is the watched subtree's manifest entries.
 func (e *env) snapshot() map[string]manifest.Entry {
 	e.t.Helper()
-	m, err := manifest.Open(manifest.PathFor(e.proj))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer m.Close()
-	out := map[string]manifest.Entry{}
-	err = m.View(func(r *manifest.Reader) error {
-		return r.Walk("node_modules", func(p string, en manifest.Entry) error {
-			if en.Kind == manifest.Dir {
-				en.Ino, en.CTime = 0, 0
-			}
-			out[p] = en
-			return nil
-		})
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return out
+	return manifesttest.Entries(e.t, e.proj, "node_modules")
 }
 
 // checkEqualsIngest: the manifest the watcher committed is what a full
@@ -147,17 +129,7 @@ func (e *env) checkEqualsIngest() {
 	if res.ReadFiles != 0 {
 		t.Errorf("the ingest after sync read %d files (%d bytes), want none", res.ReadFiles, res.ReadBytes)
 	}
-	full := e.snapshot()
-	for p, en := range full {
-		if !reflect.DeepEqual(live[p], en) {
-			t.Errorf("%s: watcher recorded %+v, ingest %+v", p, live[p], en)
-		}
-	}
-	for p := range live {
-		if _, ok := full[p]; !ok {
-			t.Errorf("%s: recorded by the watcher, not by an ingest", p)
-		}
-	}
+	manifesttest.Same(t, "the watcher's manifest against an ingest's", e.snapshot(), live)
 }
 
 func (e *env) entry(key string) (manifest.Entry, bool) {

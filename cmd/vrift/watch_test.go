@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vrift/vrift/internal/manifesttest"
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/watch"
 )
@@ -81,52 +81,9 @@ func (w *watcher) stop() {
 	}
 }
 
-// manifestEntries is every entry of proj's manifest, directories without
-// the identity (inode, ctime) only a listing records.
 func manifestEntries(t *testing.T, proj string) map[string]manifest.Entry {
 	t.Helper()
-	m, err := manifest.Open(manifest.PathFor(proj))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	out := map[string]manifest.Entry{}
-	err = m.View(func(r *manifest.Reader) error {
-		return r.Walk(manifest.RootPath, func(p string, e manifest.Entry) error {
-			if e.Kind == manifest.Dir {
-				e.Ino, e.CTime = 0, 0
-			}
-			out[p] = e
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// sameEntries fails on the first differences between two manifests.
-func sameEntries(t *testing.T, what string, want, got map[string]manifest.Entry) {
-	t.Helper()
-	n := 0
-	for p, e := range want {
-		if g, ok := got[p]; !ok || !reflect.DeepEqual(e, g) {
-			if n++; n <= 10 {
-				t.Errorf("%s: %s: %+v, want %+v", what, p, g, e)
-			}
-		}
-	}
-	for p := range got {
-		if _, ok := want[p]; !ok {
-			if n++; n <= 10 {
-				t.Errorf("%s: %s recorded, but not by an ingest", what, p)
-			}
-		}
-	}
-	if n > 0 {
-		t.Fatalf("%s: %d entries differ", what, n)
-	}
+	return manifesttest.Entries(t, proj, manifest.RootPath)
 }
 
 // jsonOut runs bin and returns its standard output (warnings go to
@@ -195,6 +152,14 @@ func TestWatchFixture(t *testing.T) {
 	sh(t, "diff", "-r", src, filepath.Join(proj, "node_modules"))
 }
 
+// watchAs starts vrift watch proj as user against the daemon.
+func (e *daemonEnv) watchAs(user, proj string) *watcher {
+	e.t.Helper()
+	cmd := exec.Command("setpriv", "--reuid="+user, "--regid="+user, "--init-groups", "--", e.bin, "watch", proj)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Join(e.base, user), "VRIFT_SOCKET=" + e.socket}
+	return startWatcher(e.t, cmd, proj)
+}
+
 // TestDaemonWatch: alice's watcher stores through the daemon by
 // descriptors; her ingest afterwards reads nothing; bob cannot sync with
 // her watcher, and a second watcher of hers is refused naming the first.
@@ -205,11 +170,9 @@ func TestDaemonWatch(t *testing.T) {
 	proj := filepath.Join(e.base, "alice", "app")
 	e.tree("alice", proj, map[string]string{"package.json": "{}", "node_modules/.keep": ""})
 	os.Remove(filepath.Join(proj, "node_modules/.keep"))
-	cmd := exec.Command("setpriv", "--reuid=alice", "--regid=alice", "--init-groups", "--", e.bin, "watch", proj)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Join(e.base, "alice"), "VRIFT_SOCKET=" + e.socket}
-	w := startWatcher(t, cmd, proj)
-	if out, code := e.as("alice", "watch", proj); code == 0 || !strings.Contains(out, fmt.Sprintf("pid %d", cmd.Process.Pid)) {
-		t.Errorf("a second watcher: exit %d, want a refusal naming pid %d:\n%s", code, cmd.Process.Pid, out)
+	w := e.watchAs("alice", proj)
+	if out, code := e.as("alice", "watch", proj); code == 0 || !strings.Contains(out, fmt.Sprintf("pid %d", w.cmd.Process.Pid)) {
+		t.Errorf("a second watcher: exit %d, want a refusal naming pid %d:\n%s", code, w.cmd.Process.Pid, out)
 	}
 	src := filepath.Join(fix, "base", "node_modules")
 	// Copied as root (alice cannot read the fixture), then handed to her:
@@ -262,7 +225,7 @@ func TestWatchNpmInstall(t *testing.T) {
 	}
 	w.stop()
 	readNothing(t, "ingest after a watched npm install", jsonOut(t, bin, "--store", store, "--json", "ingest", "--tier", "tier2", proj))
-	sameEntries(t, "watched npm install vs ingest", manifestEntries(t, proj), live)
+	manifesttest.Same(t, "watched npm install vs ingest", manifestEntries(t, proj), live)
 }
 
 // TestWatchKill9: a watcher killed with SIGKILL mid-burst, restarted: its
@@ -295,7 +258,7 @@ func TestWatchKill9(t *testing.T) {
 	live := manifestEntries(t, proj)
 	w.stop()
 	readNothing(t, "ingest after a killed and restarted watcher", jsonOut(t, bin, "--store", store, "--json", "ingest", "--tier", "tier2", proj))
-	sameEntries(t, "restarted watcher vs ingest", manifestEntries(t, proj), live)
+	manifesttest.Same(t, "restarted watcher vs ingest", manifestEntries(t, proj), live)
 	if out, code := runCode(bin, "--store", store, "verify"); code != 0 {
 		t.Fatalf("verify: exit %d\n%s", code, out)
 	}
@@ -341,9 +304,7 @@ func TestDaemonWatchQuota(t *testing.T) {
 	e.start("--config", e.config("[quota.users]\nalice = \"40KiB\"\n"))
 	proj := filepath.Join(e.base, "alice", "app")
 	e.tree("alice", proj, map[string]string{"package.json": "{}", "node_modules/a.js": "a"})
-	cmd := exec.Command("setpriv", "--reuid=alice", "--regid=alice", "--init-groups", "--", e.bin, "watch", proj)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Join(e.base, "alice"), "VRIFT_SOCKET=" + e.socket}
-	w := startWatcher(t, cmd, proj)
+	w := e.watchAs("alice", proj)
 	e.tree("alice", filepath.Join(proj, "node_modules"), map[string]string{"big.bin": sized("alice-big", 60<<10)})
 	out, code := e.as("alice", "watch", "--sync", proj)
 	if code == 0 || !strings.Contains(out, "quota") {
@@ -414,9 +375,7 @@ func TestDaemonWatchLimit(t *testing.T) {
 	}
 
 	setSysctl(t, "max_user_watches", 45)
-	cmd := exec.Command("setpriv", "--reuid=alice", "--regid=alice", "--init-groups", "--", e.bin, "watch", proj)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Join(e.base, "alice"), "VRIFT_SOCKET=" + e.socket}
-	w := startWatcher(t, cmd, proj)
+	w := e.watchAs("alice", proj)
 	more := map[string]string{}
 	for i := range 10 {
 		more[fmt.Sprintf("n%d/g.js", i)] = fmt.Sprint(i)
