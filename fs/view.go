@@ -32,6 +32,8 @@ type View struct {
 	// server may use it.
 	passthrough   bool
 	noPassthrough bool
+
+	listings listings
 }
 
 // ViewOptions configure a view.
@@ -238,17 +240,36 @@ func (n *node) child(ctx context.Context, name, key string, e *manifest.Entry, o
 	n.v.fill(e, key, &out.Attr)
 	out.SetEntryTimeout(cacheFor)
 	out.SetAttrTimeout(cacheFor)
+	id := stableAttr(key, e)
 	// go-fuse keeps the node it already has for this identity (and drops
-	// the new one): give that one the entry just read, so a name looked up
-	// again after a re-ingest opens the new blob.
-	if old := n.GetChild(name); old != nil {
-		if on, ok := old.Operations().(*node); ok && old.StableAttr().Mode == typeBits(e.Kind) {
+	// the new one): give that one the entry just read.
+	if old := n.GetChild(name); old != nil && old.StableAttr() == id {
+		if on, ok := old.Operations().(*node); ok {
 			on.e.Store(e)
 		}
 	}
 	c := &node{v: n.v, key: key}
 	c.e.Store(e)
-	return n.NewInode(ctx, c, gofs.StableAttr{Mode: typeBits(e.Kind), Ino: inoOf(key)})
+	return n.NewInode(ctx, c, id)
+}
+
+// stableAttr is a path's identity for go-fuse and the kernel. A file's
+// includes its content (Gen from the blob key): a re-ingest that changes
+// it makes a new node, so a new kernel inode. The kernel's passthrough
+// binds one backing file to an inode while any open of it lasts (go-fuse
+// reuses the first backing id), so with one inode per path a file opened
+// before a re-ingest kept serving the old blob to every later open.
+func stableAttr(key string, e *manifest.Entry) gofs.StableAttr {
+	id := gofs.StableAttr{Mode: typeBits(e.Kind), Ino: inoOf(key)}
+	if e.Kind == manifest.File {
+		h := fnv.New64a()
+		h.Write(e.Sum[:])
+		if e.Mode&0o111 != 0 {
+			h.Write([]byte{1})
+		}
+		id.Gen = h.Sum64()
+	}
+	return id
 }
 
 // OpendirHandle lists the directory once per open and tells the kernel to
@@ -259,15 +280,77 @@ func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle
 	return &dirHandle{n: n}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
-// dirHandle is one open directory: its children as read by one LMDB
-// cursor walk, handed out by Readdirent and, for READDIRPLUS, by Lookup
-// without reading the manifest again.
+// listing is a directory's children as one LMDB cursor walk read them.
+type listing []listed
+
+type listed struct {
+	name string
+	e    manifest.Entry
+}
+
+// listings keeps the last few directories listed. The kernel reads a
+// directory in requests of up to 32 KiB and then once more at the end to
+// see it is done, and without an OPENDIR (noOpendir) each request comes
+// on a new handle: reading the children again for each was a third of the
+// server's CPU in a cold walk of the npm fixture. A walk lists one
+// directory at a time, so a few suffice; memory stays bounded (a listing
+// is dropped after listingsKept others).
+type listings struct {
+	mu    sync.Mutex
+	m     map[*node]listing
+	order []*node
+	next  int
+	// gen counts clears: a listing read before one is not kept after it.
+	gen uint64
+}
+
+const listingsKept = 64
+
+func (c *listings) get(n *node) (l listing, ok bool, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok = c.m[n]
+	return l, ok, c.gen
+}
+
+func (c *listings) put(n *node, l listing, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if c.m == nil {
+		c.m = make(map[*node]listing, listingsKept)
+		c.order = make([]*node, listingsKept)
+	}
+	if _, ok := c.m[n]; ok {
+		c.m[n] = l
+		return
+	}
+	if old := c.order[c.next]; old != nil {
+		delete(c.m, old)
+	}
+	c.order[c.next] = n
+	c.next = (c.next + 1) % listingsKept
+	c.m[n] = l
+}
+
+func (c *listings) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m = nil
+	c.order = nil
+	c.next = 0
+	c.gen++
+}
+
+// dirHandle is one open directory: its children handed out by Readdirent
+// and, for READDIRPLUS, by Lookup without reading the manifest again.
 type dirHandle struct {
-	n       *node
-	loaded  bool
-	names   []string
-	entries []manifest.Entry
-	next    int
+	n      *node
+	l      listing
+	loaded bool
+	next   int
 }
 
 var (
@@ -280,18 +363,21 @@ func (d *dirHandle) load() syscall.Errno {
 	if d.loaded {
 		return 0
 	}
-	err := d.n.v.m.View(func(r *manifest.Reader) error {
-		return r.Children(d.n.key, func(name string, e manifest.Entry) error {
-			d.names = append(d.names, name)
-			d.entries = append(d.entries, e)
-			return nil
-		})
+	l, ok, gen := d.n.v.listings.get(d.n)
+	if ok {
+		d.l, d.loaded = l, true
+		return 0
+	}
+	l = make(listing, 0, 16)
+	err := d.n.v.m.Children(d.n.key, func(name string, e manifest.Entry) error {
+		l = append(l, listed{name, e})
+		return nil
 	})
 	if err != nil {
-		d.names, d.entries = nil, nil
 		return syscall.EIO
 	}
-	d.loaded = true
+	d.l, d.loaded = l, true
+	d.n.v.listings.put(d.n, l, gen)
 	return 0
 }
 
@@ -301,15 +387,15 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	if errno := d.load(); errno != 0 {
 		return nil, errno
 	}
-	if d.next >= len(d.names) {
+	if d.next >= len(d.l) {
 		return nil, 0
 	}
-	i := d.next
+	c := &d.l[d.next]
 	d.next++
 	return &fuse.DirEntry{
-		Name: d.names[i],
-		Mode: typeBits(d.entries[i].Kind),
-		Ino:  inoOf(manifest.Join(d.n.key, d.names[i])),
+		Name: c.name,
+		Mode: typeBits(c.e.Kind),
+		Ino:  inoOf(manifest.Join(d.n.key, c.name)),
 		Off:  uint64(d.next),
 	}, 0
 }
@@ -317,10 +403,10 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 // Lookup answers READDIRPLUS for the name Readdirent just produced.
 func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	i := d.next - 1
-	if i < 0 || i >= len(d.names) || d.names[i] != name {
+	if i < 0 || i >= len(d.l) || d.l[i].name != name {
 		return d.n.Lookup(ctx, name, out)
 	}
-	e := d.entries[i]
+	e := d.l[i].e
 	return d.n.child(ctx, name, manifest.Join(d.n.key, name), &e, out), 0
 }
 
@@ -328,7 +414,7 @@ func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	if errno := d.load(); errno != 0 {
 		return errno
 	}
-	if off > uint64(len(d.names)) {
+	if off > uint64(len(d.l)) {
 		return syscall.EINVAL
 	}
 	d.next = int(off)
@@ -421,12 +507,11 @@ func (v *View) invalidate(root *gofs.Inode) int {
 			old := cn.e.Load()
 			e, errno := v.lookup(cn.key)
 			switch {
-			case errno != 0 || old == nil || e.Kind != old.Kind:
-				// Gone, unreadable, or another kind (a new inode
-				// identity): the kernel must look the name up again.
-				if errno == 0 && old == nil {
-					cn.e.Store(&e)
-				}
+			case errno != 0 || old == nil || stableAttr(cn.key, &e) != c.StableAttr():
+				// Gone, unreadable, or another identity (kind or
+				// content): the kernel must look the name up again and
+				// get a new node; the old one stays as it was for the
+				// opens that still hold it.
 				in.NotifyEntry(name)
 				c.NotifyContent(0, 0)
 				sent += 2
@@ -445,6 +530,7 @@ func (v *View) invalidate(root *gofs.Inode) int {
 			rn.e.Store(&e)
 		}
 	}
+	v.listings.clear()
 	walk(root)
 	return sent
 }
@@ -513,8 +599,13 @@ func (v *View) Serve(ctx context.Context, mountpoint, source string, ready func(
 	// root mounts with mount(2) itself; everyone else through fusermount3.
 	opts.DirectMount = os.Geteuid() == 0
 	root := v.Root()
-	server, err := gofs.Mount(mountpoint, root, opts)
+	// gofs.Mount, with the view's raw layer in between (noOpendir).
+	server, err := fuse.NewServer(wrapRaw(gofs.NewNodeFS(root, opts)), mountpoint, &opts.MountOptions)
 	if err != nil {
+		return fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
 		return fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	v.passthrough = !v.noPassthrough && passthroughSupported &&

@@ -411,8 +411,13 @@ func TestViewInvalidateAfterReingest(t *testing.T) {
 	if got, _ := f.read(a2.NodeId); got != "ALPHA, re-ingested\n" {
 		t.Errorf("a.txt after re-ingest: %q", got)
 	}
-	// Even the node id the kernel may still hold opens the new blob.
-	if got, _ := f.read(a.NodeId); got != "ALPHA, re-ingested\n" {
+	// New content is a new node (a new kernel inode, with its own
+	// passthrough backing file); the old node, which opens made before the
+	// re-ingest may still hold, stays what it was.
+	if a2.NodeId == a.NodeId {
+		t.Errorf("a.txt after re-ingest has its old node id %d", a.NodeId)
+	}
+	if got, _ := f.read(a.NodeId); got != "alpha\n" {
 		t.Errorf("a.txt by its old node id after re-ingest: %q", got)
 	}
 	if n := f.mustLookup(1, "new.js"); n.Attr.Size != uint64(len("module.exports = 1\n")) {

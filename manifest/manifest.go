@@ -346,6 +346,19 @@ func (m *Manifest) Lookup(p string) (Entry, bool, error) {
 	return e, ok, err
 }
 
+// Children is Reader.Children in the newest committed snapshot, on a
+// renewed read transaction as Lookup.
+func (m *Manifest) Children(dir string, fn func(name string, e Entry) error) error {
+	txn, err := m.renewReader()
+	if err != nil {
+		return err
+	}
+	r := Reader{m: m, txn: txn}
+	err = r.Children(dir, fn)
+	m.parkReader(txn)
+	return err
+}
+
 func (m *Manifest) renewReader() (*lmdb.Txn, error) {
 	m.idleMu.Lock()
 	var txn *lmdb.Txn
