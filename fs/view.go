@@ -62,9 +62,8 @@ func NewView(m *manifest.Manifest, opts ViewOptions) (*View, error) {
 // mounted manifest is read as it is, and when a re-ingest changes it while
 // mounted, watch tells the kernel which of its cached names, attributes,
 // listings and pages to drop (see invalidate); a re-mount is a new
-// connection with empty caches. An hour is the longest go-fuse passes on
-// unchanged (the kernel counts the timeout in jiffies); a lookup after an
-// hour costs one round trip.
+// connection with empty caches. So the timeout only bounds how long an
+// entry the kernel no longer uses stays cached; after it, one LOOKUP.
 const cacheFor = time.Hour
 
 // watchEvery is how often a mounted view checks whether its manifest was
@@ -81,23 +80,34 @@ func (v *View) Root() gofs.InodeEmbedder {
 }
 
 // Options returns the mount options for serving the view. What each bought
-// on the npm fixture (10.6k entries), view/disk, caches dropped before cold
-// runs, medians of per-round ratios (scripts/bench-fuse.sh):
-//   - EntryTimeout/AttrTimeout an hour: a warm find -ls asks the server
-//     nothing (it was already set before this comment).
-//   - NegativeTimeout: Node's probes of missing files (x.json, x.mjs, ...)
-//     are answered by the kernel after the first.
-//   - READDIRPLUS (go-fuse asks for it unless DisableReadDirPlus): one
-//     round trip lists a directory and fills the entry and attribute
-//     caches, so find -ls sends no LOOKUP at all; the view answers it from
-//     the entries the listing read (dirHandle.Lookup), no LMDB get each.
-//   - FOPEN_CACHE_DIR|FOPEN_KEEP_CACHE on every directory open
-//     (OpendirHandle): listings are kept in the kernel's page cache, so a
-//     warm find -ls sends no READDIR either: warm find -ls went from 3.0x
-//     disk to about 1x (figures in README).
-//   - EnableSymlinkCaching: readlink answered from the page cache.
-//   - passthrough + FOPEN_KEEP_CACHE on files (Open): reads never reach
-//     this process, and pages survive a reopen.
+// on the npm fixture (28,780 entries, 2,636 directories), counted in
+// requests the server saw (go-fuse's Debug log) and timed by
+// scripts/bench-fuse.sh (view/disk, medians of per-round ratios, caches
+// dropped before cold runs; this shared 2-core VM ran at load 8-16, so
+// the times spread widely; the request counts do not):
+//   - EntryTimeout, AttrTimeout, NegativeTimeout an hour (as before): a
+//     second require() of 15 packages by Node sends no LOOKUP at all
+//     (the first sent 1,333), and a warm find -ls sends no LOOKUP or
+//     GETATTR.
+//   - READDIRPLUS (go-fuse asks for it unless DisableReadDirPlus): a cold
+//     find -ls is 5,304 READDIRPLUS (two per directory, the second finds
+//     the end) and 39 READLINK, no LOOKUP or GETATTR; the view answers
+//     each entry from the listing it just read (dirHandle.Lookup), with
+//     no LMDB get per entry.
+//   - FOPEN_CACHE_DIR|FOPEN_KEEP_CACHE for directories, plus zero-message
+//     opendir (noOpendir, view_linux.go): a warm find -ls sends nothing
+//     (before: a READDIRPLUS of every directory, then still an OPENDIR
+//     and a RELEASEDIR each); warm find -ls went from 4.04x disk (rounds
+//     3.84-5.37) to 1.09x (0.66-1.69).
+//   - the listings kept between requests (listings) and parked LMDB read
+//     transactions (manifest.Lookup, Children): the server's CPU for a
+//     cold walk fell from 0.74 s to 0.55 s.
+//   - EnableSymlinkCaching: a READLINK is answered once per symlink.
+//   - passthrough on files (Open): reads never reach this process (go-fuse
+//     then drops FOPEN_KEEP_CACHE, which only the non-passthrough path
+//     needs: the blob's own page cache survives reopening). Each open
+//     still costs an OPEN and a RELEASE (1,132 each per Node run, warm or
+//     cold).
 func (v *View) Options(name string) *gofs.Options {
 	d := cacheFor
 	return &gofs.Options{
