@@ -545,13 +545,10 @@ func (v *View) invalidate(root *gofs.Inode) int {
 	return sent
 }
 
-// watch calls invalidate whenever the manifest's version changes, until ctx
-// ends.
-func (v *View) watch(ctx context.Context, root *gofs.Inode, every time.Duration) {
-	last, err := v.m.Version()
-	if err != nil {
-		return
-	}
+// watch calls invalidate whenever the manifest's version moves on from
+// last (read before the view began serving, so no change is missed), until
+// ctx ends.
+func (v *View) watch(ctx context.Context, root *gofs.Inode, every time.Duration, last int64) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -608,6 +605,10 @@ func (v *View) Serve(ctx context.Context, mountpoint, source string, ready func(
 	opts := v.Options(source)
 	// root mounts with mount(2) itself; everyone else through fusermount3.
 	opts.DirectMount = os.Geteuid() == 0
+	version, err := v.m.Version()
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
 	root := v.Root()
 	// gofs.Mount, with the view's raw layer in between (noOpendir).
 	server, err := fuse.NewServer(wrapRaw(gofs.NewNodeFS(root, opts)), mountpoint, &opts.MountOptions)
@@ -633,7 +634,7 @@ func (v *View) Serve(ctx context.Context, mountpoint, source string, ready func(
 	defer stop()
 	wctx, endWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
-	go func() { v.watch(wctx, root.EmbeddedInode(), watchEvery); close(watched) }()
+	go func() { v.watch(wctx, root.EmbeddedInode(), watchEvery, version); close(watched) }()
 	server.Wait()
 	// The manifest stays open until Serve returns: stop reading it first.
 	endWatch()

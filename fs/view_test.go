@@ -449,9 +449,13 @@ func TestViewInvalidateAfterReingest(t *testing.T) {
 func TestViewWatchNotices(t *testing.T) {
 	f := newViewFixture(t)
 	f.mustLookup(1, "a.txt")
+	v0, err := f.m.Version()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { f.v.watch(ctx, f.root.EmbeddedInode(), 10*time.Millisecond); close(done) }()
+	go func() { f.v.watch(ctx, f.root.EmbeddedInode(), 10*time.Millisecond, v0); close(done) }()
 	time.Sleep(30 * time.Millisecond)
 	if entries, inodes := f.notes.take(); len(entries)+len(inodes) != 0 {
 		t.Errorf("watch invalidated %v %v with no change", entries, inodes)
