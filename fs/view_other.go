@@ -2,8 +2,14 @@
 
 package fs
 
-import gofs "github.com/hanwen/go-fuse/v2/fs"
+import (
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
 
 const passthroughSupported = false
 
 func withPassthrough(b *blobFile) gofs.FileHandle { return b }
+
+// wrapRaw: zero-message opendir is Linux's (see view_linux.go).
+func wrapRaw(raw fuse.RawFileSystem) fuse.RawFileSystem { return raw }

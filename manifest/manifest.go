@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/PowerDNS/lmdb-go/lmdb"
@@ -65,7 +66,16 @@ type Manifest struct {
 	// dir is the manifest's directory, held open: the manifest was
 	// opened through it, and Discard removes through it.
 	dir *os.File
+
+	// idle holds read transactions parked by Lookup (reset, slot kept)
+	// for the next Lookup to renew.
+	idleMu sync.Mutex
+	idle   []*lmdb.Txn
 }
+
+// maxIdleReaders bounds the parked read transactions: one per request a
+// FUSE view serves at once is plenty (2 cores here; go-fuse runs a few).
+const maxIdleReaders = 16
 
 // ErrUnsafe is returned (wrapped) for a manifest vrift will not open as
 // asked: a symlink or special file where the manifest or its lock file
@@ -272,8 +282,14 @@ func (m *Manifest) Discard() error {
 // Path is the manifest's file path.
 func (m *Manifest) Path() string { return m.path }
 
-// Close releases the manifest.
+// Close releases the manifest. No Lookup may run during or after it.
 func (m *Manifest) Close() error {
+	m.idleMu.Lock()
+	for _, txn := range m.idle {
+		txn.Abort()
+	}
+	m.idle = nil
+	m.idleMu.Unlock()
 	err := m.env.Close()
 	if m.dir != nil {
 		m.dir.Close()
@@ -300,6 +316,86 @@ func (m *Manifest) BeginRead() (*Reader, error) {
 	}
 	txn.RawRead = true
 	return &Reader{m: m, txn: txn}, nil
+}
+
+// Lookup returns the entry at p in the newest committed snapshot, as
+// View+Get would, but without beginning and ending a read transaction per
+// call: it renews one parked by an earlier Lookup (mdb_txn_renew keeps the
+// reader slot and the transaction's memory; mdb_txn_begin takes the lock
+// table's mutex to find a slot and allocates). A FUSE view does one per
+// kernel LOOKUP; BenchmarkLookup against BenchmarkViewGet (10k keys):
+// 0.59 µs and 2 allocations against 1.24 µs and 4. Safe for concurrent
+// use.
+func (m *Manifest) Lookup(p string) (Entry, bool, error) {
+	txn, err := m.renewReader()
+	if err != nil {
+		return Entry{}, false, err
+	}
+	r := Reader{m: m, txn: txn}
+	e, ok, err := r.Get(p)
+	m.parkReader(txn)
+	return e, ok, err
+}
+
+// Children is Reader.Children in the newest committed snapshot, on a
+// renewed read transaction as Lookup.
+func (m *Manifest) Children(dir string, fn func(name string, e Entry) error) error {
+	txn, err := m.renewReader()
+	if err != nil {
+		return err
+	}
+	r := Reader{m: m, txn: txn}
+	err = r.Children(dir, fn)
+	m.parkReader(txn)
+	return err
+}
+
+func (m *Manifest) renewReader() (*lmdb.Txn, error) {
+	m.idleMu.Lock()
+	var txn *lmdb.Txn
+	if n := len(m.idle); n > 0 {
+		txn = m.idle[n-1]
+		m.idle = m.idle[:n-1]
+	}
+	m.idleMu.Unlock()
+	if txn != nil {
+		if err := txn.Renew(); err == nil {
+			return txn, nil
+		}
+		txn.Abort()
+	}
+	txn, err := m.env.BeginTxn(nil, lmdb.Readonly)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	txn.RawRead = true
+	return txn, nil
+}
+
+// parkReader ends txn's snapshot (so it holds back no page a writer could
+// reuse) and keeps it for renewReader.
+func (m *Manifest) parkReader(txn *lmdb.Txn) {
+	txn.Reset()
+	m.idleMu.Lock()
+	if len(m.idle) < maxIdleReaders {
+		m.idle = append(m.idle, txn)
+		txn = nil
+	}
+	m.idleMu.Unlock()
+	if txn != nil {
+		txn.Abort()
+	}
+}
+
+// Version identifies the last committed write: it changes whenever the
+// manifest does (a re-ingest), in this process or another. Reading it
+// touches only the lock table or the meta pages, no transaction.
+func (m *Manifest) Version() (int64, error) {
+	info, err := m.env.Info()
+	if err != nil {
+		return 0, fmt.Errorf("manifest version: %w", err)
+	}
+	return info.LastTxnID, nil
 }
 
 // Update runs fn in a write transaction, committed atomically (and durably)

@@ -2,8 +2,10 @@ package manifest
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -162,4 +164,92 @@ func TestChildren(t *testing.T) {
 	if got := list("a/b/deep/er"); len(got) != 0 {
 		t.Errorf("children of a file: %q", got)
 	}
+}
+
+// TestLookupSeesEachCommit: Lookup's parked transactions are renewed, so a
+// Lookup after a commit sees it (they hold back no snapshot), Version
+// changes with every commit, and parallel Lookups are safe.
+func TestLookupSeesEachCommit(t *testing.T) {
+	m, err := Create(filepath.Join(t.TempDir(), "m.lmdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	v0, _ := m.Version()
+	if _, ok, err := m.Lookup("a"); ok || err != nil {
+		t.Fatalf("lookup in an empty manifest: %v %v", ok, err)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := m.Update(func(w *Writer) error { return w.Put("a", Entry{Kind: Dir, Mode: uint32(i)}) }); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e, ok, err := m.Lookup("a")
+				if !ok || err != nil || e.Mode != uint32(i) {
+					t.Errorf("lookup after commit %d: %+v %v %v", i, e, ok, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if v, _ := m.Version(); v <= v0 {
+			t.Errorf("version %d after commit %d, was %d", v, i, v0)
+		} else {
+			v0 = v
+		}
+	}
+}
+
+// BenchmarkLookup against BenchmarkViewGet: what parking read
+// transactions saves per FUSE LOOKUP.
+func BenchmarkLookup(b *testing.B) {
+	m := benchManifest(b)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, ok, err := m.Lookup(benchKey(i)); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+func BenchmarkViewGet(b *testing.B) {
+	m := benchManifest(b)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		err := m.View(func(r *Reader) error {
+			_, ok, err := r.Get(benchKey(i))
+			if !ok {
+				b.Fatal("missing")
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchKey(i int) string { return fmt.Sprintf("node_modules/p%d/index.js", i%10000) }
+
+func benchManifest(b *testing.B) *Manifest {
+	m, err := Create(filepath.Join(b.TempDir(), "m.lmdb"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	err = m.Update(func(w *Writer) error {
+		for i := range 10000 {
+			if err := w.Put(benchKey(i), Entry{Kind: File, Mode: 0o644, Size: int64(i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
 }

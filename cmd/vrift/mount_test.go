@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -294,4 +296,115 @@ func smallProject(t *testing.T) (bin, store, proj, mp string) {
 	mp = filepath.Join(dir, "view")
 	os.Mkdir(mp, 0o755)
 	return bin, store, proj, mp
+}
+
+// reingestSmall changes lib/a.txt (another size) and adds lib/new.js in
+// smallProject's project, then ingests lib again.
+func reingestSmall(t *testing.T, bin, store, proj string) {
+	t.Helper()
+	writeTree(t, proj, map[string]string{"lib/a.txt": "alpha, re-ingested\n", "lib/new.js": "module.exports = 2\n"})
+	if out, err := exec.Command(bin, "--store", store, "ingest", "--tier", "tier2", filepath.Join(proj, "lib")).CombinedOutput(); err != nil {
+		t.Fatalf("re-ingest: %v\n%s", err, out)
+	}
+}
+
+// primeCaches reads what a view's kernel caches will then hold: a.txt's
+// content and attributes, lib's listing, and new.js's absence (a negative
+// entry, cached for as long as positive ones).
+func primeCaches(t *testing.T, mp string) {
+	t.Helper()
+	if b, err := os.ReadFile(filepath.Join(mp, "lib", "a.txt")); err != nil || string(b) != "alpha\n" {
+		t.Fatalf("a.txt on the view: %q %v", b, err)
+	}
+	for range 2 {
+		if _, err := os.Stat(filepath.Join(mp, "lib", "new.js")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("new.js before it exists: %v", err)
+		}
+	}
+	if names := dirNames(t, filepath.Join(mp, "lib")); strings.Join(names, ",") != "a.txt,sub" {
+		t.Fatalf("lib on the view: %v", names)
+	}
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// viewShowsReingest says whether the view at mp shows reingestSmall's
+// manifest: a.txt's new content and size, new.js, and both in lib's listing.
+func viewShowsReingest(t *testing.T, mp string) error {
+	a := filepath.Join(mp, "lib", "a.txt")
+	if b, err := os.ReadFile(a); err != nil || string(b) != "alpha, re-ingested\n" {
+		return fmt.Errorf("a.txt: %q %v", b, err)
+	}
+	if st, err := os.Stat(a); err != nil || st.Size() != int64(len("alpha, re-ingested\n")) {
+		return fmt.Errorf("a.txt stat: %v %v", st, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "lib", "new.js")); err != nil || string(b) != "module.exports = 2\n" {
+		return fmt.Errorf("new.js: %q %v", b, err)
+	}
+	if names := dirNames(t, filepath.Join(mp, "lib")); strings.Join(names, ",") != "a.txt,new.js,sub" {
+		return fmt.Errorf("lib lists %v", names)
+	}
+	return nil
+}
+
+// TestMountReingestRemount: the kernel caches a view's names, attributes,
+// listings, pages and missing names for an hour; after a re-ingest and a
+// re-mount at the same place, none of the old mount's is served: the new
+// content, size and file, never a cached old one, and the name that was
+// missing is not served stale as missing.
+func TestMountReingestRemount(t *testing.T) {
+	requireFUSE(t)
+	bin, store, proj, mp := smallProject(t)
+	mountAt(t, bin, "--store", store, proj, mp)
+	primeCaches(t, mp)
+	if out, err := exec.Command(bin, "umount", mp).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v\n%s", err, out)
+	}
+	reingestSmall(t, bin, store, proj)
+	mountAt(t, bin, "--store", store, proj, mp)
+	if err := viewShowsReingest(t, mp); err != nil {
+		t.Fatalf("after re-ingest and re-mount: %v", err)
+	}
+}
+
+// TestMountReingestLive: a re-ingest under a live mount reaches the kernel's
+// caches too (the view watches its manifest and invalidates what changed):
+// within seconds, without a re-mount, the view shows the new manifest, not
+// the hour-long cached old one.
+func TestMountReingestLive(t *testing.T) {
+	requireFUSE(t)
+	bin, store, proj, mp := smallProject(t)
+	mountAt(t, bin, "--store", store, proj, mp)
+	primeCaches(t, mp)
+	f, err := os.Open(filepath.Join(mp, "lib", "a.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	reingestSmall(t, bin, store, proj)
+	var last error
+	for range 100 {
+		if last = viewShowsReingest(t, mp); last == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if last != nil {
+		t.Fatalf("5 s after a re-ingest under a live mount: %v", last)
+	}
+	// A file opened before the re-ingest still reads as it was opened.
+	if b, err := io.ReadAll(f); err != nil || string(b) != "alpha\n" {
+		t.Errorf("a.txt opened before the re-ingest reads %q %v", b, err)
+	}
 }
