@@ -11,7 +11,7 @@ FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
 STATICCHECK_VERSION ?= v0.6.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
-.PHONY: all build demo deps test test-quick test-go fixture versitygw lint darwin-check bench package systemd-test clean fuzz soak
+.PHONY: all build demo deps test test-quick test-unprivileged test-go fixture versitygw lint darwin-check bench package systemd-test clean fuzz soak
 
 all: build
 
@@ -48,6 +48,13 @@ GOTEST = $(GO) run ./scripts/testprogress $(GO) test -json
 test: deps build fixture versitygw
 	$(GO) vet ./...
 	VRIFT_REQUIRE_FIXTURE=1 $(GOTEST) -p 1 -count=1 -timeout 60m ./...
+
+## test-unprivileged: as root (CI runs it after make test), make test once
+## more as an ordinary user (UNPRIV_USER, default ci-user, created if
+## missing) on a copy of this tree in its home, with the fixture and
+## versitygw handed over: only a skip that says the test needs root may pass
+test-unprivileged: fixture versitygw
+	scripts/test-unprivileged.sh
 
 ## test-quick: the edit-test loop: -short skips the root, FUSE, package and
 ## npm-fixture tests (even as root, even with VRIFT_REQUIRE_* set); no set-up
