@@ -19,9 +19,8 @@ const fuseSubtype = ""
 // fsName is the source a view shows in the mount table (f_mntfromname).
 func fsName(source string) string { return darwinSourcePrefix + source }
 
-// Mounts lists the vrift views mounted on this machine, from getfsstat(2):
-// macFUSE (or the older osxfuse) mounts whose source carries the prefix.
-func Mounts() ([]Mount, error) {
+// mountTable is the machine's mount table, from getfsstat(2).
+func mountTable() ([]tableEntry, error) {
 	n, err := unix.Getfsstat(nil, unix.MNT_NOWAIT)
 	if err != nil {
 		return nil, err
@@ -30,16 +29,23 @@ func Mounts() ([]Mount, error) {
 	if n, err = unix.Getfsstat(buf, unix.MNT_NOWAIT); err != nil {
 		return nil, err
 	}
-	var out []Mount
+	out := make([]tableEntry, 0, n)
 	for i := range buf[:n] {
-		typ, from := unix.ByteSliceToString(buf[i].Fstypename[:]), unix.ByteSliceToString(buf[i].Mntfromname[:])
-		if (typ != "macfuse" && typ != "osxfuse") || !strings.HasPrefix(from, darwinSourcePrefix) {
-			continue
-		}
-		m := Mount{Mountpoint: unix.ByteSliceToString(buf[i].Mntonname[:]), Source: strings.TrimPrefix(from, darwinSourcePrefix)}
-		m.Stale = IsStale(m.Mountpoint)
-		m.Reads = readReadsNote(m.Mountpoint)
-		out = append(out, m)
+		out = append(out, tableEntry{
+			Mountpoint: unix.ByteSliceToString(buf[i].Mntonname[:]),
+			FSType:     unix.ByteSliceToString(buf[i].Fstypename[:]),
+			Source:     unix.ByteSliceToString(buf[i].Mntfromname[:]),
+			Owner:      int(buf[i].Owner),
+		})
 	}
 	return out, nil
+}
+
+// viewSource is a view's manifest as mounted, if e is a vrift view: a
+// macFUSE (or older osxfuse) mount whose source carries the prefix.
+func viewSource(e tableEntry) (string, bool) {
+	if (e.FSType != "macfuse" && e.FSType != "osxfuse") || !strings.HasPrefix(e.Source, darwinSourcePrefix) {
+		return "", false
+	}
+	return strings.TrimPrefix(e.Source, darwinSourcePrefix), true
 }

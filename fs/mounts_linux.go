@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -15,8 +16,9 @@ const fuseSubtype = "vrift"
 // views from other FUSE mounts.
 func fsName(source string) string { return source }
 
-// Mounts lists the vrift views in this mount namespace.
-func Mounts() ([]Mount, error) {
+// mountTable is this mount namespace's table, from /proc/self/mountinfo
+// (empty without /proc).
+func mountTable() ([]tableEntry, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -25,7 +27,7 @@ func Mounts() ([]Mount, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var out []Mount
+	var out []tableEntry
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// id parent major:minor root mountpoint options [optional...] - fstype source superopts
@@ -34,15 +36,35 @@ func Mounts() ([]Mount, error) {
 			continue
 		}
 		lf, rf := strings.Fields(left), strings.Fields(right)
-		if len(lf) < 5 || len(rf) < 2 || rf[0] != FSType {
+		if len(lf) < 5 || len(rf) < 2 {
 			continue
 		}
-		m := Mount{Mountpoint: unescapeMountinfo(lf[4]), Source: unescapeMountinfo(rf[1])}
-		m.Stale = IsStale(m.Mountpoint)
-		m.Reads = readReadsNote(m.Mountpoint)
-		out = append(out, m)
+		e := tableEntry{Mountpoint: unescapeMountinfo(lf[4]), FSType: rf[0], Source: unescapeMountinfo(rf[1]), Owner: -1}
+		if len(rf) > 2 {
+			e.Owner = fuseOwner(rf[2])
+		}
+		out = append(out, e)
 	}
 	return out, sc.Err()
+}
+
+// fuseOwner is the user_id= of a FUSE mount's super options (the uid that
+// mounted it), -1 if there is none.
+func fuseOwner(superopts string) int {
+	for _, o := range strings.Split(superopts, ",") {
+		if v, ok := strings.CutPrefix(o, "user_id="); ok {
+			if uid, err := strconv.Atoi(v); err == nil {
+				return uid
+			}
+		}
+	}
+	return -1
+}
+
+// viewSource is a view's manifest as mounted, if e is a vrift view: the
+// fstype (fuse.vrift, from the subtype) tells views from other FUSE mounts.
+func viewSource(e tableEntry) (string, bool) {
+	return e.Source, e.FSType == FSType
 }
 
 // unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).

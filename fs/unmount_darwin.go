@@ -1,9 +1,7 @@
 package fs
 
 import (
-	"fmt"
 	"os/exec"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,7 +16,7 @@ func detach(mp string) error { return unix.Unmount(mp, unix.MNT_FORCE) }
 func userUnmount(mp string) error {
 	out, err := exec.Command("/sbin/umount", "-f", mp).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("umount: %s", strings.TrimSpace(string(out)))
+		return helperError("umount", out, err)
 	}
 	return nil
 }

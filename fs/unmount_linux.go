@@ -1,9 +1,7 @@
 package fs
 
 import (
-	"fmt"
 	"os/exec"
-	"strings"
 	"syscall"
 )
 
@@ -16,7 +14,7 @@ func detach(mp string) error { return syscall.Unmount(mp, syscall.MNT_DETACH) }
 func userUnmount(mp string) error {
 	out, err := exec.Command("fusermount3", "-u", "-z", mp).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("fusermount3: %s", strings.TrimSpace(string(out)))
+		return helperError("fusermount3", out, err)
 	}
 	return nil
 }

@@ -390,10 +390,12 @@ func serveInstalled(t *testing.T) {
 // "active (running)" through Type=notify under its hardening, and an
 // unprivileged client's ingest works inside. Run by `make systemd-test`.
 func TestSystemdBoot(t *testing.T) {
+	// Root first: an ordinary user's run says the test needs root (the one
+	// skip reason allowed in the unprivileged pass), not how to run it.
+	requireRoot(t)
 	if os.Getenv("VRIFT_SYSTEMD_TEST") == "" {
 		t.Skip("boots a container: run with make systemd-test")
 	}
-	requireRoot(t)
 	requireTool(t, "systemd-nspawn", "systemd-container")
 	repo, _ := filepath.Abs("..")
 	run(t, "make", "-C", repo, "package")

@@ -239,6 +239,18 @@ func TestMountUnprivileged(t *testing.T) {
 	if out, code := runAs(t, "bob", nil, "cat", filepath.Join(mp, "lib", "a.txt")); code == 0 {
 		t.Fatalf("bob read alice's view: %q", out)
 	}
+	// Bob cannot take it down, and hears whose it is (fusermount3 would
+	// say it found no entry for the path); an ordinary user's umount of a
+	// directory that is not mounted says so in vrift's words (issue 24).
+	if out, code := runAs(t, "bob", nil, bin, "umount", mp); code != 1 || !strings.Contains(out, "mounted by uid "+strconv.Itoa(uid)) {
+		t.Errorf("umount of alice's view as bob: exit %d, %q; want exit 1 naming uid %d", code, out, uid)
+	}
+	if !mounted(mp) {
+		t.Fatal("bob's umount took alice's view down")
+	}
+	if out, code := runAs(t, "alice", env, bin, "umount", proj); code != 1 || !strings.Contains(out, "vrift: umount "+proj+": not a mount point") || strings.Contains(out, "fusermount3") {
+		t.Errorf("umount of a plain directory as alice: exit %d, %q", code, out)
+	}
 	if out, code := runAs(t, "alice", env, bin, "umount", mp); code != 0 {
 		t.Fatalf("umount as alice: %s", out)
 	}

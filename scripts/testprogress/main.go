@@ -7,6 +7,11 @@
 // "tests: N passed, N failed, N skipped" line follows. The exit status is
 // go test's.
 //
+// With TESTPROGRESS_ALLOW_SKIP set to a regular expression, a skipped test
+// (or subtest) whose reason does not match it fails the run: the
+// unprivileged pass (scripts/test-unprivileged.sh) allows only skips that
+// say the test needs root.
+//
 // Usage: go run ./scripts/testprogress go test -json [flags] [packages]
 package main
 
@@ -19,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -46,6 +52,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: testprogress go test -json [flags] [packages]")
 		os.Exit(2)
 	}
+	var allowSkip *regexp.Regexp
+	if re := os.Getenv("TESTPROGRESS_ALLOW_SKIP"); re != "" {
+		var err error
+		if allowSkip, err = regexp.Compile(re); err != nil {
+			fmt.Fprintf(os.Stderr, "testprogress: TESTPROGRESS_ALLOW_SKIP: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	cmd := exec.Command(os.Args[1], os.Args[2:]...)
 	cmd.Stderr = os.Stderr
 	cmd.Stdin = os.Stdin
@@ -62,6 +76,7 @@ func main() {
 		os.Exit(1)
 	}
 	r := newReport(os.Stdout, time.Now)
+	r.allowSkip = allowSkip
 	stop := make(chan struct{})
 	go func() {
 		t := time.NewTicker(5 * time.Second)
@@ -91,7 +106,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "testprogress: %v\n", werr)
 		code = 1
 	}
-	if code == 0 && r.failed > 0 {
+	if code == 0 && (r.failed > 0 || r.badSkips > 0) {
 		code = 1
 	}
 	os.Exit(code)
@@ -102,6 +117,8 @@ func main() {
 type test struct {
 	start time.Time
 	out   strings.Builder
+	// said is each (sub)test's own output, for its skip reason.
+	said map[string]*strings.Builder
 }
 
 type pkgState struct {
@@ -119,6 +136,11 @@ type report struct {
 	start    time.Time
 
 	passed, failed, skipped int
+
+	// allowSkip, if set, is what a skip's reason must match; badSkips
+	// counts those that did not.
+	allowSkip *regexp.Regexp
+	badSkips  int
 }
 
 func newReport(w io.Writer, now func() time.Time) *report {
@@ -176,12 +198,16 @@ func (r *report) event(e event) {
 	top := topLevel(e.Test)
 	t := p.running[top]
 	if t == nil {
-		t = &test{start: r.now()}
+		t = &test{start: r.now(), said: map[string]*strings.Builder{}}
 		p.running[top] = t
 	}
 	switch e.Action {
 	case "output":
 		t.out.WriteString(e.Output)
+		if t.said[e.Test] == nil {
+			t.said[e.Test] = &strings.Builder{}
+		}
+		t.said[e.Test].WriteString(e.Output)
 	case "pass":
 		r.passed++
 		if e.Test == top {
@@ -192,8 +218,17 @@ func (r *report) event(e event) {
 		}
 	case "skip":
 		r.skipped++
+		reason := "(no reason given)"
+		if b := t.said[e.Test]; b != nil {
+			reason = skipReason(b.String())
+		}
+		if r.allowSkip != nil && !r.allowSkip.MatchString(reason) {
+			r.badSkips++
+			r.printf("    SKIP NOT ALLOWED %s %s: %s (a skip here must match %q)\n", short(e.Package), e.Test, reason, r.allowSkip)
+		} else if e.Test == top {
+			r.printf("    SKIP %s %s: %s\n", short(e.Package), top, reason)
+		}
 		if e.Test == top {
-			r.printf("    SKIP %s %s: %s\n", short(e.Package), top, skipReason(t.out.String()))
 			delete(p.running, top)
 		}
 	case "fail":
@@ -263,6 +298,9 @@ func (r *report) summary() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.printf("tests: %d passed, %d failed, %d skipped\n", r.passed, r.failed, r.skipped)
+	if r.badSkips > 0 {
+		r.printf("tests: %d skipped for a reason not allowed here (TESTPROGRESS_ALLOW_SKIP=%q)\n", r.badSkips, r.allowSkip)
+	}
 }
 
 // short drops the module path from a package name for the progress lines.

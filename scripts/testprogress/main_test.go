@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +143,46 @@ func TestExitStatus(t *testing.T) {
 			!strings.HasSuffix(string(out), "tests: 0 passed, 1 failed, 0 skipped\n")):
 			t.Errorf("failing run: exit %d\n%s", code, out)
 		}
+	}
+}
+
+// TestAllowSkip: with an allowed-skip pattern, a (sub)test skipped for
+// another reason is named and counted, one skipped for the allowed reason
+// is not.
+func TestAllowSkip(t *testing.T) {
+	in := strings.Join([]string{
+		`{"Action":"run","Package":"github.com/vrift/vrift/cas","Test":"TestRoot"}`,
+		`{"Action":"output","Package":"github.com/vrift/vrift/cas","Test":"TestRoot","Output":"    users_test.go:26: needs root to create users\n"}`,
+		`{"Action":"output","Package":"github.com/vrift/vrift/cas","Test":"TestRoot","Output":"--- SKIP: TestRoot (0.00s)\n"}`,
+		`{"Action":"skip","Package":"github.com/vrift/vrift/cas","Test":"TestRoot","Elapsed":0}`,
+		`{"Action":"run","Package":"github.com/vrift/vrift/cas","Test":"TestTools"}`,
+		`{"Action":"run","Package":"github.com/vrift/vrift/cas","Test":"TestTools/zstd"}`,
+		`{"Action":"output","Package":"github.com/vrift/vrift/cas","Test":"TestTools/zstd","Output":"    tools_test.go:9: zstd not installed\n"}`,
+		`{"Action":"output","Package":"github.com/vrift/vrift/cas","Test":"TestTools/zstd","Output":"    --- SKIP: TestTools/zstd (0.00s)\n"}`,
+		`{"Action":"skip","Package":"github.com/vrift/vrift/cas","Test":"TestTools/zstd","Elapsed":0}`,
+		`{"Action":"run","Package":"github.com/vrift/vrift/cas","Test":"TestTools/gzip"}`,
+		`{"Action":"pass","Package":"github.com/vrift/vrift/cas","Test":"TestTools/gzip","Elapsed":0}`,
+		`{"Action":"pass","Package":"github.com/vrift/vrift/cas","Test":"TestTools","Elapsed":0}`,
+	}, "\n") + "\n"
+	var out bytes.Buffer
+	r := newReport(&out, time.Now)
+	r.allowSkip = regexp.MustCompile("needs root")
+	r.read(strings.NewReader(in))
+	r.summary()
+	got := out.String()
+	if r.badSkips != 1 {
+		t.Errorf("badSkips = %d, want 1", r.badSkips)
+	}
+	for _, want := range []string{
+		"    SKIP cas TestRoot: needs root to create users\n",
+		"    SKIP NOT ALLOWED cas TestTools/zstd: zstd not installed",
+		"tests: 1 skipped for a reason not allowed here",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "NOT ALLOWED cas TestRoot") {
+		t.Errorf("the allowed skip was refused:\n%s", got)
 	}
 }
