@@ -64,8 +64,10 @@ test-unprivileged: fixture versitygw
 # 366 s and over 9 min (TestTeamCacheNpm, its clean-up included); the
 # darwin check took 12 min for two packages under the same load. The root
 # pass runs them, and so does an ordinary user's own make test (and
-# UNPRIV_SKIP= here).
-UNPRIV_SKIP ?= ^(TestKillMidIngest|TestGCDuringIngest|TestNpmFixture|TestNodeSuite|TestTeamCacheNpm|TestDarwinBuild)$$
+# UNPRIV_SKIP= here). Likewise the watcher's real npm install (its user
+# has no npm cache: the whole install would come from the registry) and its
+# kill -9 round; TestWatchFixture keeps the watcher's unprivileged path.
+UNPRIV_SKIP ?= ^(TestKillMidIngest|TestGCDuringIngest|TestNpmFixture|TestNodeSuite|TestTeamCacheNpm|TestDarwinBuild|TestWatchNpmInstall|TestWatchKill9)$$
 
 ## test-quick: the edit-test loop: -short skips the root, FUSE, package and
 ## npm-fixture tests (even as root, even with VRIFT_REQUIRE_* set); no set-up
