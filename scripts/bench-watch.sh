@@ -13,7 +13,7 @@
 #   tier2     a watched untar, --sync, then `ingest --tier tier2` (reads
 #             nothing) against the unchanged re-ingest right after it
 # The lag from a file's close to its commit on an idle tree comes from
-# the watch package's lag probe (median and 99th percentile), and the
+# the watch package's BenchmarkCommitLag (median and 99th percentile), and the
 # watcher's peak RSS on a synthetic tree of WATCH_RSS_FILES files (default
 # 300000, 100 per directory; 0 skips it).
 #
@@ -137,7 +137,7 @@ row "tier2 ingest after sync" "${t2first[*]}" "unchanged re-ingest" "${t2steady[
 
 echo
 echo "lag from close to commit, idle tree:"
-(cd "$here" && VRIFT_WATCH_LAG=200 go test -count=1 -run '^TestLagProbe$' -v ./watch | grep -E 'lag:|FAIL') || true
+(cd "$here" && go test -count=1 -run '^$' -bench CommitLag -benchtime 200x ./watch | grep -E 'CommitLag|FAIL') || true
 
 if [ "$rss_files" -gt 0 ]; then
 	echo
