@@ -117,18 +117,6 @@ for i in $(seq "$runs"); do
 		"(untar ${untarw[-1]} ms), untar alone ${untar[-1]} ms; tier2 ingest after sync ${t2first[-1]} ms, unchanged re-ingest ${t2steady[-1]} ms"
 done
 
-row() {
-	awk -v n="$1" -v v="$2" -v bn="$3" -v b="$4" -v t="$5" 'function med(a, k,   i, j, x) {
-			for (i = 2; i <= k; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j+1] = a[j]; a[j+1] = x }
-			return (k % 2) ? a[(k+1)/2] : (a[k/2] + a[k/2+1]) / 2 }
-		BEGIN {
-			k = split(v, va, " "); split(b, ba, " ")
-			lo = 1e9; hi = 0
-			for (i = 1; i <= k; i++) { r[i] = va[i] / ba[i]; if (r[i] < lo) lo = r[i]; if (r[i] > hi) hi = r[i] }
-			mv = med(va, k); mb = med(ba, k); rm = med(r, k)
-			verdict = (t == "-") ? "" : (rm <= t ? "meets <= " t : "MISSES <= " t)
-			printf "%-22s %7.0f ms  %-22s %7.0f ms  median ratio %5.2fx (rounds %.2f-%.2f)  %s\n", n, mv, bn, mb, rm, lo, hi, verdict }'
-}
 echo
 echo "medians over $runs rounds (targets judged on the median of per-round ratios):"
 row "watched+sync+ingest" "${watched[*]}" "untar+ingest --copy" "${after[*]}" 0.9

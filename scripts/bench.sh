@@ -104,20 +104,6 @@ for i in $(seq "$runs"); do
 		"cp -as ${cpas[-1]} ms, link ${lsym[-1]} ms, cp -al ${cpal[-1]} ms, link hardlink ${lhard[-1]} ms"
 done
 
-# row NAME VRIFT-TIMES BASELINE-NAME BASELINE-TIMES TARGET: the ratio of the
-# medians, and the median of the per-round ratios (each round's pair ran
-# back to back, so it is the steadier figure on a disk whose speed drifts).
-row() {
-	awk -v n="$1" -v v="$2" -v bn="$3" -v b="$4" -v t="$5" 'function med(a, k,   i, j, x) {
-			for (i = 2; i <= k; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j+1] = a[j]; a[j+1] = x }
-			return (k % 2) ? a[(k+1)/2] : (a[k/2] + a[k/2+1]) / 2 }
-		BEGIN {
-			k = split(v, va, " "); split(b, ba, " ")
-			for (i = 1; i <= k; i++) { r[i] = va[i] / ba[i] }
-			mv = med(va, k); mb = med(ba, k); rm = med(r, k)
-			verdict = (t == "-") ? "" : (rm <= t ? "meets <= " t : "MISSES <= " t)
-			printf "%-16s %7.0f ms  %-6s %7.0f ms  ratio of medians %5.2fx  median ratio %5.2fx  %s\n", n, mv, bn, mb, mv / mb, rm, verdict }'
-}
 echo
 echo "medians over $runs rounds (target judged on the median of per-round ratios):"
 row "cold ingest" "${cold[*]}" "cp -a" "${cpa[*]}" 0.8

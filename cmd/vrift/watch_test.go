@@ -122,17 +122,24 @@ func readNothing(t *testing.T, what, out string) {
 	t.Logf("%s: %d files, all reused, 0 bytes read", what, res.Files)
 }
 
+// watchedProject makes a direct-mode project (the fixture's package.json,
+// an empty node_modules) and starts a watcher on it.
+func watchedProject(t *testing.T, fix string) (bin, store, proj string, w *watcher) {
+	t.Helper()
+	dir := t.TempDir()
+	bin = buildVrift(t, dir)
+	store, proj = filepath.Join(dir, "store"), filepath.Join(dir, "app")
+	os.MkdirAll(filepath.Join(proj, "node_modules"), 0o755)
+	sh(t, "cp", filepath.Join(fix, "base", "package.json"), proj)
+	return bin, store, proj, startWatcher(t, exec.Command(bin, "--store", store, "watch", proj), proj)
+}
+
 // TestWatchFixture: the fixture copied into a watched project is stored as
 // it is written; after --sync, the ingest reads no file content, and the
 // projected tree is the fixture, verified.
 func TestWatchFixture(t *testing.T) {
 	fix := fixtureDir(t)
-	dir := t.TempDir()
-	bin := buildVrift(t, dir)
-	store, proj := filepath.Join(dir, "store"), filepath.Join(dir, "app")
-	os.MkdirAll(filepath.Join(proj, "node_modules"), 0o755)
-	sh(t, "cp", filepath.Join(fix, "base", "package.json"), proj)
-	w := startWatcher(t, exec.Command(bin, "--store", store, "watch", proj), proj)
+	bin, store, proj, w := watchedProject(t, fix)
 	src := filepath.Join(fix, "base", "node_modules")
 	sh(t, "cp", "-a", src+"/.", filepath.Join(proj, "node_modules"))
 	if out, code := runCode(bin, "--store", store, "watch", "--sync", proj); code != 0 {
@@ -197,12 +204,7 @@ func TestDaemonWatch(t *testing.T) {
 // names no temp file npm wrote and renamed.
 func TestWatchNpmInstall(t *testing.T) {
 	fix := fixtureDir(t)
-	dir := t.TempDir()
-	bin := buildVrift(t, dir)
-	store, proj := filepath.Join(dir, "store"), filepath.Join(dir, "app")
-	os.MkdirAll(proj, 0o755)
-	sh(t, "cp", filepath.Join(fix, "base", "package.json"), proj)
-	w := startWatcher(t, exec.Command(bin, "--store", store, "watch", proj), proj)
+	bin, store, proj, w := watchedProject(t, fix)
 	npm := exec.Command("npm", "install", "--prefer-offline", "--no-audit", "--no-fund", "--no-package-lock", "--ignore-scripts")
 	npm.Dir = proj
 	if out, err := npm.CombinedOutput(); err != nil {
@@ -232,12 +234,7 @@ func TestWatchNpmInstall(t *testing.T) {
 // start-up scan catches up, and the manifest is what an ingest records.
 func TestWatchKill9(t *testing.T) {
 	fix := fixtureDir(t)
-	dir := t.TempDir()
-	bin := buildVrift(t, dir)
-	store, proj := filepath.Join(dir, "store"), filepath.Join(dir, "app")
-	os.MkdirAll(filepath.Join(proj, "node_modules"), 0o755)
-	sh(t, "cp", filepath.Join(fix, "base", "package.json"), proj)
-	w := startWatcher(t, exec.Command(bin, "--store", store, "watch", proj), proj)
+	bin, store, proj, w := watchedProject(t, fix)
 	cp := exec.Command("cp", "-a", filepath.Join(fix, "base", "node_modules")+"/.", filepath.Join(proj, "node_modules"))
 	if err := cp.Start(); err != nil {
 		t.Fatal(err)
