@@ -53,10 +53,10 @@ func newSource(w *Watcher) (source, error) {
 	// a pending Read.
 	s := &inotify{fd: fd, f: os.NewFile(uintptr(fd), "inotify"), w: w,
 		wds: map[int32]string{}, byKey: map[string]int32{}, cookie: -1}
-	wd, err := unix.InotifyAddWatch(fd, fdPath(w.cookieFD), unix.IN_CREATE|unix.IN_ONLYDIR)
+	wd, err := unix.InotifyAddWatch(fd, fdPath(w.lock.dirFD), unix.IN_CREATE|unix.IN_ONLYDIR)
 	if err != nil {
 		s.f.Close()
-		return nil, fmt.Errorf("watch %s: %w", w.cookieDir, err)
+		return nil, fmt.Errorf("watch %s: %w", w.lock.dirPath, err)
 	}
 	s.cookie = int32(wd)
 	return s, nil

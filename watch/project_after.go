@@ -54,7 +54,7 @@ func (w *Watcher) ownEventsEnd(name string) {
 		w.own.active = false
 		close(w.own.ended)
 	}
-	unix.Unlinkat(w.cookieFD, name, 0)
+	unix.Unlinkat(w.lock.dirFD, name, 0)
 }
 
 // projectQuiet projects the watched tree if it is due.
@@ -73,23 +73,33 @@ func (w *Watcher) projectQuiet(ctx context.Context) error {
 	res, err := w.opts.Store.Ingest(ctx, engine.IngestOptions{Dir: w.dir, Tier: engine.Tier1, Mode: engine.Solid,
 		Method: w.opts.Method, AllowOtherOwner: w.opts.AllowOtherOwner, Warn: w.opts.Warn})
 	// The cookie goes last: every event of the projection is before it.
-	if werr := createAt(w.cookieFD, w.own.cookie); werr != nil {
+	if werr := createAt(w.lock.dirFD, w.own.cookie); werr != nil {
 		w.mu.Lock()
 		w.own.active = false
 		w.mu.Unlock()
 		return fmt.Errorf("project %s: %w", w.dir, werr)
 	}
+	var lost error
 	select {
 	case <-w.own.ended:
 	case <-time.After(time.Minute):
-		return fmt.Errorf("project %s: the watcher never saw its own cookie", w.dir)
+		// Never held for good: what was held is sorted as below, and
+		// the tree rescanned in case the cookie went with an overflow.
+		lost = fmt.Errorf("project %s: the watcher never saw its own cookie", w.dir)
 	}
 	w.mu.Lock()
+	if lost != nil {
+		w.own.active = false
+		w.rescan = true
+	}
 	held := w.own.held
 	w.own.held = nil
 	w.storedSinceProjection = false
 	w.mu.Unlock()
 	w.sortOwn(held)
+	if lost != nil {
+		return lost
+	}
 	if err != nil {
 		return fmt.Errorf("project %s: %w", w.dir, err)
 	}

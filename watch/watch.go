@@ -98,15 +98,12 @@ type source interface {
 
 // Watcher watches one project directory.
 type Watcher struct {
-	opts      Options
-	dir       string // absolute watched directory
-	root      string // project root
-	subtree   string // key of dir
-	mpath     string
-	t         *tree.Tree
-	cookieDir string
-	cookieFD  int
-	lock      *Lock
+	opts    Options
+	dir     string // absolute watched directory
+	root    string // project root
+	subtree string // key of dir
+	t       *tree.Tree
+	lock    *Lock
 
 	mu       sync.Mutex
 	wake     chan struct{}
@@ -173,7 +170,7 @@ func New(opts Options) (*Watcher, error) {
 	if opts.Warn == nil {
 		opts.Warn = func(string) {}
 	}
-	dir, root, mpath, subtree, err := engine.Target(opts.Dir, "")
+	dir, root, _, subtree, err := engine.Target(opts.Dir, "")
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", opts.Dir, err)
 	}
@@ -185,13 +182,12 @@ func New(opts Options) (*Watcher, error) {
 		t.Close()
 		return nil, fmt.Errorf("watch %s: %w", opts.Dir, err)
 	}
-	w := &Watcher{opts: opts, dir: dir, root: root, subtree: subtree, mpath: mpath, t: t,
+	w := &Watcher{opts: opts, dir: dir, root: root, subtree: subtree, t: t,
 		wake: make(chan struct{}, 1), dirty: map[string]time.Time{}, busy: map[string]retry{}, polled: map[string]bool{}}
 	if w.lock, err = TakeLock(root); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("watch %s: %w", opts.Dir, err)
 	}
-	w.cookieDir, w.cookieFD = w.lock.dirPath, w.lock.dirFD
 	return w, nil
 }
 
@@ -553,9 +549,9 @@ func (w *Watcher) store(ctx context.Context, paths []string) (*engine.IngestResu
 func (w *Watcher) answer(cookies []string, err error) {
 	for _, c := range cookies {
 		if err != nil {
-			writeAt(w.cookieFD, c+errSuffix, []byte(err.Error()))
+			writeAt(w.lock.dirFD, c+errSuffix, []byte(err.Error()))
 		}
-		unix.Unlinkat(w.cookieFD, c, 0)
+		unix.Unlinkat(w.lock.dirFD, c, 0)
 	}
 }
 

@@ -27,13 +27,12 @@ func TestMain(m *testing.M) {
 
 // env is one project watched in direct mode.
 type env struct {
-	t          testing.TB
-	store      string
-	proj, dir  string
-	w          *Watcher
-	cancel     func()
-	done       chan error
-	readyAfter time.Duration
+	t         testing.TB
+	store     string
+	proj, dir string
+	w         *Watcher
+	cancel    func()
+	done      chan error
 }
 
 func write(t testing.TB, path, content string) {
@@ -73,11 +72,9 @@ func (e *env) startWith(opts Options, hook func()) {
 	w.beforeRead = hook
 	ctx, cancel := context.WithCancel(context.Background())
 	e.w, e.cancel, e.done = w, cancel, make(chan error, 1)
-	start := time.Now()
 	go func() { e.done <- w.Run(ctx) }()
 	select {
 	case <-ready:
-		e.readyAfter = time.Since(start)
 	case err := <-e.done:
 		t.Fatalf("watcher stopped before ready: %v", err)
 	case <-time.After(30 * time.Second):
