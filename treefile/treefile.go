@@ -25,11 +25,16 @@ import (
 	"github.com/vrift/vrift/manifest"
 )
 
-// Format and Version identify the encoding in its header line.
+// Format and Version identify the encoding in its header line. Version 2
+// adds where each blob is in the remote (packs, compressed objects) and
+// signatures; this reader reads versions 1 and 2 and writes 2.
 const (
 	Format  = "vrift-tree"
-	Version = 1
+	Version = 2
 )
+
+// MinVersion is the oldest version this reader reads.
+const MinVersion = 1
 
 // ErrFormat marks an object that is not a tree this reader understands:
 // wrong magic, unknown version, malformed or truncated.
@@ -47,6 +52,42 @@ type Header struct {
 	// Subtrees are the ingested directories, relative to the project root.
 	Subtrees []string        `json:"subtrees"`
 	Totals   manifest.Totals `json:"totals"`
+	// Packs names the pack objects (version 2) that entries' blobs are in,
+	// by pack ID; an entry refers to one by its 1-based position.
+	Packs []string `json:"packs,omitempty"`
+}
+
+// Where is where a file's blob is in the remote, as the tree's writer
+// found it. It is a hint: packs may be repacked after the tree was
+// written, and a reader that finds the blob elsewhere (or nowhere) falls
+// back to the remote's pack indexes. The zero Where is the blob's own
+// uncompressed object (blake3/ab/cd/<name>, version 1's layout).
+type Where struct {
+	// Pack is the ID of the pack holding the blob's frame, "" if none.
+	Pack string
+	// Offset and Length locate the blob's zstd frame in Pack.
+	Offset, Length int64
+	// Zstd marks a blob stored alone as one zstd frame (a large blob).
+	Zstd bool
+}
+
+// maxFrameLen bounds a frame's length for a blob of size bytes: zstd's
+// worst case adds a 3-byte header per 128 KiB block plus the frame header
+// and checksum, so anything longer is a lie.
+func maxFrameLen(size int64) int64 { return size + size>>10 + 64 }
+
+// IsPackID reports whether s is a pack ID: 64 lower-case hex digits (the
+// BLAKE3 of the pack's bytes).
+func IsPackID(s string) bool {
+	if len(s) != 2*cas.HashSize {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // line is one entry as written. Paths and targets that are not valid UTF-8
@@ -62,16 +103,23 @@ type line struct {
 	Exec    bool   `json:"x,omitempty"`
 	Target  string `json:"l,omitempty"`
 	Target6 string `json:"l64,omitempty"`
+	// Where the blob is (version 2): pack number (1-based into the
+	// header's packs), offset and length of its frame; or a zstd object.
+	Pack   int   `json:"pk,omitempty"`
+	Offset int64 `json:"o,omitempty"`
+	Length int64 `json:"c,omitempty"`
+	Zstd   bool  `json:"z,omitempty"`
 	// End is set on the trailer line only: the number of entries before it.
 	End *int64 `json:"end,omitempty"`
 }
 
 // Writer encodes a tree.
 type Writer struct {
-	zw  *zstd.Encoder
-	bw  *bufio.Writer
-	n   int64
-	err error
+	zw    *zstd.Encoder
+	bw    *bufio.Writer
+	n     int64
+	err   error
+	packs map[string]int
 }
 
 // NewWriter writes h, then entries given to Add, to w. Close writes the
@@ -81,8 +129,14 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tree: %w", err)
 	}
-	tw := &Writer{zw: zw, bw: bufio.NewWriterSize(zw, 64<<10)}
+	tw := &Writer{zw: zw, bw: bufio.NewWriterSize(zw, 64<<10), packs: map[string]int{}}
 	h.Format, h.Version = Format, Version
+	for i, id := range h.Packs {
+		if !IsPackID(id) {
+			return nil, fmt.Errorf("tree: bad pack ID %q", id)
+		}
+		tw.packs[id] = i + 1
+	}
 	if h.Subtrees == nil {
 		h.Subtrees = []string{}
 	}
@@ -106,7 +160,11 @@ func (w *Writer) writeJSON(v any) {
 }
 
 // Add appends the entry at path p. Entries must come in manifest key order.
-func (w *Writer) Add(p string, e manifest.Entry) error {
+func (w *Writer) Add(p string, e manifest.Entry) error { return w.AddAt(p, e, Where{}) }
+
+// AddAt appends the entry at path p, a file whose blob is at where (a pack
+// named in the header's Packs, or a zstd object).
+func (w *Writer) AddAt(p string, e manifest.Entry, where Where) error {
 	l := line{Kind: e.Kind.String(), Mode: strconv.FormatUint(uint64(e.Mode), 8), MTime: e.MTime}
 	if utf8.ValidString(p) {
 		l.Path = p
@@ -116,6 +174,14 @@ func (w *Writer) Add(p string, e manifest.Entry) error {
 	switch e.Kind {
 	case manifest.File:
 		l.Hash, l.Size, l.Exec = hex.EncodeToString(e.Sum[:]), e.Size, e.Mode&0o111 != 0
+		if where.Pack != "" {
+			n, ok := w.packs[where.Pack]
+			if !ok || where.Zstd || where.Offset < 0 || where.Length <= 0 {
+				return fmt.Errorf("tree: %q: bad location %+v", p, where)
+			}
+			l.Pack, l.Offset, l.Length = n, where.Offset, where.Length
+		}
+		l.Zstd = where.Zstd
 	case manifest.Symlink:
 		if utf8.Valid(e.Target) {
 			l.Target = string(e.Target)
@@ -148,11 +214,17 @@ func (w *Writer) Close() error {
 }
 
 // Read decodes a tree from r, calling fn for each entry in order, and
-// returns its header. Every entry is checked: a safe relative path
+// returns its header; see ReadTree.
+func Read(r io.Reader, fn func(p string, e manifest.Entry) error) (Header, error) {
+	return ReadTree(r, func(p string, e manifest.Entry, _ Where) error { return fn(p, e) })
+}
+
+// ReadTree decodes a tree from r, calling fn for each entry in order with
+// where its blob is, and returns its header. Every entry is checked: a safe relative path
 // (manifest.CheckPath), strictly increasing keys, a known kind, a 64-hex
 // hash, a non-negative size and an exec flag that agrees with the mode. A
 // missing or wrong trailer (a truncated object) is an error.
-func Read(r io.Reader, fn func(p string, e manifest.Entry) error) (Header, error) {
+func ReadTree(r io.Reader, fn func(p string, e manifest.Entry, w Where) error) (Header, error) {
 	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(256<<20))
 	if err != nil {
 		return Header{}, fmt.Errorf("tree: %w", err)
@@ -173,8 +245,16 @@ func Read(r io.Reader, fn func(p string, e manifest.Entry) error) (Header, error
 	if err := json.Unmarshal(sc.Bytes(), &h); err != nil || h.Format != Format {
 		return Header{}, bad("no %s header", Format)
 	}
-	if h.Version != Version {
-		return Header{}, bad("version %d (this vrift reads version %d)", h.Version, Version)
+	if h.Version < MinVersion || h.Version > Version {
+		return Header{}, bad("version %d (this vrift reads versions %d to %d: upgrade vrift)", h.Version, MinVersion, Version)
+	}
+	if h.Version < 2 && len(h.Packs) > 0 {
+		return Header{}, bad("version %d names packs", h.Version)
+	}
+	for _, id := range h.Packs {
+		if !IsPackID(id) {
+			return Header{}, bad("bad pack ID %q", id)
+		}
 	}
 	var n int64
 	prev := ""
@@ -193,6 +273,10 @@ func Read(r io.Reader, fn func(p string, e manifest.Entry) error) (Header, error
 			return h, nil
 		}
 		p, e, err := decode(l)
+		var where Where
+		if err == nil {
+			where, err = locate(l, e, h)
+		}
 		if err != nil {
 			return h, bad("entry %d: %v", n+1, err)
 		}
@@ -203,7 +287,7 @@ func Read(r io.Reader, fn func(p string, e manifest.Entry) error) (Header, error
 		}
 		prev = p
 		n++
-		if err := fn(p, e); err != nil {
+		if err := fn(p, e, where); err != nil {
 			return h, err
 		}
 	}
@@ -264,4 +348,27 @@ func decode(l line) (string, manifest.Entry, error) {
 		return "", e, fmt.Errorf("%q: unknown kind %q", p, l.Kind)
 	}
 	return p, e, nil
+}
+
+// locate checks and resolves an entry's location fields.
+func locate(l line, e manifest.Entry, h Header) (Where, error) {
+	if l.Pack == 0 && l.Offset == 0 && l.Length == 0 && !l.Zstd {
+		return Where{}, nil
+	}
+	if h.Version < 2 || e.Kind != manifest.File {
+		return Where{}, fmt.Errorf("%q: location fields on a version %d %s entry", l.Path, h.Version, l.Kind)
+	}
+	if l.Zstd {
+		if l.Pack != 0 || l.Offset != 0 || l.Length != 0 {
+			return Where{}, fmt.Errorf("%q: both a pack and a zstd object", l.Path)
+		}
+		return Where{Zstd: true}, nil
+	}
+	if l.Pack < 1 || l.Pack > len(h.Packs) {
+		return Where{}, fmt.Errorf("%q: pack %d of %d", l.Path, l.Pack, len(h.Packs))
+	}
+	if l.Offset < 0 || l.Length <= 0 || l.Length > maxFrameLen(e.Size) {
+		return Where{}, fmt.Errorf("%q: bad frame offset %d, length %d for %d bytes", l.Path, l.Offset, l.Length, e.Size)
+	}
+	return Where{Pack: h.Packs[l.Pack-1], Offset: l.Offset, Length: l.Length}, nil
 }
