@@ -32,6 +32,11 @@ var (
 // path, a negative grace, a descriptor of the wrong kind).
 var ErrInvalidArgument = errors.New("invalid argument")
 
+// ErrUntrusted: a team-cache tree the trust policy refuses (unsigned,
+// signed by an untrusted key or for another name, altered after signing,
+// or a signature block that does not parse).
+var ErrUntrusted = errors.New("untrusted tree")
+
 // Newf returns an error of kind whose message is exactly the formatted
 // text (no "kind: " prefix): the daemon's refusals keep the wording
 // clients and tests know, and errors.Is(err, kind) holds on both sides of

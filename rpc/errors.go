@@ -32,6 +32,9 @@ const (
 	// CodeNeedDescriptors: the method takes file descriptors, not paths:
 	// the daemon never opens a path on a caller's behalf.
 	CodeNeedDescriptors = -32005
+	// CodeUntrusted: the daemon's trusted keys refuse the team-cache tree
+	// (unsigned, untrusted signer, signed for another name, altered).
+	CodeUntrusted = -32006
 )
 
 // Errorf builds a JSON-RPC error with a code.
@@ -50,6 +53,7 @@ var kinds = []struct {
 	{CodeBusy, errdefs.ErrBusy},
 	{CodeNeedDescriptors, errdefs.ErrNeedDescriptors},
 	{CodeInvalidParams, errdefs.ErrInvalidArgument},
+	{CodeUntrusted, errdefs.ErrUntrusted},
 }
 
 // Error is an error reply as the client sees it. It matches (errors.Is)
