@@ -89,14 +89,20 @@ func FetchTree(ctx context.Context, b remote.Backend, name string) (*Tree, []byt
 // DecodeTree decodes (and validates) a tree object.
 func DecodeTree(raw []byte) (*Tree, error) {
 	t := &Tree{}
-	var err error
-	t.Header, err = treefile.Read(bytes.NewReader(raw), func(p string, e manifest.Entry) error {
+	blk, body, err := treefile.Split(raw)
+	if err != nil {
+		return nil, err
+	}
+	t.Header, err = treefile.Read(bytes.NewReader(body), func(p string, e manifest.Entry) error {
 		t.Paths = append(t.Paths, p)
 		t.Entries = append(t.Entries, e)
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if blk != nil && t.Header.Version < 2 {
+		return nil, fmt.Errorf("%w: a signed tree of version %d (signatures need version 2)", treefile.ErrFormat, t.Header.Version)
 	}
 	return t, nil
 }
@@ -253,6 +259,10 @@ func Pull(ctx context.Context, store *cas.Store, b remote.Backend, name, root st
 	t, raw, err := FetchTree(ctx, b, name)
 	if err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
+	}
+	// Before a blob is fetched or a file written: the trusted keys.
+	if res.Signer, err = opts.CheckTree(name, raw); err != nil {
+		return nil, fmt.Errorf("pull: %w (nothing fetched)", err)
 	}
 	res.Trees, res.BytesFetched = 1, int64(len(raw))
 	keys := t.Keys()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vrift/vrift/cas"
+	"github.com/vrift/vrift/trust"
 )
 
 // Object key prefixes inside a remote.
@@ -59,6 +60,8 @@ type Options struct {
 	// ListThreshold: with at least this many blobs to check, one LIST of
 	// the remote's blobs replaces a HEAD per blob (default 256).
 	ListThreshold int
+	// TrustOptions sign pushed trees and check pulled ones (trust.go).
+	TrustOptions
 }
 
 func (o *Options) jobs() int {
@@ -95,6 +98,9 @@ type Result struct {
 	Requests int64 `json:"requests,omitempty"`
 	// ManifestPath is the manifest a pull wrote.
 	ManifestPath string `json:"manifest_path,omitempty"`
+	// Signer is the signature a pulled tree was accepted by, or a pushed
+	// tree was signed with.
+	Signer *trust.Signer `json:"signer,omitempty"`
 }
 
 // lockFiles are the lock files a default tree name is derived from, in the

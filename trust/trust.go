@@ -186,7 +186,7 @@ func Sign(raw []byte, name string, k SecretKey, now time.Time) ([]byte, error) {
 // Signer is the signature a tree was accepted by.
 type Signer struct {
 	Key    string    `json:"key"`
-	Signed time.Time `json:"signed"`
+	Signed time.Time `json:"signed,omitzero"`
 }
 
 // Policy is a set of trusted public keys. The zero Policy (or nil) trusts

@@ -1,0 +1,126 @@
+package teamcache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/vrift/vrift/remote"
+	"github.com/vrift/vrift/treefile"
+	"github.com/vrift/vrift/trust"
+)
+
+// TrustOptions are a transfer's signing and trust settings (docs/
+// team-cache-trust.md).
+type TrustOptions struct {
+	// SignKey, if set, signs every tree a push publishes.
+	SignKey *trust.SecretKey
+	// Policy holds the trusted keys: once it has any, a pull refuses a
+	// tree it does not accept before fetching a single blob.
+	Policy *trust.Policy
+	// AllowUnsigned pulls a tree the policy refuses (but not one whose
+	// signature block does not parse), after calling Warn with why.
+	AllowUnsigned bool
+	// Warn shows the --allow-unsigned warning (default: none).
+	Warn func(msg string)
+}
+
+// CheckTree applies the policy to raw, the object of trees/<name>, and
+// returns the signature it was accepted by (nil for an unsigned tree
+// accepted because no key is trusted, or by AllowUnsigned). A refusal
+// wraps trust.ErrUntrusted and names the tree and the reason.
+func (o TrustOptions) CheckTree(name string, raw []byte) (*trust.Signer, error) {
+	s, err := trust.Verify(o.Policy, name, raw)
+	if err != nil && o.AllowUnsigned && errors.Is(err, trust.ErrUntrusted) && !errors.Is(err, treefile.ErrFormat) {
+		if o.Warn != nil {
+			o.Warn(fmt.Sprintf("WARNING: --allow-unsigned: pulling a tree the trusted keys refuse (%v). Its files may be anyone's code: do not run them unless you know where they came from.", err))
+		}
+		return nil, nil
+	}
+	return s, err
+}
+
+// getTree reads trees/<name> whole, or returns nil if there is none.
+func getTree(ctx context.Context, b remote.Backend, name string) ([]byte, error) {
+	rc, err := b.Get(ctx, TreeKey(name))
+	if errors.Is(err, remote.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	raw, err := io.ReadAll(io.LimitReader(rc, maxTree+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > maxTree {
+		return nil, fmt.Errorf("tree %s: larger than %d bytes", name, maxTree)
+	}
+	return raw, nil
+}
+
+// signForPush signs tree (the body a push is about to publish) as name
+// with k. When trees/<name> already holds the same body, the push has
+// nothing to upload: done is true, and the remote's object was left alone
+// if k had signed it for name already (one GET in all), or re-signed (k's
+// signature added, other signatures kept, no blob sent). Otherwise it
+// returns the signed object for the push to upload after its blobs.
+func signForPush(ctx context.Context, b remote.Backend, name string, tree []byte, k trust.SecretKey, res *Result) (signed []byte, done bool, err error) {
+	_, body, err := treefile.Split(tree)
+	if err != nil {
+		return nil, false, err
+	}
+	old, err := getTree(ctx, b, name)
+	if err != nil {
+		return nil, false, err
+	}
+	if old != nil {
+		// An existing object whose block does not parse is replaced.
+		if _, oldBody, err := treefile.Split(old); err == nil && bytes.Equal(oldBody, body) {
+			if trust.HasSignature(old, name, k.Public()) {
+				return nil, true, nil
+			}
+			resigned, err := trust.Sign(old, name, k, time.Now())
+			if err != nil {
+				return nil, false, err
+			}
+			if err := b.Put(ctx, TreeKey(name), bytes.NewReader(resigned), int64(len(resigned))); err != nil {
+				return nil, false, err
+			}
+			res.Trees, res.BytesSent = 1, res.BytesSent+int64(len(resigned))
+			return nil, true, nil
+		}
+	}
+	signed, err = trust.Sign(body, name, k, time.Now())
+	return signed, false, err
+}
+
+// SignRemote adds k's signature to trees/<name> without touching its
+// body or blobs. The tree must pass opts' policy first (so a second key
+// only ever vouches for what a trusted key already vouched for, unless
+// opts allow unsigned), and must decode.
+func SignRemote(ctx context.Context, b remote.Backend, name string, k trust.SecretKey, opts TrustOptions) (*trust.Signer, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	_, raw, err := FetchTree(ctx, b, name)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	if _, err := opts.CheckTree(name, raw); err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	now := time.Now().UTC()
+	signed, err := trust.Sign(raw, name, k, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Put(ctx, TreeKey(name), bytes.NewReader(signed), int64(len(signed))); err != nil {
+		return nil, fmt.Errorf("sign %s: %w", name, err)
+	}
+	return &trust.Signer{Key: k.Name, Signed: now.Round(0)}, nil
+}
