@@ -10,6 +10,7 @@ import (
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/teamcache"
+	"github.com/vrift/vrift/trust"
 )
 
 // TransferOptions configure a push or pull through a team cache.
@@ -57,12 +58,21 @@ func (r *Daemon) Push(ctx context.Context, mpath, name string, opts TransferOpti
 	if err != nil {
 		return nil, fmt.Errorf("push: %w", err)
 	}
+	// The user's key signs here: the daemon never holds it.
+	if k := opts.SignKey; k != nil {
+		if tree, err = trust.Sign(tree, name, *k, time.Now()); err != nil {
+			return nil, fmt.Errorf("push %s: %w", name, err)
+		}
+	}
 	var out rpc.RemoteResult
 	if err := r.Client.Call(ctx, rpc.MethodRemotePush, rpc.RemotePushParams{Name: name, Tree: tree, Jobs: opts.Jobs}, &out); err != nil {
 		return nil, fmt.Errorf("push %s: daemon: %w", name, err)
 	}
 	res := fromRPC(name, &out)
 	res.Files = files
+	if k := opts.SignKey; k != nil {
+		res.Signer = &trust.Signer{Key: k.Name}
+	}
 	res.DurationMS = time.Since(start).Milliseconds()
 	return res, nil
 }
@@ -76,8 +86,16 @@ func (r *Daemon) Pull(ctx context.Context, name, root string, opts TransferOptio
 	}
 	start := time.Now()
 	var out rpc.RemoteResult
-	if err := r.Client.Call(ctx, rpc.MethodRemotePull, rpc.RemotePullParams{Name: name, Jobs: opts.Jobs}, &out); err != nil {
+	// The daemon checks the tree against its trusted keys and the user's
+	// before fetching a blob; the user's only add to the daemon's.
+	params := rpc.RemotePullParams{Name: name, Jobs: opts.Jobs, TrustedKeys: opts.Policy.Keys(), AllowUnsigned: opts.AllowUnsigned}
+	if err := r.Client.Call(ctx, rpc.MethodRemotePull, params, &out); err != nil {
 		return nil, fmt.Errorf("pull %s: daemon: %w", name, err)
+	}
+	// Again here, so --allow-unsigned warns as in direct mode (and a
+	// daemon that skipped the check is caught).
+	if _, err := opts.CheckTree(name, out.Tree); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", name, err)
 	}
 	t, err := teamcache.DecodeTree(out.Tree)
 	if err != nil {
@@ -88,7 +106,7 @@ func (r *Daemon) Pull(ctx context.Context, name, root string, opts TransferOptio
 		return nil, fmt.Errorf("pull %s: %w", name, err)
 	}
 	res := fromRPC(name, &out)
-	res.Files, res.ManifestPath = t.Files(), mpath
+	res.Files, res.ManifestPath, res.Signer = t.Files(), mpath, out.Signer
 	res.DurationMS = time.Since(start).Milliseconds()
 	return res, nil
 }

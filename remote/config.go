@@ -23,6 +23,14 @@ type Config struct {
 	// SlowDown, connection errors), with exponential backoff; 0 keeps the
 	// client's default of 10.
 	Retries int `toml:"retries"`
+	// SignKey is the secret key file a push signs trees with (user
+	// config; docs/team-cache-trust.md). The file is read only when a
+	// push signs.
+	SignKey string `toml:"sign_key"`
+	// TrustedKeys are public key lines, NAME:<base64>: once there is one,
+	// a pull refuses a tree none of them signed for its name. In the
+	// daemon's config they bind every pull through the daemon.
+	TrustedKeys []string `toml:"trusted_keys"`
 }
 
 // Merge returns c with every non-empty field of over replacing c's.
@@ -38,6 +46,12 @@ func (c Config) Merge(over Config) Config {
 	}
 	if over.Retries != 0 {
 		c.Retries = over.Retries
+	}
+	if over.SignKey != "" {
+		c.SignKey = over.SignKey
+	}
+	if over.TrustedKeys != nil {
+		c.TrustedKeys = over.TrustedKeys
 	}
 	return c
 }

@@ -1,5 +1,7 @@
 package rpc
 
+import "github.com/vrift/vrift/trust"
+
 // Team cache methods: the daemon moves blobs between its store and its
 // configured remote with its own credentials, never a caller's.
 const (
@@ -16,6 +18,13 @@ const (
 type RemotePullParams struct {
 	Name string `json:"name"`
 	Jobs int    `json:"jobs,omitempty"`
+	// TrustedKeys are the caller's own trusted keys (NAME:<base64>): the
+	// tree must pass them as well as the daemon's. They only ever add to
+	// the daemon's policy, never relax it.
+	TrustedKeys []string `json:"trusted_keys,omitempty"`
+	// AllowUnsigned waives the caller's own trusted keys for this pull;
+	// the daemon's still bind.
+	AllowUnsigned bool `json:"allow_unsigned,omitempty"`
 }
 
 // RemotePushParams carry the tree to push, in the treefile encoding.
@@ -39,4 +48,6 @@ type RemoteResult struct {
 	Requests     int64  `json:"requests"`
 	Tree         []byte `json:"tree,omitempty"`
 	Store        string `json:"store"`
+	// Signer is the signature the tree was accepted by (pull).
+	Signer *trust.Signer `json:"signer,omitempty"`
 }

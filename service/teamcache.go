@@ -10,6 +10,7 @@ import (
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/teamcache"
+	"github.com/vrift/vrift/trust"
 )
 
 // TeamCache is the daemon's team cache: the object store it transfers to and
@@ -21,6 +22,10 @@ type TeamCache struct {
 	// always allowed: a user who can reach the daemon may pull any tree in
 	// the bucket.
 	AllowPush bool
+	// Trust is the daemon's trusted keys ([remote] trusted_keys): once it
+	// has any, every pull through the daemon must pass it, whatever the
+	// caller's own config says (remotePull, trust.go).
+	Trust *trust.Policy
 
 	once    sync.Once
 	fetcher *teamcache.Fetcher
@@ -74,6 +79,10 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 	res := &teamcache.Result{Name: p.Name, Remote: r.Backend.String()}
 	t, raw, err := teamcache.FetchTree(ctx, r.Backend, p.Name)
 	if err == nil {
+		// Before any blob enters the shared store.
+		res.Signer, err = r.checkTree(p, raw)
+	}
+	if err == nil {
 		res.Trees, res.BytesFetched = 1, int64(len(raw))
 		keys := t.Keys()
 		res.Blobs = int64(len(keys))
@@ -88,7 +97,7 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 		return nil, fmt.Errorf("remote pull: %w", err)
 	}
 	out := rpcResult(res, requests(r.Backend)-before)
-	out.Tree, out.Store = raw, s.store.Root()
+	out.Tree, out.Store, out.Signer = raw, s.store.Root(), res.Signer
 	return out, nil
 }
 

@@ -228,6 +228,15 @@ func (p *Policy) Names() []string {
 	return out
 }
 
+// Keys returns the trusted keys' lines, NAME:<base64>, sorted by name.
+func (p *Policy) Keys() []string {
+	var out []string
+	for _, n := range p.Names() {
+		out = append(out, PublicKey{Name: n, Key: p.keys[n]}.String())
+	}
+	return out
+}
+
 // Verify checks that raw, the object of trees/<name>, carries a valid
 // signature by a trusted key made for name, and returns the first such
 // signer. Otherwise the error wraps ErrUntrusted and says why: unsigned,

@@ -6,6 +6,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -151,8 +152,15 @@ func serve(cfg config.File, lim config.Limits, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("team cache: %w", err)
 		}
-		rem = &service.TeamCache{Backend: b, AllowPush: cfg.Remote.Push}
-		log.Info("team cache", "remote", b.String(), "push", cfg.Remote.Push)
+		pol, err := cfg.TrustPolicy()
+		if err != nil {
+			return fmt.Errorf("team cache: %w", err)
+		}
+		if cfg.Remote.SignKey != "" {
+			return errors.New("team cache: [remote] sign_key belongs in a user's config: a push through the daemon is signed by the user's key, the daemon signs nothing")
+		}
+		rem = &service.TeamCache{Backend: b, AllowPush: cfg.Remote.Push, Trust: pol}
+		log.Info("team cache", "remote", b.String(), "push", cfg.Remote.Push, "trusted_keys", pol.Names())
 	}
 	svc, err := service.New(service.Config{Store: cfg.Store.Path, State: cfg.State, SharePrivate: cfg.SharePrivate,
 		Version: version, Log: log, MaxManifest: cfg.MaxManifest, MaxSessionBytes: cfg.MaxSessionBytes,

@@ -31,6 +31,7 @@ import (
 
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/rpc"
+	"github.com/vrift/vrift/trust"
 	"github.com/vrift/vrift/units"
 )
 
@@ -245,6 +246,9 @@ func Parse(data []byte, base File) (File, error) {
 		}
 		return File{}, fmt.Errorf("%sstore.%s: %w", where, s.badKey, s.bad)
 	}
+	if err := checkTrustedKeys(data, f.Remote.TrustedKeys); err != nil {
+		return File{}, err
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0]
 		where := ""
@@ -254,6 +258,47 @@ func Parse(data []byte, base File) (File, error) {
 		return File{}, fmt.Errorf("%sunknown key %q (see /etc/vrift/config.toml and docs/protocol.md for the known ones)", where, k.String())
 	}
 	return f, nil
+}
+
+// checkTrustedKeys parses [remote] trusted_keys, naming the line of a bad
+// entry (the decoder knows only the key's line; an array may span many).
+func checkTrustedKeys(src []byte, keys []string) error {
+	if _, err := trust.NewPolicy(keys); err == nil {
+		return nil
+	}
+	for i, k := range keys {
+		if _, err := trust.ParsePublicKey(k); err != nil {
+			return fmt.Errorf("%sremote.trusted_keys entry %d: %w", lineOf(src, k, "remote", "trusted_keys"), i+1, err)
+		}
+	}
+	_, err := trust.NewPolicy(keys)
+	return fmt.Errorf("%sremote.trusted_keys: %w", lineOf(src, "", "remote", "trusted_keys"), err)
+}
+
+// lineOf is "line N: " for the first line holding the quoted string s
+// (or, for s == "" or not found, the line of table.key), "" if neither is
+// found.
+func lineOf(src []byte, s, table, key string) string {
+	if s != "" {
+		for n, l := range strings.Split(string(src), "\n") {
+			if strings.Contains(l, `"`+s+`"`) || strings.Contains(l, `'`+s+`'`) {
+				return fmt.Sprintf("line %d: ", n+1)
+			}
+		}
+	}
+	if n := KeyLine(src, table, key); n > 0 {
+		return fmt.Sprintf("line %d: ", n)
+	}
+	return ""
+}
+
+// TrustPolicy is the [remote] trusted_keys policy (checked by Parse).
+func (f File) TrustPolicy() (*trust.Policy, error) {
+	p, err := trust.NewPolicy(f.Remote.TrustedKeys)
+	if err != nil {
+		return nil, fmt.Errorf("remote.trusted_keys: %w", err)
+	}
+	return p, nil
 }
 
 // Limits are the checked quota and store limits.

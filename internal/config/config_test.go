@@ -166,3 +166,30 @@ func TestOverrides(t *testing.T) {
 		t.Errorf("%+v", f)
 	}
 }
+
+// TestTrustedKeys: [remote] trusted_keys and sign_key parse; a bad key
+// line is refused naming its own line, not the array's first.
+func TestTrustedKeys(t *testing.T) {
+	good := "ci-1:" + strings.Repeat("A", 42) + "4="
+	text := "[remote]\nurl = \"s3://b/p\"\nsign_key = \"/k/ci.secret\"\ntrusted_keys = [\n  \"" + good + "\",\n  \"ci-2:notbase64\",\n]\n"
+	_, err := Parse([]byte(text), File{})
+	if err == nil || !strings.HasPrefix(err.Error(), "line 6: remote.trusted_keys entry 2: ") || !strings.Contains(err.Error(), "ci-2") {
+		t.Fatalf("bad key line: %v", err)
+	}
+	text = strings.Replace(text, "  \"ci-2:notbase64\",\n", "", 1)
+	f, err := Parse([]byte(text), File{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.TrustPolicy()
+	if err != nil || !p.Enforced() || f.Remote.SignKey != "/k/ci.secret" || len(f.Remote.TrustedKeys) != 1 {
+		t.Fatalf("%+v %v", f.Remote, err)
+	}
+	// Unknown keys in [remote] are still refused.
+	if _, err := Parse([]byte("[remote]\ntrusted_key = []\n"), File{}); err == nil || !strings.Contains(err.Error(), `line 2: unknown key "remote.trusted_key"`) {
+		t.Fatalf("misspelt key: %v", err)
+	}
+	if _, err := Parse([]byte("[remote]\ntrusted_keys = [\"a:AAAA\", \"a:AAAA\"]\n"), File{}); err == nil || !strings.HasPrefix(err.Error(), "line 2: ") {
+		t.Fatalf("bad key on one line: %v", err)
+	}
+}
