@@ -3,6 +3,7 @@ package teamcache
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -123,4 +124,38 @@ func SignRemote(ctx context.Context, b remote.Backend, name string, k trust.Secr
 		return nil, fmt.Errorf("sign %s: %w", name, err)
 	}
 	return &trust.Signer{Key: k.Name, Signed: now.Round(0)}, nil
+}
+
+// ReadSignatures returns the signatures recorded in trees/<name>, as they
+// are (unverified: a pull verifies), reading only the object's signature
+// block (at most 64 KiB), not its body. An unsigned tree has none.
+func ReadSignatures(ctx context.Context, b remote.Backend, name string) ([]treefile.Signature, error) {
+	rc, err := b.Get(ctx, TreeKey(name))
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	head := make([]byte, 8, 8+treefile.MaxSignatureBlock+4)
+	if _, err := io.ReadFull(rc, head); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, nil // too short to be signed; a pull says what is wrong
+		}
+		return nil, err
+	}
+	if n := binary.LittleEndian.Uint32(head); n == treefile.SignatureMagic {
+		size := binary.LittleEndian.Uint32(head[4:])
+		if size <= treefile.MaxSignatureBlock {
+			// The block and the start of the body (Split wants one).
+			rest, err := io.ReadAll(io.LimitReader(rc, int64(size)+4))
+			if err != nil {
+				return nil, err
+			}
+			head = append(head, rest...)
+		}
+	}
+	blk, _, err := treefile.Split(head)
+	if err != nil || blk == nil {
+		return nil, err
+	}
+	return blk.Signatures, nil
 }

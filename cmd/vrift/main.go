@@ -121,7 +121,7 @@ Exit codes:
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
 		a.statusCommand(), a.gcCommand(), a.verifyCommand(),
-		a.pushCommand(), a.pullCommand(), a.remoteCommand(), a.watchCommand())
+		a.pushCommand(), a.pullCommand(), a.remoteCommand(), a.watchCommand(), a.keyCommand())
 	root.AddCommand(a.usageCommand())
 	return root
 }

@@ -99,6 +99,7 @@ NAME defaults to the key derived from the project's lock file (see vrift push).`
 		},
 	}
 	rf.add(cmd)
+	rf.trust.addAllowUnsigned(cmd)
 	cmd.Flags().StringVar(&to, "to", ".", "project root to restore into (created if missing)")
 	cmd.Flags().StringVar(&method, "method", string(vfs.Symlink), "symlink, hardlink, reflink, copy or mount")
 	cmd.Flags().StringVar(&subtree, "subtree", "", "only this path (relative to the project root), e.g. node_modules")

@@ -77,6 +77,7 @@ AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE in
 		},
 	}
 	rf.add(cmd)
+	rf.trust.addSign(cmd)
 	cmd.Flags().StringVar(&name, "name", "", "tree name (default: derived from the lock file)")
 	return cmd
 }

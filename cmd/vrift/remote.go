@@ -23,6 +23,7 @@ import (
 type remoteFlags struct {
 	url, endpoint, region, config string
 	jobs                          int
+	trust                         trustFlags
 }
 
 func (f *remoteFlags) add(cmd *cobra.Command) {
@@ -67,8 +68,20 @@ func (f *remoteFlags) run(a *app, s engine.Store, do func(engine.TransferOptions
 		if err := f.daemonMode(); err != nil {
 			return nil, err
 		}
+		// The user's keys: a daemon-mode push is signed here, and the
+		// user's trusted keys add to the daemon's (trust.go).
+		to, err := f.trust.options(a, "")
+		if err != nil {
+			return nil, err
+		}
+		opts.TrustOptions = to
 		return do(opts)
 	}
+	to, err := f.trust.options(a, f.config)
+	if err != nil {
+		return nil, err
+	}
+	opts.TrustOptions = to
 	b, err := f.open()
 	if err != nil {
 		return nil, err
@@ -115,6 +128,13 @@ func printTransfer(w io.Writer, verb string, r *teamcache.Result) {
 	fmt.Fprintf(w, "%s %s (%s): %d files, %d blobs: %d sent (%s), %d fetched (%s), %d reused, %d ms\n",
 		verb, r.Name, r.Remote, r.Files, r.Blobs, r.BlobsSent, units.FormatSize(r.BytesSent),
 		r.BlobsFetched, units.FormatSize(r.BytesFetched), r.Reused, r.DurationMS)
+	if s := r.Signer; s != nil {
+		when := ""
+		if !s.Signed.IsZero() {
+			when = " at " + s.Signed.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "signed by %s%s\n", s.Key, when)
+	}
 }
 
 func (a *app) remoteCommand() *cobra.Command {
@@ -122,7 +142,7 @@ func (a *app) remoteCommand() *cobra.Command {
 		Use:   "remote",
 		Short: "Inspect and collect a team cache (S3)",
 	}
-	cmd.AddCommand(a.remoteLsCommand(), a.remoteGCCommand())
+	cmd.AddCommand(a.remoteLsCommand(), a.remoteGCCommand(), a.remoteSignCommand())
 	return cmd
 }
 
@@ -142,9 +162,17 @@ func (a *app) remoteLsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.emit(map[string]any{"remote": b.String(), "trees": trees}, func(w io.Writer) {
-				for _, t := range trees {
-					fmt.Fprintf(w, "%-40s %10s  %s\n", t.Name, units.FormatSize(t.Size), t.Modified.UTC().Format(time.RFC3339))
+			out := make([]signedTree, len(trees))
+			for i, t := range trees {
+				out[i].TreeInfo = t
+				// One small GET each: only the signature block is read.
+				if out[i].Signatures, err = teamcache.ReadSignatures(cmd.Context(), b, t.Name); err != nil {
+					return fmt.Errorf("remote ls: %s: %w", t.Name, err)
+				}
+			}
+			return a.emit(map[string]any{"remote": b.String(), "trees": out}, func(w io.Writer) {
+				for _, t := range out {
+					fmt.Fprintf(w, "%-40s %10s  %s  %s\n", t.Name, units.FormatSize(t.Size), t.Modified.UTC().Format(time.RFC3339), signerText(t.Signatures))
 				}
 			})
 		},
