@@ -195,6 +195,7 @@ func TestErrorMapping(t *testing.T) {
 		h.err["internal"] = errors.New("disk on fire")
 		h.err["kinded"] = errdefs.Newf(errdefs.ErrQuota, "the shared store is full: %v", errors.New("why"))
 		h.err["invalid"] = errdefs.Newf(errdefs.ErrInvalidArgument, "gc: negative grace")
+		h.err["untrusted"] = fmt.Errorf("remote pull: %w", fmt.Errorf("tree x: %w: not signed", errdefs.ErrUntrusted))
 	})
 	c := ts.dial(t)
 	for _, tc := range []struct {
@@ -212,6 +213,7 @@ func TestErrorMapping(t *testing.T) {
 		// errdefs.Newf: the message exactly as written, the kind's code.
 		{"kinded", CodeQuota, errdefs.ErrQuota, "the shared store is full: why"},
 		{"invalid", CodeInvalidParams, errdefs.ErrInvalidArgument, "gc: negative grace"},
+		{"untrusted", CodeUntrusted, errdefs.ErrUntrusted, "remote pull: tree x: untrusted tree: not signed"},
 		{"nosuch", CodeMethodNotFound, nil, "unknown method"},
 	} {
 		err := c.Call(callCtx(t), tc.method, nil, nil)
