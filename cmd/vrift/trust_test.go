@@ -301,3 +301,48 @@ func TestDaemonTeamCacheTrust(t *testing.T) {
 		t.Fatalf("the secret key was printed:\n%s", all)
 	}
 }
+
+// TestTeamCacheNpmSigned: the npm fixture round trip, signed and pulled
+// with the key trusted, is byte-identical; a trusted-keys pull of the same
+// tree re-published unsigned is refused with nothing fetched.
+func TestTeamCacheNpmSigned(t *testing.T) {
+	fix := fixtureDir(t)
+	srv := s3test.Start(t, "team")
+	srv.SetEnv(t)
+	work := t.TempDir()
+	store1, store2 := filepath.Join(work, "store1"), filepath.Join(work, "store2")
+	orig := filepath.Join(fix, "base")
+	proj := filepath.Join(work, "app")
+	copyProject(t, orig, proj)
+	mustVrift(t, "--store", store1, "ingest", "--tier", "tier2", filepath.Join(proj, "node_modules"))
+	key := filepath.Join(work, "ci.secret")
+	pub := strings.TrimSpace(mustVrift(t, "key", "generate", "ci", "--out", key))
+	cfg := filepath.Join(work, "config.toml")
+	os.WriteFile(cfg, []byte("[remote]\nurl = \"s3://team/ci\"\nendpoint = \""+srv.Endpoint()+"\"\ntrusted_keys = [\""+pub+"\"]\n"), 0o644)
+	t.Setenv("VRIFT_CONFIG", cfg)
+
+	mustVrift(t, "--store", store1, "push", proj, "--name", "unsigned")
+	out := mustVrift(t, "--store", store1, "push", proj, "--name", "base", "--sign-key", key)
+	if !strings.Contains(out, "signed by ci") {
+		t.Fatalf("signed push:\n%s", out)
+	}
+	dest := filepath.Join(work, "copy")
+	if _, errs, code := vrift(t, "--store", store2, "pull", "unsigned", "--to", dest, "--method", "copy"); code != exitError || !strings.Contains(errs, "not signed") {
+		t.Fatalf("unsigned fixture tree: exit %d\n%s", code, errs)
+	}
+	if n := blobFiles(t, store2); n != 0 {
+		t.Fatalf("%d blobs fetched for a refused tree", n)
+	}
+	var pull transferJSON
+	jsonVrift(t, &pull, "--store", store2, "pull", "base", "--to", dest, "--method", "copy")
+	if pull.Trees != 1 || pull.BlobsFetched == 0 {
+		t.Fatalf("signed pull: %+v", pull)
+	}
+	sh(t, "diff", "-r", "--no-dereference", filepath.Join(orig, "node_modules"), filepath.Join(dest, "node_modules"))
+	compareListings(t, treeListing(t, filepath.Join(orig, "node_modules"), false, true),
+		treeListing(t, filepath.Join(dest, "node_modules"), false, true))
+	mustVrift(t, "--store", store2, "verify")
+	if strings.Contains(out, secretOf(t, key)) {
+		t.Fatal("the secret key was printed")
+	}
+}
