@@ -82,22 +82,31 @@ func signForPush(ctx context.Context, b remote.Backend, name string, tree []byte
 	if old != nil {
 		// An existing object whose block does not parse is replaced.
 		if _, oldBody, err := treefile.Split(old); err == nil && bytes.Equal(oldBody, body) {
-			if trust.HasSignature(old, name, k.Public()) {
-				return nil, true, nil
-			}
-			resigned, err := trust.Sign(old, name, k, time.Now())
-			if err != nil {
-				return nil, false, err
-			}
-			if err := b.Put(ctx, TreeKey(name), bytes.NewReader(resigned), int64(len(resigned))); err != nil {
-				return nil, false, err
-			}
-			res.Trees, res.BytesSent = 1, res.BytesSent+int64(len(resigned))
-			return nil, true, nil
+			return nil, true, SignUnchanged(ctx, b, name, old, k, res)
 		}
 	}
 	signed, err = trust.Sign(body, name, k, time.Now())
 	return signed, false, err
+}
+
+// SignUnchanged finishes a signed push that found old, the object already
+// at trees/<name>, to hold the tree it would publish: nothing is written
+// if k already signed old for name (the push costs the one GET that read
+// old), else k's signature is added to old's block (its body and other
+// signatures kept, no blob sent) and written back.
+func SignUnchanged(ctx context.Context, b remote.Backend, name string, old []byte, k trust.SecretKey, res *Result) error {
+	if trust.HasSignature(old, name, k.Public()) {
+		return nil
+	}
+	resigned, err := trust.Sign(old, name, k, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := b.Put(ctx, TreeKey(name), bytes.NewReader(resigned), int64(len(resigned))); err != nil {
+		return err
+	}
+	res.Trees, res.BytesSent = 1, res.BytesSent+int64(len(resigned))
+	return nil
 }
 
 // SignRemote adds k's signature to trees/<name> without touching its

@@ -242,8 +242,8 @@ func (p *Policy) Keys() []string {
 // signer. Otherwise the error wraps ErrUntrusted and says why: unsigned,
 // signed only by untrusted keys, signed for another name, altered after
 // signing, or a block that does not parse (also treefile.ErrFormat). With
-// no trusted key at all, Verify accepts any tree whose block parses (and
-// returns nil, nil when it is unsigned).
+// no trusted key at all, Verify accepts any tree whose block parses, and
+// returns no signer.
 func Verify(p *Policy, name string, raw []byte) (*Signer, error) {
 	blk, body, err := treefile.Split(raw)
 	if err != nil {
@@ -253,11 +253,9 @@ func Verify(p *Policy, name string, raw []byte) (*Signer, error) {
 		return fmt.Errorf("tree %s: %w: %s", name, ErrUntrusted, fmt.Sprintf(format, args...))
 	}
 	if !p.Enforced() {
-		if blk == nil {
-			return nil, nil
-		}
-		s := blk.Signatures[0]
-		return &Signer{Key: s.Key, Signed: s.Signed}, nil
+		// Nothing checked, so no signer to report: "signed by" is only
+		// ever said of a verified signature.
+		return nil, nil
 	}
 	if blk == nil {
 		return nil, refuse("not signed (trusted keys: %s)", strings.Join(p.Names(), ", "))
