@@ -20,7 +20,6 @@ import (
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/treefile"
-	"github.com/vrift/vrift/trust"
 )
 
 // EncodeManifest encodes the manifest at mpath as a tree and returns it with
@@ -101,17 +100,13 @@ func PushTree(ctx context.Context, store *cas.Store, b remote.Backend, name stri
 			return fmt.Errorf("push: blob %s is missing from the local store %s (run vrift verify)", k, store.Root())
 		}
 	}
-	if k := opts.SignKey; k != nil {
-		signed, done, err := signForPush(ctx, b, name, tree, *k, res)
-		if err != nil {
-			return fmt.Errorf("push %s: sign: %w", name, err)
-		}
-		res.Signer = &trust.Signer{Key: k.Name}
-		if done {
-			res.Reused = int64(len(keys))
-			return nil
-		}
-		tree = signed
+	tree, done, err := settleSigned(ctx, b, name, tree, opts, res)
+	if err != nil {
+		return fmt.Errorf("push %s: sign: %w", name, err)
+	}
+	if done {
+		res.Reused = int64(len(keys))
+		return nil
 	}
 	// The same tree already there: its blobs are too, since a tree goes up
 	// only after its blobs (and remote gc keeps every blob a tree names).

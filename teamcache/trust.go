@@ -64,6 +64,65 @@ func getTree(ctx context.Context, b remote.Backend, name string) ([]byte, error)
 	return raw, nil
 }
 
+// settleSigned is a push's signing step, before anything else is sent.
+// With a key it signs tree (signForPush). A tree signed already (by a
+// client, for a push through the daemon, which never holds the key) whose
+// body trees/<name> already holds has its signatures merged into the
+// remote's block instead: nothing is written if they are there already,
+// and no blob is sent either way. done means the push is complete.
+func settleSigned(ctx context.Context, b remote.Backend, name string, tree []byte, opts Options, res *Result) ([]byte, bool, error) {
+	if k := opts.SignKey; k != nil {
+		signed, done, err := signForPush(ctx, b, name, tree, *k, res)
+		res.Signer = &trust.Signer{Key: k.Name}
+		return signed, done, err
+	}
+	blk, body, err := treefile.Split(tree)
+	if err != nil || blk == nil {
+		return tree, false, err
+	}
+	old, err := getTree(ctx, b, name)
+	if err != nil || old == nil {
+		return tree, false, err
+	}
+	oldBlk, oldBody, err := treefile.Split(old)
+	if err != nil || oldBlk == nil || !bytes.Equal(oldBody, body) {
+		return tree, false, nil
+	}
+	// A key that signed the remote's copy for this name keeps its
+	// signature there (the daemon cannot check either without the key's
+	// public half; a pull does); keys new to it are added.
+	merged := &treefile.Block{Signatures: oldBlk.Signatures}
+	for _, s := range blk.Signatures {
+		if !hasKey(oldBlk, s.Key, name) {
+			merged.Signatures = append(merged.Signatures, s)
+		}
+	}
+	if len(merged.Signatures) == len(oldBlk.Signatures) {
+		return nil, true, nil
+	}
+	if len(merged.Signatures) > treefile.MaxSignatures {
+		return tree, false, nil // too many to keep: the push replaces the tree
+	}
+	out, err := treefile.Join(merged, body)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := b.Put(ctx, TreeKey(name), bytes.NewReader(out), int64(len(out))); err != nil {
+		return nil, false, err
+	}
+	res.Trees, res.BytesSent = 1, res.BytesSent+int64(len(out))
+	return nil, true, nil
+}
+
+func hasKey(blk *treefile.Block, key, name string) bool {
+	for _, s := range blk.Signatures {
+		if s.Key == key && s.Tree == name {
+			return true
+		}
+	}
+	return false
+}
+
 // signForPush signs tree (the body a push is about to publish) as name
 // with k. When trees/<name> already holds the same body, the push has
 // nothing to upload: done is true, and the remote's object was left alone

@@ -247,3 +247,50 @@ func TestPullRefusesUntrusted(t *testing.T) {
 		t.Fatalf("no policy: %+v %v", res, err)
 	}
 }
+
+// TestPushClientSigned: a tree signed before the push (a client signing
+// for a push through the daemon) that the remote already holds is not
+// sent again: the same signer is one GET, another signer's signature is
+// merged into the remote's block (GET and PUT), no blob either way.
+func TestPushClientSigned(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ci, ci2 := genKey(t, "ci"), genKey(t, "ci-2")
+	d1, root := project(t, sampleFiles(10))
+	body, keys, _, err := teamcache.EncodeManifest(mpathOf(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := func(k trust.SecretKey) (*teamcache.Result, int64) {
+		t.Helper()
+		signed, err := trust.Sign(body, "app", k, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := &teamcache.Result{}
+		before := e.b.Stats().Requests()
+		if err := teamcache.PushTree(ctx, d1.Store, e.b, "app", signed, keys, res, teamcache.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		return res, e.b.Stats().Requests() - before
+	}
+	if res, _ := push(ci); res.Trees != 1 || res.BlobsSent != int64(len(keys)) {
+		t.Fatalf("first push: %+v", res)
+	}
+	first := getObject(t, e.b, teamcache.TreeKey("app"))
+	if res, n := push(ci); n != 1 || res.Trees != 0 || res.BlobsSent != 0 {
+		t.Fatalf("same signer again: %d requests, %+v", n, res)
+	}
+	if !bytes.Equal(getObject(t, e.b, teamcache.TreeKey("app")), first) {
+		t.Fatal("the tree was rewritten")
+	}
+	if res, n := push(ci2); n != 2 || res.Trees != 1 || res.BlobsSent != 0 {
+		t.Fatalf("second signer: %d requests, %+v", n, res)
+	}
+	raw := getObject(t, e.b, teamcache.TreeKey("app"))
+	for _, k := range []trust.SecretKey{ci, ci2} {
+		if _, err := trust.Verify(trusting(t, k), "app", raw); err != nil {
+			t.Fatalf("%s after merging: %v", k.Name, err)
+		}
+	}
+}
