@@ -1,6 +1,8 @@
 package service
 
 import (
+	"fmt"
+
 	"github.com/vrift/vrift/errdefs"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/teamcache"
@@ -14,7 +16,7 @@ import (
 func (r *TeamCache) checkTree(p rpc.RemotePullParams, raw []byte) (*trust.Signer, error) {
 	signer, err := teamcache.TrustOptions{Policy: r.Trust}.CheckTree(p.Name, raw)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (refused by the daemon's trusted keys, which --allow-unsigned does not override)", err)
 	}
 	if len(p.TrustedKeys) == 0 || p.AllowUnsigned {
 		return signer, nil

@@ -244,7 +244,7 @@ func TestDaemonTeamCacheTrust(t *testing.T) {
 	e.tree("bob", dest, map[string]string{"package.json": "{}"})
 	out, code = e.as("bob", "pull", "evil", "--to", dest, "--method", "copy", "--allow-unsigned")
 	captured.WriteString(out)
-	if code != exitError || !strings.Contains(out, "tree evil: untrusted tree: not signed (trusted keys: ci)") {
+	if code != exitError || !strings.Contains(out, "tree evil: untrusted tree: not signed (trusted keys: ci) (refused by the daemon's trusted keys") {
 		t.Fatalf("bob's pull of an unsigned tree: exit %d\n%s", code, out)
 	}
 	if _, err := os.Stat(blobPathOf(e.store, evil, false)); err == nil {
