@@ -76,42 +76,60 @@ func settleSigned(ctx context.Context, b remote.Backend, name string, tree []byt
 		res.Signer = &trust.Signer{Key: k.Name}
 		return signed, done, err
 	}
-	blk, body, err := treefile.Split(tree)
-	if err != nil || blk == nil {
+	if blk, _, err := treefile.Split(tree); err != nil || blk == nil {
 		return tree, false, err
 	}
 	old, err := getTree(ctx, b, name)
 	if err != nil || old == nil {
 		return tree, false, err
 	}
-	oldBlk, oldBody, err := treefile.Split(old)
-	if err != nil || oldBlk == nil || !bytes.Equal(oldBody, body) {
+	merged, same, changed := MergeSignatures(old, tree, name)
+	if !same {
 		return tree, false, nil
 	}
-	// A key that signed the remote's copy for this name keeps its
-	// signature there (the daemon cannot check either without the key's
-	// public half; a pull does); keys new to it are added.
-	merged := &treefile.Block{Signatures: oldBlk.Signatures}
-	for _, s := range blk.Signatures {
-		if !hasKey(oldBlk, s.Key, name) {
-			merged.Signatures = append(merged.Signatures, s)
-		}
-	}
-	if len(merged.Signatures) == len(oldBlk.Signatures) {
+	if !changed {
 		return nil, true, nil
 	}
-	if len(merged.Signatures) > treefile.MaxSignatures {
-		return tree, false, nil // too many to keep: the push replaces the tree
-	}
-	out, err := treefile.Join(merged, body)
-	if err != nil {
+	if err := b.Put(ctx, TreeKey(name), bytes.NewReader(merged), int64(len(merged))); err != nil {
 		return nil, false, err
 	}
-	if err := b.Put(ctx, TreeKey(name), bytes.NewReader(out), int64(len(out))); err != nil {
-		return nil, false, err
-	}
-	res.Trees, res.BytesSent = 1, res.BytesSent+int64(len(out))
+	res.Trees, res.BytesSent = 1, res.BytesSent+int64(len(merged))
 	return nil, true, nil
+}
+
+// MergeSignatures merges the signatures of tree (a signed object about to
+// be pushed as name) into old (the object already there). same reports
+// whether both have the same body and old's block parses: only then is
+// merged meaningful. changed reports whether tree brings a key that had
+// not signed old for name; then merged is old's body with both blocks'
+// signatures, to write back instead of re-sending the tree. A key that
+// signed old for name keeps its signature there (without the keys'
+// public halves neither can be checked here; a pull checks).
+func MergeSignatures(old, tree []byte, name string) (merged []byte, same, changed bool) {
+	blk, body, err := treefile.Split(tree)
+	if err != nil || blk == nil {
+		return nil, false, false
+	}
+	oldBlk, oldBody, err := treefile.Split(old)
+	if err != nil || oldBlk == nil || !bytes.Equal(oldBody, body) {
+		return nil, false, false
+	}
+	out := &treefile.Block{Signatures: oldBlk.Signatures}
+	for _, s := range blk.Signatures {
+		if !hasKey(oldBlk, s.Key, name) {
+			out.Signatures = append(out.Signatures, s)
+		}
+	}
+	if len(out.Signatures) == len(oldBlk.Signatures) {
+		return old, true, false
+	}
+	if len(out.Signatures) > treefile.MaxSignatures {
+		return nil, false, false // too many to keep: the push replaces the tree
+	}
+	if merged, err = treefile.Join(out, body); err != nil {
+		return nil, false, false
+	}
+	return merged, true, true
 }
 
 func hasKey(blk *treefile.Block, key, name string) bool {
