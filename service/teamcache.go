@@ -21,6 +21,9 @@ type TeamCache struct {
 	// always allowed: a user who can reach the daemon may pull any tree in
 	// the bucket.
 	AllowPush bool
+	// IndexCache keeps the remote's pack indexes between transfers (the
+	// daemon's state dir); "" reads them from the remote each time.
+	IndexCache string
 
 	once    sync.Once
 	fetcher *teamcache.Fetcher
@@ -32,6 +35,10 @@ func requests(b remote.Backend) int64 {
 		return s.Stats().Requests()
 	}
 	return 0
+}
+
+func (r *TeamCache) options(jobs int) teamcache.Options {
+	return teamcache.Options{Jobs: jobs, CacheDir: r.IndexCache}
 }
 
 func (s *Service) teamCache() (*TeamCache, error) {
@@ -75,9 +82,8 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 	t, raw, err := teamcache.FetchTree(ctx, r.Backend, p.Name)
 	if err == nil {
 		res.Trees, res.BytesFetched = 1, int64(len(raw))
-		keys := t.Keys()
-		res.Blobs = int64(len(keys))
-		err = r.fetcher.FetchAll(ctx, keys, teamcache.Options{Jobs: p.Jobs}, res)
+		res.Blobs = int64(len(t.Keys()))
+		err = r.fetcher.FetchAll(ctx, t, r.options(p.Jobs), res)
 	}
 	s.auditRemote(c, rpc.MethodRemotePull, p.Name, res, err)
 	if err != nil {
@@ -118,9 +124,8 @@ func (s *Service) remotePush(ctx context.Context, c *rpc.Call) (any, error) {
 	before := requests(r.Backend)
 	// No sweep lock while uploading: a blob swept meanwhile fails its
 	// upload, and then no tree is written.
-	keys := t.Keys()
 	res := &teamcache.Result{Name: p.Name, Remote: r.Backend.String(), Files: t.Files()}
-	err = teamcache.PushTree(ctx, s.store, r.Backend, p.Name, p.Tree, keys, res, teamcache.Options{Jobs: p.Jobs})
+	err = teamcache.PushTree(ctx, s.store, r.Backend, p.Name, t, res, r.options(p.Jobs))
 	s.auditRemote(c, rpc.MethodRemotePush, p.Name, res, err)
 	if err != nil {
 		s.cfg.Log.Warn("remote push failed", "uid", c.Peer.UID, "name", p.Name, "err", err)
@@ -143,5 +148,5 @@ func (s *Service) auditRemote(c *rpc.Call, method, name string, res *teamcache.R
 		result = "error: " + err.Error()
 	}
 	s.audit.write(auditEntry{UID: c.Peer.UID, PID: c.Peer.PID, Method: method, ClientPath: name,
-		BlobsAdded: res.BlobsFetched, BytesAdded: res.BytesFetched, Files: res.Files, Result: result})
+		BlobsAdded: res.BlobsFetched, BytesAdded: res.StoredBytes, Files: res.Files, Result: result})
 }

@@ -151,7 +151,7 @@ func serve(cfg config.File, lim config.Limits, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("team cache: %w", err)
 		}
-		rem = &service.TeamCache{Backend: b, AllowPush: cfg.Remote.Push}
+		rem = &service.TeamCache{Backend: b, AllowPush: cfg.Remote.Push, IndexCache: filepath.Join(cfg.State, "pack-indexes")}
 		log.Info("team cache", "remote", b.String(), "push", cfg.Remote.Push)
 	}
 	svc, err := service.New(service.Config{Store: cfg.Store.Path, State: cfg.State, SharePrivate: cfg.SharePrivate,
