@@ -112,7 +112,7 @@ systemd-test:
 FUZZTIME ?= 20s
 FUZZ_TARGETS := rpc:FuzzStreamRead rpc:FuzzDecodeParams service:FuzzServiceParams \
 	manifest:FuzzDecodeEntry manifest:FuzzEntryRoundTrip cas:FuzzParseName cas:FuzzKeyName \
-	cmd/vrift-daemon:FuzzConfig treefile:FuzzSignatureSplit
+	cmd/vrift-daemon:FuzzConfig treefile:FuzzSignatureSplit pack:FuzzDecodeIndex pack:FuzzFrame
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn (./$$pkg, $(FUZZTIME))"; \

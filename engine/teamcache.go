@@ -58,21 +58,36 @@ func (r *Daemon) Push(ctx context.Context, mpath, name string, opts TransferOpti
 	if err != nil {
 		return nil, fmt.Errorf("push: %w", err)
 	}
-	// The user's key signs here: the daemon never holds it.
-	if k := opts.SignKey; k != nil {
-		if tree, err = trust.Sign(tree, name, *k, time.Now()); err != nil {
-			return nil, fmt.Errorf("push %s: %w", name, err)
-		}
+	params := rpc.RemotePushParams{Name: name, Tree: tree, Jobs: opts.Jobs}
+	k := opts.SignKey
+	if k != nil {
+		// The user's key signs here: the daemon never holds it. The
+		// daemon uploads the blobs and says where they are (prepare),
+		// this signs the tree that records it, the daemon publishes it
+		// (commit).
+		params.Stage = rpc.PushPrepare
 	}
 	var out rpc.RemoteResult
-	if err := r.Client.Call(ctx, rpc.MethodRemotePush, rpc.RemotePushParams{Name: name, Tree: tree, Jobs: opts.Jobs}, &out); err != nil {
+	if err := r.Client.Call(ctx, rpc.MethodRemotePush, params, &out); err != nil {
 		return nil, fmt.Errorf("push %s: daemon: %w", name, err)
 	}
 	res := fromRPC(name, &out)
-	res.Files = files
-	if k := opts.SignKey; k != nil {
+	if k != nil {
 		res.Signer = &trust.Signer{Key: k.Name}
+		if !out.Unchanged || !trust.HasSignature(out.Tree, name, k.Public()) {
+			signed, err := trust.Sign(out.Tree, name, *k, time.Now())
+			if err != nil {
+				return nil, fmt.Errorf("push %s: %w", name, err)
+			}
+			var done rpc.RemoteResult
+			commit := rpc.RemotePushParams{Name: name, Tree: signed, Jobs: opts.Jobs, Stage: rpc.PushCommit}
+			if err := r.Client.Call(ctx, rpc.MethodRemotePush, commit, &done); err != nil {
+				return nil, fmt.Errorf("push %s: daemon: %w", name, err)
+			}
+			res.Trees, res.BytesSent, res.Requests = done.Trees, res.BytesSent+done.BytesSent, res.Requests+done.Requests
+		}
 	}
+	res.Files = files
 	res.DurationMS = time.Since(start).Milliseconds()
 	return res, nil
 }

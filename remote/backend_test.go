@@ -31,6 +31,25 @@ func TestS3Backend(t *testing.T) {
 	backendSuite(t, b)
 }
 
+// TestS3IgnoredRange: a server (here a proxy in front of a real one) that
+// answers a range read with a 200 and no Content-Range is refused, not
+// taken for the range.
+func TestS3IgnoredRange(t *testing.T) {
+	srv := s3test.Start(t, "suite")
+	srv.SetEnv(t)
+	b, err := remote.OpenS3(remote.Config{URL: "s3://suite/prefix", Endpoint: s3test.IgnoreRange(t, srv.Endpoint())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, b, "packs/r", "0123456789")
+	if got, err := get(t, b, "packs/r"); err != nil || got != "0123456789" {
+		t.Fatalf("through the proxy: %q %v", got, err)
+	}
+	if _, err := b.GetRange(context.Background(), "packs/r", 2, 3); !errors.Is(err, remote.ErrRange) {
+		t.Fatalf("an ignored Range: %v, want ErrRange", err)
+	}
+}
+
 func get(t *testing.T, b remote.Backend, key string) (string, error) {
 	t.Helper()
 	rc, err := b.Get(context.Background(), key)
@@ -118,6 +137,33 @@ func backendSuite(t *testing.T, b remote.Backend) {
 		for _, k := range []string{"trees/b", "trees/a", "trees/sub/c", "blobs/x", "treesx"} {
 			b.Delete(ctx, k)
 		}
+	})
+	t.Run("range", func(t *testing.T) {
+		put(t, b, "packs/r", "0123456789")
+		read := func(off, n int64) (string, error) {
+			rc, err := b.GetRange(ctx, "packs/r", off, n)
+			if err != nil {
+				return "", err
+			}
+			defer rc.Close()
+			data, err := io.ReadAll(rc)
+			return string(data), err
+		}
+		for _, c := range []struct {
+			off, n int64
+			want   string
+		}{{0, 1, "0"}, {3, 4, "3456"}, {8, 10, "89"}} {
+			if got, err := read(c.off, c.n); err != nil || got != c.want {
+				t.Errorf("range %d+%d: %q %v, want %q", c.off, c.n, got, err, c.want)
+			}
+		}
+		if _, err := read(10, 5); !errors.Is(err, remote.ErrRange) {
+			t.Errorf("a range past the end: %v, want ErrRange", err)
+		}
+		if _, err := b.GetRange(ctx, "packs/none", 0, 5); !errors.Is(err, remote.ErrNotFound) {
+			t.Errorf("a range of a missing object: %v", err)
+		}
+		b.Delete(ctx, "packs/r")
 	})
 	t.Run("a failed put stores nothing", func(t *testing.T) {
 		// The reader fails mid-way: the object must not appear, whole or

@@ -91,6 +91,25 @@ func (m *Memory) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(o.data)), nil
 }
 
+func (m *Memory) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if offset < 0 || length <= 0 {
+		return nil, fmt.Errorf("get %s/%s: bad range %d+%d", m, key, offset, length)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	o, ok := m.objs[key]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("get %s/%s: %w", m, key, ErrNotFound)
+	}
+	if offset >= int64(len(o.data)) {
+		return nil, fmt.Errorf("get %s/%s: range %d+%d past the end (%d bytes): %w", m, key, offset, length, len(o.data), ErrRange)
+	}
+	return io.NopCloser(bytes.NewReader(o.data[offset:min(offset+length, int64(len(o.data)))])), nil
+}
+
 func (m *Memory) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
 	m.mu.Lock()
 	var infos []ObjectInfo

@@ -15,6 +15,12 @@ import (
 // ErrNotFound is returned by Stat and Get for an object that does not exist.
 var ErrNotFound = errors.New("no such object")
 
+// ErrRange means a server answered a range read with other bytes than
+// the range asked for (a whole object, another range): some S3-compatible
+// servers ignore a Range they do not like, and reading on would take the
+// wrong bytes for the wanted ones.
+var ErrRange = errors.New("the object store did not answer with the requested range")
+
 // ErrAuth means the object store refused the credentials (unknown access
 // key, bad secret, expired token) or the request (access denied).
 var ErrAuth = errors.New("the object store refused the credentials")
@@ -46,6 +52,10 @@ type Backend interface {
 	// Get opens the object for reading, or returns an error wrapping
 	// ErrNotFound.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// GetRange opens length bytes of the object from offset, in one
+	// request. Fewer bytes mean the object is shorter; an answer that is
+	// not the requested range is an error wrapping ErrRange.
+	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 	// List calls fn for every object whose key starts with prefix.
 	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
 	// Delete removes the object; a missing object is not an error.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -167,6 +168,51 @@ func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		return nil, s.wrap("get", key, err)
 	}
 	return &wrappedReader{body: body, s: s, key: key}, nil
+}
+
+func (s *S3) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if offset < 0 || length <= 0 {
+		return nil, fmt.Errorf("get %s%s: bad range %d+%d", s.url, key, offset, length)
+	}
+	s.stats.Gets.Add(1)
+	var opts minio.GetObjectOptions
+	if err := opts.SetRange(offset, offset+length-1); err != nil {
+		return nil, fmt.Errorf("get %s%s: %w", s.url, key, err)
+	}
+	body, _, hdr, err := minio.Core{Client: s.client}.GetObject(ctx, s.bucket, s.prefix+key, opts)
+	if err != nil {
+		if resp := minio.ToErrorResponse(err); resp.StatusCode == http.StatusRequestedRangeNotSatisfiable || resp.Code == "InvalidRange" {
+			return nil, fmt.Errorf("get %s%s: range %d+%d: %w", s.url, key, offset, length, ErrRange)
+		}
+		return nil, s.wrap("get", key, err)
+	}
+	// minio accepts a 200 as well as a 206: only a Content-Range that
+	// starts where asked says these are the bytes asked for.
+	start, end, ok := parseContentRange(hdr.Get("Content-Range"))
+	if !ok || start != offset || end > offset+length-1 {
+		body.Close()
+		return nil, fmt.Errorf("get %s%s: asked for bytes %d-%d, got Content-Range %q: %w", s.url, key, offset, offset+length-1, hdr.Get("Content-Range"), ErrRange)
+	}
+	return &wrappedReader{body: body, s: s, key: key}, nil
+}
+
+// parseContentRange parses "bytes START-END/SIZE" (SIZE may be "*").
+func parseContentRange(v string) (start, end int64, ok bool) {
+	rest, found := strings.CutPrefix(v, "bytes ")
+	if !found {
+		return 0, 0, false
+	}
+	rng, _, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, false
+	}
+	start, err1 := strconv.ParseInt(a, 10, 64)
+	end, err2 := strconv.ParseInt(b, 10, 64)
+	return start, end, err1 == nil && err2 == nil && start >= 0 && end >= start
 }
 
 type wrappedReader struct {

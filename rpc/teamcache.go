@@ -32,7 +32,18 @@ type RemotePushParams struct {
 	Name string `json:"name"`
 	Tree []byte `json:"tree"` // base64 in JSON
 	Jobs int    `json:"jobs,omitempty"`
+	// Stage splits a push the caller signs (the daemon never holds a
+	// user's key): PushPrepare uploads the blobs and returns the tree
+	// object to sign without publishing it; PushCommit publishes a tree
+	// so prepared and signed. "" does the whole push, unsigned.
+	Stage string `json:"stage,omitempty"`
 }
+
+// Push stages (RemotePushParams.Stage).
+const (
+	PushPrepare = "prepare"
+	PushCommit  = "commit"
+)
 
 // RemoteResult reports a transfer (see teamcache.Result); a pull also
 // returns the tree object.
@@ -48,6 +59,9 @@ type RemoteResult struct {
 	Requests     int64  `json:"requests"`
 	Tree         []byte `json:"tree,omitempty"`
 	Store        string `json:"store"`
+	// Unchanged (prepare) means Tree is the object the remote already
+	// holds for the same content: sign it only if the key has not.
+	Unchanged bool `json:"unchanged,omitempty"`
 	// Signer is the signature the tree was accepted by (pull).
 	Signer *trust.Signer `json:"signer,omitempty"`
 }

@@ -26,6 +26,9 @@ type TeamCache struct {
 	// has any, every pull through the daemon must pass it, whatever the
 	// caller's own config says (remotePull, trust.go).
 	Trust *trust.Policy
+	// IndexCache keeps the remote's pack indexes between transfers (the
+	// daemon's state dir); "" reads them from the remote each time.
+	IndexCache string
 
 	once    sync.Once
 	fetcher *teamcache.Fetcher
@@ -37,6 +40,10 @@ func requests(b remote.Backend) int64 {
 		return s.Stats().Requests()
 	}
 	return 0
+}
+
+func (r *TeamCache) options(jobs int) teamcache.Options {
+	return teamcache.Options{Jobs: jobs, CacheDir: r.IndexCache}
 }
 
 func (s *Service) teamCache() (*TeamCache, error) {
@@ -84,9 +91,8 @@ func (s *Service) remotePull(ctx context.Context, c *rpc.Call) (any, error) {
 	}
 	if err == nil {
 		res.Trees, res.BytesFetched = 1, int64(len(raw))
-		keys := t.Keys()
-		res.Blobs = int64(len(keys))
-		err = r.fetcher.FetchAll(ctx, keys, teamcache.Options{Jobs: p.Jobs}, res)
+		res.Blobs = int64(len(t.Keys()))
+		err = r.fetcher.FetchAll(ctx, t, r.options(p.Jobs), res)
 	}
 	s.auditRemote(c, rpc.MethodRemotePull, p.Name, res, err)
 	if err != nil {
@@ -127,16 +133,26 @@ func (s *Service) remotePush(ctx context.Context, c *rpc.Call) (any, error) {
 	before := requests(r.Backend)
 	// No sweep lock while uploading: a blob swept meanwhile fails its
 	// upload, and then no tree is written.
-	keys := t.Keys()
 	res := &teamcache.Result{Name: p.Name, Remote: r.Backend.String(), Files: t.Files()}
-	err = teamcache.PushTree(ctx, s.store, r.Backend, p.Name, p.Tree, keys, res, teamcache.Options{Jobs: p.Jobs})
+	var obj []byte
+	var unchanged bool
+	switch p.Stage {
+	case "":
+		err = teamcache.PushTree(ctx, s.store, r.Backend, p.Name, t, res, r.options(p.Jobs))
+	case rpc.PushPrepare:
+		obj, unchanged, err = teamcache.Prepare(ctx, s.store, r.Backend, p.Name, t, res, r.options(p.Jobs))
+	case rpc.PushCommit:
+		err = teamcache.PublishSigned(ctx, r.Backend, p.Name, p.Tree, res, r.options(p.Jobs))
+	default:
+		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "remote push: unknown stage %q", p.Stage)
+	}
 	s.auditRemote(c, rpc.MethodRemotePush, p.Name, res, err)
 	if err != nil {
-		s.cfg.Log.Warn("remote push failed", "uid", c.Peer.UID, "name", p.Name, "err", err)
+		s.cfg.Log.Warn("remote push failed", "uid", c.Peer.UID, "name", p.Name, "stage", p.Stage, "err", err)
 		return nil, fmt.Errorf("remote push: %w", err)
 	}
 	out := rpcResult(res, requests(r.Backend)-before)
-	out.Store = s.store.Root()
+	out.Store, out.Tree, out.Unchanged = s.store.Root(), obj, unchanged
 	return out, nil
 }
 
@@ -152,5 +168,5 @@ func (s *Service) auditRemote(c *rpc.Call, method, name string, res *teamcache.R
 		result = "error: " + err.Error()
 	}
 	s.audit.write(auditEntry{UID: c.Peer.UID, PID: c.Peer.PID, Method: method, ClientPath: name,
-		BlobsAdded: res.BlobsFetched, BytesAdded: res.BytesFetched, Files: res.Files, Result: result})
+		BlobsAdded: res.BlobsFetched, BytesAdded: res.StoredBytes, Files: res.Files, Result: result})
 }

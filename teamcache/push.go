@@ -3,68 +3,24 @@ package teamcache
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"sort"
-	"strings"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/manifest"
+	"github.com/vrift/vrift/pack"
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/treefile"
+	"github.com/vrift/vrift/trust"
 )
-
-// EncodeManifest encodes the manifest at mpath as a tree and returns it with
-// the distinct blobs its files need, sorted by name. The encoding is
-// deterministic (its date is the manifest's last update), so an unchanged
-// manifest encodes to the same bytes.
-func EncodeManifest(mpath string) ([]byte, []cas.Key, int64, error) {
-	m, err := manifest.Open(mpath)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	defer m.Close()
-	var buf bytes.Buffer
-	keys := map[cas.Key]struct{}{}
-	var files int64
-	err = m.View(func(r *manifest.Reader) error {
-		meta, err := r.Meta()
-		if err != nil {
-			return err
-		}
-		w, err := treefile.NewWriter(&buf, treefile.Header{Created: meta.UpdatedAt.UTC(), Subtrees: meta.Subtrees, Totals: meta.Totals})
-		if err != nil {
-			return err
-		}
-		if err := r.Walk(manifest.RootPath, func(p string, e manifest.Entry) error {
-			if e.Kind == manifest.File {
-				keys[e.Key()] = struct{}{}
-				files++
-			}
-			return w.Add(p, e)
-		}); err != nil {
-			return err
-		}
-		return w.Close()
-	})
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("encode %s: %w", mpath, err)
-	}
-	list := make([]cas.Key, 0, len(keys))
-	for k := range keys {
-		list = append(list, k)
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].Name() < list[j].Name() })
-	return buf.Bytes(), list, files, nil
-}
 
 // Push uploads the blobs of the manifest at mpath that the remote lacks,
 // then the tree as trees/<name>. Only when every blob is stored does the
@@ -76,169 +32,383 @@ func Push(ctx context.Context, store *cas.Store, mpath string, b remote.Backend,
 		return nil, err
 	}
 	res := &Result{Name: name, Remote: b.String()}
-	tree, keys, files, err := EncodeManifest(mpath)
+	t, err := ReadManifest(mpath)
 	if err != nil {
 		return nil, fmt.Errorf("push: %w", err)
 	}
-	res.Files = files
-	if err := PushTree(ctx, store, b, name, tree, keys, res, opts); err != nil {
+	res.Files = t.Files()
+	if err := PushTree(ctx, store, b, name, t, res, opts); err != nil {
 		return nil, err
 	}
 	res.DurationMS = since(start)
 	return res, nil
 }
 
-// PushTree uploads the blobs in keys that the remote lacks, then tree as
-// trees/<name>, adding to res. keys must be every blob tree names.
-func PushTree(ctx context.Context, store *cas.Store, b remote.Backend, name string, tree []byte, keys []cas.Key, res *Result, opts Options) error {
-	if err := CheckName(name); err != nil {
+// PushTree uploads the blobs of t that the remote lacks, then t as
+// trees/<name> with where each blob is (signed with opts.SignKey, if set),
+// adding to res.
+//
+// Requests: one GET of the tree already under that name (the same content
+// there: done, or only a signature added); one LIST and a GET per pack
+// index not cached; then a PUT per new pack and its index, a PUT per new
+// large blob, and the tree.
+func PushTree(ctx context.Context, store *cas.Store, b remote.Backend, name string, t *Tree, res *Result, opts Options) error {
+	obj, unchanged, err := Prepare(ctx, store, b, name, t, res, opts)
+	if err != nil {
 		return err
 	}
+	return Publish(ctx, b, name, obj, unchanged, res, opts)
+}
+
+// Prepare does a push's work up to its commit: it uploads the blobs of t
+// the remote lacks and returns the tree object to publish, unsigned, with
+// where each blob is. If trees/<name> already records t's content, it
+// returns that object as it is (signatures included) and unchanged.
+func Prepare(ctx context.Context, store *cas.Store, b remote.Backend, name string, t *Tree, res *Result, opts Options) (obj []byte, unchanged bool, err error) {
+	if err := CheckName(name); err != nil {
+		return nil, false, err
+	}
+	keys := t.Keys()
 	res.Blobs = int64(len(keys))
 	for _, k := range keys {
 		if !store.Has(k) {
-			return fmt.Errorf("push: blob %s is missing from the local store %s (run vrift verify)", k, store.Root())
+			return nil, false, fmt.Errorf("push: blob %s is missing from the local store %s (run vrift verify)", k, store.Root())
 		}
-	}
-	tree, done, err := settleSigned(ctx, b, name, tree, opts, res)
-	if err != nil {
-		return fmt.Errorf("push %s: sign: %w", name, err)
-	}
-	if done {
-		res.Reused = int64(len(keys))
-		return nil
 	}
 	// The same tree already there: its blobs are too, since a tree goes up
 	// only after its blobs (and remote gc keeps every blob a tree names).
-	if same, err := sameTree(ctx, b, name, tree); err != nil {
-		return fmt.Errorf("push: %w", err)
-	} else if same {
+	if old, raw, err := FetchTree(ctx, b, name); err == nil && old.SameContent(t) {
 		res.Reused = int64(len(keys))
+		return raw, true, nil
+	} else if err != nil && !errors.Is(err, remote.ErrNotFound) && !errors.Is(err, treefile.ErrFormat) {
+		return nil, false, fmt.Errorf("push: %w", err)
+	}
+	inv, err := LoadInventory(ctx, b, opts)
+	if err != nil {
+		return nil, false, fmt.Errorf("push: %w", err)
+	}
+	where := make(map[cas.Key]treefile.Where, len(keys))
+	var small, large []cas.Key
+	var total int64
+	for _, k := range keys {
+		if w, ok := inv.Where(k); ok {
+			where[k] = w
+			continue
+		}
+		total += k.Size
+		if k.Size > LargeBlob {
+			large = append(large, k)
+		} else {
+			small = append(small, k)
+		}
+	}
+	res.Reused = int64(len(keys) - len(small) - len(large))
+	u, err := newUploader(store, b, opts, opts.progress("push", total))
+	if err != nil {
+		return nil, false, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return u.packs(gctx, small) })
+	g.Go(func() error { return u.large(gctx, large) })
+	err = g.Wait()
+	res.BlobsSent, res.BytesSent = u.blobs.Load(), u.sent.Load()
+	if err != nil {
+		return nil, false, fmt.Errorf("push %s: %w (no tree written; run push again to resume)", name, err)
+	}
+	for k, w := range u.where {
+		where[k] = w
+	}
+	out := *t
+	out.Where = make([]treefile.Where, len(t.Paths))
+	for i, e := range t.Entries {
+		if e.Kind == manifest.File {
+			out.Where[i] = where[e.Key()]
+		}
+	}
+	if obj, err = out.Encode(); err != nil {
+		return nil, false, fmt.Errorf("push %s: %w", name, err)
+	}
+	return obj, false, nil
+}
+
+// Publish commits a prepared push: obj, signed with opts.SignKey if set,
+// becomes trees/<name>. An unchanged tree is only signed, if the key has
+// not signed it for this name already.
+func Publish(ctx context.Context, b remote.Backend, name string, obj []byte, unchanged bool, res *Result, opts Options) error {
+	if k := opts.SignKey; k != nil {
+		res.Signer = &trust.Signer{Key: k.Name}
+		if unchanged {
+			return SignUnchanged(ctx, b, name, obj, *k, res)
+		}
+		var err error
+		if obj, err = trust.Sign(obj, name, *k, time.Now()); err != nil {
+			return fmt.Errorf("push %s: %w", name, err)
+		}
+	}
+	if unchanged {
 		return nil
 	}
-	missing, err := Missing(ctx, b, keys, opts)
-	if err != nil {
-		return fmt.Errorf("push: %w", err)
-	}
-	res.Reused = int64(len(keys) - len(missing))
-	var total int64
-	for _, k := range missing {
-		total += k.Size
-	}
-	report := opts.progress("push", total)
-	var sent, blobs atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.jobs())
-	for _, k := range missing {
-		g.Go(func() error {
-			if err := uploadBlob(gctx, store, b, k); err != nil {
-				return err
-			}
-			blobs.Add(1)
-			report(sent.Add(k.Size))
-			return nil
-		})
-	}
-	err = g.Wait()
-	res.BlobsSent, res.BytesSent = blobs.Load(), sent.Load()
-	if err != nil {
-		return fmt.Errorf("push %s: %w (no tree written; run push again to resume)", name, err)
-	}
-	if err := b.Put(ctx, TreeKey(name), bytes.NewReader(tree), int64(len(tree))); err != nil {
+	if err := b.Put(ctx, TreeKey(name), bytes.NewReader(obj), int64(len(obj))); err != nil {
 		return fmt.Errorf("push %s: %w", name, err)
 	}
 	res.Trees = 1
-	res.BytesSent += int64(len(tree))
+	res.BytesSent += int64(len(obj))
 	return nil
 }
 
-func uploadBlob(ctx context.Context, store *cas.Store, b remote.Backend, k cas.Key) error {
-	f, err := store.OpenBlob(k)
+// PublishSigned commits a tree a client prepared (through Prepare, in a
+// daemon) and signed: every blob it names must be in the remote. If
+// trees/<name> holds the same body, the new signatures are merged into
+// its block (nothing written if they are there); else obj replaces it.
+func PublishSigned(ctx context.Context, b remote.Backend, name string, obj []byte, res *Result, opts Options) error {
+	t, err := DecodeTree(obj)
 	if err != nil {
-		return fmt.Errorf("blob %s: %w", k, err)
+		return err
 	}
-	defer f.Close()
-	return b.Put(ctx, BlobKey(k), f, k.Size)
-}
-
-// sameTree reports whether trees/<name> holds exactly tree.
-func sameTree(ctx context.Context, b remote.Backend, name string, tree []byte) (bool, error) {
-	info, err := b.Stat(ctx, TreeKey(name))
-	if errors.Is(err, remote.ErrNotFound) {
-		return false, nil
+	if blk, _, _ := treefile.Split(obj); blk == nil {
+		return fmt.Errorf("push %s: %w: the tree to publish is not signed", name, treefile.ErrFormat)
 	}
+	inv, err := LoadInventory(ctx, b, opts)
 	if err != nil {
-		return false, err
+		return fmt.Errorf("push %s: %w", name, err)
 	}
-	if info.Size != int64(len(tree)) {
-		return false, nil
-	}
-	// Fast path: a single-part object's ETag is the MD5 of its bytes, so
-	// a match spares downloading the tree. MD5 is only trusted to say
-	// "same" for our own tree bytes against an object of equal size; any
-	// other ETag (multipart, encrypted) falls back to comparing bytes.
-	if sum := md5.Sum(tree); strings.EqualFold(info.ETag, hex.EncodeToString(sum[:])) {
-		return true, nil
-	}
-	rc, err := b.Get(ctx, TreeKey(name))
-	if err != nil {
-		return false, err
-	}
-	defer rc.Close()
-	old, err := io.ReadAll(io.LimitReader(rc, int64(len(tree))+1))
-	if err != nil {
-		return false, err
-	}
-	return bytes.Equal(old, tree), nil
-}
-
-// Missing returns the keys the remote has no object for (or an object of
-// the wrong size, such as one cut short by a server that does not write
-// atomically). Many keys are checked with one LIST of the blobs, a few
-// with a HEAD each.
-func Missing(ctx context.Context, b remote.Backend, keys []cas.Key, opts Options) ([]cas.Key, error) {
-	threshold := opts.ListThreshold
-	if threshold <= 0 {
-		threshold = 256
-	}
-	if len(keys) >= threshold {
-		present := make(map[string]int64, len(keys))
-		err := b.List(ctx, BlobPrefix, func(o remote.ObjectInfo) error {
-			present[o.Key] = o.Size
-			return nil
-		})
-		if err != nil {
-			return nil, err
+	for _, k := range t.Keys() {
+		if _, ok := inv.Where(k); !ok {
+			return fmt.Errorf("push %s: blob %s is not in %s (push again to upload it)", name, k, b)
 		}
-		var out []cas.Key
-		for _, k := range keys {
-			if size, ok := present[BlobKey(k)]; !ok || size != k.Size {
-				out = append(out, k)
-			}
-		}
-		return out, nil
 	}
-	var mu sync.Mutex
-	var out []cas.Key
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.jobs())
-	for _, k := range keys {
-		g.Go(func() error {
-			info, err := b.Stat(gctx, BlobKey(k))
-			if err != nil && !errors.Is(err, remote.ErrNotFound) {
-				return err
-			}
-			if err != nil || info.Size != k.Size {
-				mu.Lock()
-				out = append(out, k)
-				mu.Unlock()
+	res.Blobs, res.Files, res.Reused = int64(len(t.Keys())), t.Files(), int64(len(t.Keys()))
+	if _, old, err := FetchTree(ctx, b, name); err == nil {
+		if merged, same, changed := MergeSignatures(old, obj, name); same {
+			if changed {
+				if err := b.Put(ctx, TreeKey(name), bytes.NewReader(merged), int64(len(merged))); err != nil {
+					return fmt.Errorf("push %s: %w", name, err)
+				}
+				res.Trees, res.BytesSent = 1, res.BytesSent+int64(len(merged))
 			}
 			return nil
-		})
+		}
 	}
-	if err := g.Wait(); err != nil {
+	if err := b.Put(ctx, TreeKey(name), bytes.NewReader(obj), int64(len(obj))); err != nil {
+		return fmt.Errorf("push %s: %w", name, err)
+	}
+	res.Trees, res.BytesSent = 1, res.BytesSent+int64(len(obj))
+	return nil
+}
+
+// uploader compresses and uploads a push's new blobs.
+type uploader struct {
+	store  *cas.Store
+	b      remote.Backend
+	opts   Options
+	enc    *zstd.Encoder
+	report func(int64)
+	done   atomic.Int64 // uncompressed bytes uploaded, for progress
+
+	mu    sync.Mutex
+	where map[cas.Key]treefile.Where
+	// blobs and sent count what went up (sent in compressed bytes).
+	blobs, sent atomic.Int64
+}
+
+func newUploader(store *cas.Store, b remote.Backend, opts Options, report func(int64)) (*uploader, error) {
+	enc, err := pack.NewEncoder(opts.jobs())
+	if err != nil {
 		return nil, err
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
-	return out, nil
+	return &uploader{store: store, b: b, opts: opts, enc: enc, report: report, where: map[cas.Key]treefile.Where{}}, nil
+}
+
+func (u *uploader) stored(k cas.Key, w treefile.Where, compressed int64) {
+	u.mu.Lock()
+	u.where[k] = w
+	u.mu.Unlock()
+	u.blobs.Add(1)
+	u.sent.Add(compressed)
+	u.report(u.done.Add(k.Size))
+}
+
+// readBlob reads a small blob whole.
+func (u *uploader) readBlob(k cas.Key) ([]byte, error) {
+	f, err := u.store.OpenBlob(k)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", k, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, k.Size+1))
+	if err == nil && int64(len(data)) != k.Size {
+		err = fmt.Errorf("%d bytes in the local store (run vrift verify)", len(data))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", k, err)
+	}
+	return data, nil
+}
+
+// packs compresses keys in parallel, keeps them in order (tree order:
+// neighbours in a tree compress and are fetched together), cuts them into
+// packs of about PackSize and uploads each pack, then its index.
+func (u *uploader) packs(ctx context.Context, keys []cas.Key) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	type job struct {
+		k     cas.Key
+		frame []byte
+		err   error
+		done  chan struct{}
+	}
+	jobs := u.opts.jobs()
+	g, gctx := errgroup.WithContext(ctx)
+	queue := make(chan *job, 4*jobs)
+	compressing := make(chan struct{}, jobs)
+	g.Go(func() error {
+		defer close(queue)
+		for _, k := range keys {
+			j := &job{k: k, done: make(chan struct{})}
+			select {
+			case compressing <- struct{}{}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			go func() {
+				defer func() { <-compressing; close(j.done) }()
+				data, err := u.readBlob(j.k)
+				if err != nil {
+					j.err = err
+					return
+				}
+				j.frame = u.enc.EncodeAll(data, make([]byte, 0, len(data)/2+64))
+			}()
+			select {
+			case queue <- j:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	// At most a few packs in memory and in flight at once.
+	uploading := make(chan struct{}, max(2, jobs/4))
+	g.Go(func() error {
+		var bld pack.Builder
+		cut := func() error {
+			id, data, ix, index := bld.Finish()
+			select {
+			case uploading <- struct{}{}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			g.Go(func() error {
+				defer func() { <-uploading }()
+				// The pack, then its index: an index commits its pack.
+				if err := u.b.Put(gctx, PackKey(id), bytes.NewReader(data), int64(len(data))); err != nil {
+					return err
+				}
+				if err := u.b.Put(gctx, IndexKey(id), bytes.NewReader(index), int64(len(index))); err != nil {
+					return err
+				}
+				for _, e := range ix.Entries {
+					u.stored(e.Key, treefile.Where{Pack: id, Offset: e.Offset, Length: e.Length}, e.Length)
+				}
+				u.sent.Add(int64(len(data)) - (ix.Entries[len(ix.Entries)-1].End()) + int64(len(index)))
+				return nil
+			})
+			return nil
+		}
+		for j := range queue {
+			select {
+			case <-j.done:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if j.err != nil {
+				return j.err
+			}
+			bld.Add(j.k, j.frame)
+			if bld.Size() >= u.opts.packSize() || bld.Len() >= maxFramesPerPack {
+				if err := cut(); err != nil {
+					return err
+				}
+			}
+		}
+		if bld.Len() > 0 {
+			return cut()
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// maxFramesPerPack keeps an index small (54 bytes a frame) even for a pack
+// of empty files.
+const maxFramesPerPack = 1 << 16
+
+// inMemory: large blobs up to this size are compressed in memory, bigger
+// ones into a temp file.
+const inMemory = 64 << 20
+
+// large uploads each key as its own zstd object, a few at a time.
+func (u *uploader) large(ctx context.Context, keys []cas.Key) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(min(u.opts.jobs(), 4))
+	for _, k := range keys {
+		g.Go(func() error {
+			r, size, cleanup, err := u.compressLarge(k)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			if err := u.b.Put(gctx, ZstdKey(k), r, size); err != nil {
+				return err
+			}
+			u.stored(k, treefile.Where{Zstd: true}, size)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func (u *uploader) compressLarge(k cas.Key) (io.Reader, int64, func(), error) {
+	if k.Size <= inMemory {
+		data, err := u.readBlob(k)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		z := u.enc.EncodeAll(data, make([]byte, 0, len(data)/2))
+		return bytes.NewReader(z), int64(len(z)), func() {}, nil
+	}
+	src, err := u.store.OpenBlob(k)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("blob %s: %w", k, err)
+	}
+	defer src.Close()
+	tmp, err := os.CreateTemp("", "vrift-push-*.zst")
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("blob %s: %w", k, err)
+	}
+	cleanup := func() { tmp.Close(); os.Remove(tmp.Name()) }
+	zw, err := zstd.NewWriter(tmp, zstd.WithEncoderLevel(pack.Level), zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(1))
+	if err == nil {
+		var n int64
+		n, err = io.Copy(zw, src)
+		if cerr := zw.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil && n != k.Size {
+			err = fmt.Errorf("%d bytes in the local store (run vrift verify)", n)
+		}
+	}
+	var size int64
+	if err == nil {
+		size, err = tmp.Seek(0, io.SeekCurrent)
+	}
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		cleanup()
+		return nil, 0, nil, fmt.Errorf("blob %s: compress: %w", k, err)
+	}
+	return tmp, size, cleanup, nil
 }

@@ -58,7 +58,7 @@ func TestRetriesOnThrottlingAndServerErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			d1, root := project(t, sampleFiles(3))
-			res, err := teamcache.Push(ctx, d1.Store, mpathOf(root), b, "app", teamcache.Options{Jobs: 2, ListThreshold: 1 << 30})
+			res, err := teamcache.Push(ctx, d1.Store, mpathOf(root), b, "app", teamcache.Options{Jobs: 2})
 			if err != nil {
 				t.Fatalf("push through %s: %v", f.code, err)
 			}

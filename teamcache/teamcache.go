@@ -1,11 +1,18 @@
 // Package teamcache pushes project trees from a local store to an
 // S3-compatible object store and pulls them back into another machine's
-// store: blobs under <prefix>/blake3/ab/cd/<hash>_<size>[_x].bin (the local
-// store's names), named trees under <prefix>/trees/<name> in the portable
-// treefile encoding. Blobs always go first and the tree last, so a tree
-// object is the commit record: no reader ever sees a tree whose blobs are
-// missing. Downloads are verified (BLAKE3 and size) before they enter the
-// store.
+// store. In the remote (layout.go, docs/tree-format.md):
+//
+//   - small blobs travel in packs (package pack): packs/<id>.pack, one zstd
+//     frame per blob, committed by their index object packs/<id>.idx;
+//   - large blobs as one zstd object each, zstd/ab/cd/<name>.zst;
+//   - version 1's uncompressed blob objects, blake3/ab/cd/<name>, are still
+//     read (and reused by a push), never written;
+//   - named trees as trees/<name> in the portable treefile encoding, whose
+//     entries say where each blob is.
+//
+// Blobs always go first and the tree last, so a tree object is the commit
+// record: no reader ever sees a tree whose blobs are missing. Downloads are
+// verified (BLAKE3 and size) before they enter the store.
 package teamcache
 
 import (
@@ -18,12 +25,6 @@ import (
 
 	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/trust"
-)
-
-// Object key prefixes inside a remote.
-const (
-	BlobPrefix = cas.HashDir + "/"
-	TreePrefix = "trees/"
 )
 
 // DefaultJobs is the default number of transfers in flight: node_modules
@@ -44,12 +45,6 @@ func CheckName(name string) error {
 	return nil
 }
 
-// BlobKey is the object key of a blob, relative to the remote's prefix.
-func BlobKey(k cas.Key) string { return k.RelPath() }
-
-// TreeKey is the object key of a named tree.
-func TreeKey(name string) string { return TreePrefix + name }
-
 // Options tune a transfer.
 type Options struct {
 	// Jobs bounds the transfers in flight (default DefaultJobs).
@@ -57,9 +52,19 @@ type Options struct {
 	// Progress, if set, is called once per phase with the phase's total
 	// bytes and returns a function to report bytes done.
 	Progress func(phase string, totalBytes int64) func(done int64)
-	// ListThreshold: with at least this many blobs to check, one LIST of
-	// the remote's blobs replaces a HEAD per blob (default 256).
-	ListThreshold int
+	// CacheDir, if set, keeps the remote's pack indexes (immutable by
+	// name) between runs, so that learning what a remote holds costs one
+	// LIST and a GET per pack index not seen before.
+	CacheDir string
+	// PackSize is the size a push cuts packs at (default DefaultPackSize).
+	PackSize int64
+	// MergeGap: a pull reads neighbouring frames of a pack in one range
+	// when at most this many unwanted bytes lie between them (default
+	// DefaultMergeGap).
+	MergeGap int64
+	// MaxRange splits a pull's ranges at about this many bytes so they
+	// run in parallel (default DefaultMaxRange).
+	MaxRange int64
 	// TrustOptions sign pushed trees and check pulled ones (trust.go).
 	TrustOptions
 }
@@ -69,6 +74,30 @@ func (o *Options) jobs() int {
 		return DefaultJobs
 	}
 	return o.Jobs
+}
+
+func (o *Options) packSize() int64 {
+	if o.PackSize <= 0 {
+		return DefaultPackSize
+	}
+	return o.PackSize
+}
+
+func (o *Options) mergeGap() int64 {
+	if o.MergeGap < 0 {
+		return 0
+	}
+	if o.MergeGap == 0 {
+		return DefaultMergeGap
+	}
+	return o.MergeGap
+}
+
+func (o *Options) maxRange() int64 {
+	if o.MaxRange <= 0 {
+		return DefaultMaxRange
+	}
+	return o.MaxRange
 }
 
 func (o *Options) progress(phase string, total int64) func(int64) {
@@ -88,7 +117,11 @@ type Result struct {
 	BlobsSent    int64  `json:"blobs_sent"`
 	BytesSent    int64  `json:"bytes_sent"`
 	BlobsFetched int64  `json:"blobs_fetched"`
-	BytesFetched int64  `json:"bytes_fetched"`
+	// BytesSent and BytesFetched are the bytes that crossed the wire
+	// (compressed blobs, packs, indexes and the tree).
+	BytesFetched int64 `json:"bytes_fetched"`
+	// StoredBytes are the bytes of the blobs a pull stored (uncompressed).
+	StoredBytes int64 `json:"stored_bytes,omitempty"`
 	// Reused counts blobs not transferred: already in the remote (push)
 	// or in the local store (pull).
 	Reused     int64 `json:"reused"`

@@ -110,11 +110,11 @@ func newStore(t *testing.T) *engine.Direct {
 
 func mpathOf(root string) string { return manifest.PathFor(root) }
 
-// remoteKeys lists the blob objects in the bucket with their sizes.
-func remoteKeys(t *testing.T, b remote.Backend) map[string]int64 {
+// remoteKeys lists the objects under prefix with their sizes.
+func remoteKeys(t *testing.T, b remote.Backend, prefix string) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
-	if err := b.List(context.Background(), teamcache.BlobPrefix, func(o remote.ObjectInfo) error {
+	if err := b.List(context.Background(), prefix, func(o remote.ObjectInfo) error {
 		out[o.Key] = o.Size
 		return nil
 	}); err != nil {
@@ -124,11 +124,15 @@ func remoteKeys(t *testing.T, b remote.Backend) map[string]int64 {
 }
 
 // checkTreesComplete fails if any tree in the remote names a blob the
-// remote lacks: the commit-record invariant.
+// remote has nowhere (in a committed pack, a zstd object or a version 1
+// object): the commit-record invariant.
 func checkTreesComplete(t *testing.T, b remote.Backend) int {
 	t.Helper()
 	ctx := context.Background()
-	have := remoteKeys(t, b)
+	inv, err := teamcache.LoadInventory(ctx, b, teamcache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	trees, err := teamcache.List(ctx, b)
 	if err != nil {
 		t.Fatal(err)
@@ -139,12 +143,22 @@ func checkTreesComplete(t *testing.T, b remote.Backend) int {
 			t.Fatal(err)
 		}
 		for _, k := range tr.Keys() {
-			if size, ok := have[teamcache.BlobKey(k)]; !ok || size != k.Size {
+			if _, ok := inv.Where(k); !ok {
 				t.Fatalf("tree %s references %s, which the remote lacks", ti.Name, k)
 			}
 		}
 	}
 	return len(trees)
+}
+
+// treeKeys returns the distinct blobs of the project's manifest.
+func treeKeys(t *testing.T, root string) []cas.Key {
+	t.Helper()
+	_, keys, _, err := teamcache.EncodeManifest(mpathOf(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }
 
 func TestPushPullRoundTrip(t *testing.T) {
@@ -155,27 +169,50 @@ func TestPushPullRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, keys, _, _ := teamcache.EncodeManifest(mpathOf(root))
+	keys := treeKeys(t, root)
 	if res.Trees != 1 || res.BlobsSent != int64(len(keys)) || res.Reused != 0 {
 		t.Fatalf("first push: %+v (want %d blobs sent)", res, len(keys))
 	}
-	if got := len(remoteKeys(t, e.b)); got != len(keys) {
-		t.Fatalf("%d blob objects, want %d", got, len(keys))
+	// Small blobs went into packs, the big one into a zstd object, and
+	// nothing into version 1's per-blob objects; the tree says where each
+	// one is, as the pack indexes do.
+	if n := len(remoteKeys(t, e.b, teamcache.BlobPrefix)); n != 0 {
+		t.Fatalf("%d version 1 blob objects written", n)
 	}
-	// Objects are named as in the local store.
-	for _, k := range keys {
-		if _, err := os.Stat(e.srv.ObjectPath(bucket, "cache/"+k.RelPath())); err != nil {
-			t.Fatalf("blob %s not at its store name in the bucket: %v", k, err)
+	packs := remoteKeys(t, e.b, teamcache.PackPrefix)
+	if len(packs) != 2 {
+		t.Fatalf("objects under packs/: %v, want one pack and its index", packs)
+	}
+	inv, err := teamcache.LoadInventory(ctx, e.b, teamcache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _, err := teamcache.FetchTree(ctx, e.b, "app-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, en := range tr.Entries {
+		if en.Kind != manifest.File {
+			continue
+		}
+		k := en.Key()
+		w, ok := inv.Where(k)
+		if !ok || w != tr.Where[i] || w.Zstd != (k.Size > teamcache.LargeBlob) || w.Zstd == (w.Pack != "") {
+			t.Fatalf("%s: tree says %+v, indexes %+v %v", tr.Paths[i], tr.Where[i], w, ok)
 		}
 	}
 
-	// The same push again sends nothing.
+	// The same push again sends nothing, in one request (the tree's GET).
+	reqs := e.b.Stats().Requests()
 	again, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "app-1", teamcache.Options{})
 	if err != nil || again.BlobsSent != 0 || again.Trees != 0 || again.Reused != int64(len(keys)) {
 		t.Fatalf("unchanged push: %+v, %v", again, err)
 	}
-	// Under another name, only the tree goes up (checked with HEADs).
-	other, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "app-copy", teamcache.Options{ListThreshold: 1 << 30})
+	if n := e.b.Stats().Requests() - reqs; n != 1 {
+		t.Fatalf("unchanged push: %d requests, want 1", n)
+	}
+	// Under another name, only the tree goes up.
+	other, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "app-copy", teamcache.Options{})
 	if err != nil || other.BlobsSent != 0 || other.Trees != 1 {
 		t.Fatalf("push under a new name: %+v, %v", other, err)
 	}
@@ -183,12 +220,18 @@ func TestPushPullRoundTrip(t *testing.T) {
 	// Pull into an empty store and an empty directory, then copy out.
 	d2 := newStore(t)
 	dest := filepath.Join(t.TempDir(), "restored")
+	reqs = e.b.Stats().Requests()
 	pres, err := teamcache.Pull(ctx, d2.Store, e.b, "app-1", dest, d2.AddRoot, teamcache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if pres.BlobsFetched != int64(len(keys)) || pres.Reused != 0 {
 		t.Fatalf("cold pull: %+v", pres)
+	}
+	// The tree, one range of the pack (its frames are neighbours) and the
+	// big blob's object.
+	if n := e.b.Stats().Requests() - reqs; n != 3 {
+		t.Fatalf("cold pull: %d requests, want 3", n)
 	}
 	if _, err := engine.Link(ctx, d2, engine.LinkOptions{ManifestPath: pres.ManifestPath, Method: vfs.Copy}); err != nil {
 		t.Fatal(err)
@@ -248,22 +291,24 @@ func compareTrees(t *testing.T, want, got string) {
 	}
 }
 
-// TestKillServerMidPush kills the S3 server while a push is uploading,
-// restarts it and pushes again: the retry completes, sends only what was
-// missing, and no tree ever names a missing blob.
+// TestKillServerMidPush kills the S3 server while a push is uploading
+// packs, restarts it and pushes again: the retry completes, sends only
+// what is not in a committed pack, and no tree ever names a missing blob.
 func TestKillServerMidPush(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	d1, root := project(t, sampleFiles(3000))
-	blobDir := e.srv.ObjectPath(bucket, "cache/blake3")
+	packDir := e.srv.ObjectPath(bucket, "cache/packs")
+	// Small packs, so there are many to cut the push between.
+	small := teamcache.Options{Jobs: 4, PackSize: 4 << 10}
 	done := make(chan error, 1)
 	go func() {
-		_, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "big", teamcache.Options{Jobs: 4})
+		_, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "big", small)
 		done <- err
 	}()
-	// Kill once some, not all, blobs are up.
+	// Kill once some, not all, packs are up.
 	deadline := time.Now().Add(60 * time.Second)
-	for countFiles(blobDir) < 200 {
+	for countFiles(packDir) < 20 {
 		if time.Now().After(deadline) {
 			t.Fatal("push made no progress")
 		}
@@ -282,25 +327,90 @@ func TestKillServerMidPush(t *testing.T) {
 	if n := checkTreesComplete(t, e.b); n != 0 {
 		t.Fatalf("%d trees after a failed push", n)
 	}
-	before := len(remoteKeys(t, e.b))
-	res, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "big", teamcache.Options{})
+	inv, err := teamcache.LoadInventory(ctx, e.b, teamcache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Reused < int64(before)-8 || res.BlobsSent+res.Reused != res.Blobs || res.Trees != 1 {
-		t.Fatalf("resumed push: %+v (%d blobs were up before)", res, before)
+	committed := 0
+	for _, ix := range inv.Packs {
+		committed += len(ix.Entries)
+	}
+	res, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "big", small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if committed == 0 || res.Reused < int64(committed) || res.BlobsSent+res.Reused != res.Blobs || res.Trees != 1 {
+		t.Fatalf("resumed push: %+v (%d blobs were in committed packs before)", res, committed)
 	}
 	t.Logf("resumed push: %d blobs were up, %d sent now", res.Reused, res.BlobsSent)
 	if n := checkTreesComplete(t, e.b); n != 1 {
 		t.Fatalf("%d trees, want 1", n)
 	}
+	pullAndCompare(t, e.b, "big", root, teamcache.Options{})
+}
+
+// pullAndCompare pulls name into a fresh store and directory, copies it
+// out and compares it with the project at root.
+func pullAndCompare(t *testing.T, b remote.Backend, name, root string, opts teamcache.Options) *teamcache.Result {
+	t.Helper()
+	ctx := context.Background()
 	d2 := newStore(t)
 	dest := filepath.Join(t.TempDir(), "r")
-	pres, err := teamcache.Pull(ctx, d2.Store, e.b, "big", dest, nil, teamcache.Options{})
+	pres, err := teamcache.Pull(ctx, d2.Store, b, name, dest, nil, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := engine.Link(ctx, d2, engine.LinkOptions{ManifestPath: pres.ManifestPath, Method: vfs.Copy}); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, filepath.Join(root, "node_modules"), filepath.Join(dest, "node_modules"))
+	return pres
+}
+
+// TestKillServerMidPull kills the S3 server while a pull is reading
+// ranges, restarts it and pulls again into the same store: the rerun
+// fetches only what the first did not store, and the tree is whole.
+func TestKillServerMidPull(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	d1, root := project(t, sampleFiles(3000))
+	if _, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "big", teamcache.Options{PackSize: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	d2 := newStore(t)
+	dest := filepath.Join(t.TempDir(), "r")
+	// Small ranges, two at a time, so the pull takes many requests.
+	slow := teamcache.Options{Jobs: 2, MaxRange: 2 << 10, MergeGap: -1}
+	done := make(chan error, 1)
+	go func() {
+		_, err := teamcache.Pull(ctx, d2.Store, e.b, "big", dest, nil, slow)
+		done <- err
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for countFiles(filepath.Join(d2.Store.Root(), cas.HashDir)) < 300 {
+		if time.Now().After(deadline) {
+			t.Fatal("pull made no progress")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	e.srv.Kill()
+	err := <-done
+	if err == nil {
+		t.Fatal("pull succeeded although the server was killed mid-pull")
+	}
+	t.Logf("pull with the server killed: %v", err)
+	if _, serr := os.Stat(manifest.PathFor(dest)); !errors.Is(serr, fs.ErrNotExist) {
+		t.Fatalf("a manifest was written by a failed pull: %v", serr)
+	}
+	e.srv.Start()
+	res, err := teamcache.Pull(ctx, d2.Store, e.b, "big", dest, nil, teamcache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reused < 300 || res.Reused+res.BlobsFetched != res.Blobs {
+		t.Fatalf("rerun pull: %+v", res)
+	}
+	if _, err := engine.Link(ctx, d2, engine.LinkOptions{ManifestPath: res.ManifestPath, Method: vfs.Copy}); err != nil {
 		t.Fatal(err)
 	}
 	compareTrees(t, filepath.Join(root, "node_modules"), filepath.Join(dest, "node_modules"))
@@ -317,9 +427,10 @@ func countFiles(dir string) int {
 	return n
 }
 
-// TestCorruptBlobRejected corrupts blob objects in the bucket (same size,
-// other bytes; and cut short): a pull detects each, names the object,
-// stores nothing of it and writes no manifest.
+// TestCorruptBlobRejected corrupts objects in the bucket (a large blob's
+// zstd object and a frame in a pack: same size, other bytes; and cut
+// short): a pull detects each, names the object, stores nothing of the
+// blob and writes no manifest.
 func TestCorruptBlobRejected(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -327,59 +438,64 @@ func TestCorruptBlobRejected(t *testing.T) {
 	if _, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "app", teamcache.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	_, keys, _, _ := teamcache.EncodeManifest(mpathOf(root))
-	for name, corrupt := range map[string]func([]byte) []byte{
-		"flipped": func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/2] ^= 0xff; return b },
-		"short":   func(b []byte) []byte { return b[:len(b)-1] },
+	keys := treeKeys(t, root)
+	inv, err := teamcache.LoadInventory(ctx, e.b, teamcache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var large, small cas.Key
+	for _, k := range keys {
+		if k.Size > teamcache.LargeBlob {
+			large = k
+		} else if k.Size > 10 {
+			small = k
+		}
+	}
+	sw, _ := inv.Where(small)
+	for name, c := range map[string]struct {
+		victim cas.Key
+		object string
+		change func([]byte) []byte
+	}{
+		"zstd object flipped": {large, teamcache.ZstdKey(large), func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/2] ^= 0xff; return b }},
+		"zstd object short":   {large, teamcache.ZstdKey(large), func(b []byte) []byte { return b[:len(b)-1] }},
+		"pack frame flipped": {small, teamcache.PackKey(sw.Pack), func(b []byte) []byte {
+			b = bytes.Clone(b)
+			b[sw.Offset+sw.Length/2] ^= 0xff
+			return b
+		}},
+		"pack cut short": {small, teamcache.PackKey(sw.Pack), func(b []byte) []byte { return b[:sw.Offset+1] }},
 	} {
 		t.Run(name, func(t *testing.T) {
-			var victim cas.Key
-			for _, k := range keys {
-				if k.Size > 1<<20 {
-					victim = k
-				}
-			}
-			path := e.srv.ObjectPath(bucket, "cache/"+victim.RelPath())
+			path := e.srv.ObjectPath(bucket, "cache/"+c.object)
 			orig, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer os.WriteFile(path, orig, 0o644)
-			if err := os.WriteFile(path, corrupt(orig), 0o644); err != nil {
+			if err := os.WriteFile(path, c.change(orig), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			d2 := newStore(t)
 			dest := filepath.Join(t.TempDir(), "r")
 			_, err = teamcache.Pull(ctx, d2.Store, e.b, "app", dest, d2.AddRoot, teamcache.Options{})
-			if !errors.Is(err, cas.ErrMismatch) || !strings.Contains(err.Error(), victim.RelPath()) {
+			if !errors.Is(err, cas.ErrMismatch) || !strings.Contains(err.Error(), c.object) {
 				t.Fatalf("pull of a corrupt blob: %v", err)
 			}
 			t.Logf("reported: %v", err)
-			if d2.Store.Has(victim) {
+			if d2.Store.Has(c.victim) {
 				t.Fatal("the corrupt blob entered the store")
 			}
 			if _, err := os.Stat(manifest.PathFor(dest)); !errors.Is(err, fs.ErrNotExist) {
 				t.Fatalf("a manifest was written for a failed pull: %v", err)
-			}
-			// Nothing else of it lies around either.
-			var stray []string
-			filepath.WalkDir(d2.Store.Root(), func(p string, de fs.DirEntry, err error) error {
-				if err == nil && de.Type().IsRegular() {
-					if b, _ := os.ReadFile(p); bytes.Equal(b, corrupt(orig)) {
-						stray = append(stray, p)
-					}
-				}
-				return nil
-			})
-			if len(stray) > 0 {
-				t.Fatalf("corrupt content left in the store: %v", stray)
 			}
 		})
 	}
 }
 
 // TestRemoteGC keeps every blob of every tree and deletes the rest (only
-// past the grace period, and not on a dry run).
+// past the grace period, and not on a dry run): a pack no tree needs goes
+// whole, index first.
 func TestRemoteGC(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -400,29 +516,82 @@ func TestRemoteGC(t *testing.T) {
 	if err := e.b.Delete(ctx, teamcache.TreeKey("t3")); err != nil {
 		t.Fatal(err)
 	}
-	all := remoteKeys(t, e.b)
+	all := remoteKeys(t, e.b, "")
 	res, err := teamcache.GC(ctx, e.b, time.Hour, false, teamcache.Options{})
 	if err != nil || res.Removed != 0 || res.KeptYoung != 1 {
 		t.Fatalf("gc within grace: %+v, %v", res, err)
 	}
 	res, err = teamcache.GC(ctx, e.b, 0, true, teamcache.Options{})
-	if err != nil || res.Removed != 1 || len(remoteKeys(t, e.b)) != len(all) {
+	if err != nil || res.Removed != 2 || len(remoteKeys(t, e.b, "")) != len(all) {
 		t.Fatalf("dry gc: %+v, %v", res, err)
 	}
 	res, err = teamcache.GC(ctx, e.b, 0, false, teamcache.Options{})
-	if err != nil || res.Removed != 1 || res.Trees != 2 {
+	if err != nil || res.Removed != 2 || res.Trees != 2 {
 		t.Fatalf("gc: %+v, %v", res, err)
 	}
 	if n := checkTreesComplete(t, e.b); n != 2 {
 		t.Fatalf("%d trees", n)
 	}
-	if got := len(remoteKeys(t, e.b)); got != len(all)-1 {
-		t.Fatalf("%d blobs left of %d", got, len(all))
+	if got := len(remoteKeys(t, e.b, "")); got != len(all)-2 {
+		t.Fatalf("%d objects left of %d, want the deleted tree's pack and index gone", got, len(all))
 	}
 	trees, err := teamcache.List(ctx, e.b)
 	if err != nil || len(trees) != 2 || trees[0].Name != "t1" || trees[0].Size == 0 || trees[0].Modified.IsZero() {
 		t.Fatalf("ls: %+v, %v", trees, err)
 	}
+	pullAndCompare(t, e.b, "t2", root2, teamcache.Options{})
+}
+
+// TestRemoteGCRepack: a pack mostly dead is rewritten with its live frames
+// only; a tree whose locations name the old pack still pulls, before the
+// old pack is deleted (from it) and after (re-planned from the indexes).
+func TestRemoteGCRepack(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	many := map[string]string{}
+	for i := range 10 {
+		many[fmt.Sprintf("node_modules/m/f%d.js", i)] = strings.Repeat(fmt.Sprintf("// unique %d\n", i), 100)
+	}
+	d1, root1 := project(t, many)
+	if _, err := teamcache.Push(ctx, d1.Store, mpathOf(root1), e.b, "wide", teamcache.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	d2, root2 := project(t, map[string]string{"node_modules/m/f3.js": many["node_modules/m/f3.js"]})
+	if r, err := teamcache.Push(ctx, d2.Store, mpathOf(root2), e.b, "narrow", teamcache.Options{}); err != nil || r.BlobsSent != 0 {
+		t.Fatalf("push reusing a packed blob: %+v %v", r, err)
+	}
+	before, _ := teamcache.LoadInventory(ctx, e.b, teamcache.Options{})
+	if err := e.b.Delete(ctx, teamcache.TreeKey("wide")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := teamcache.GC(ctx, e.b, 0, false, teamcache.Options{})
+	if err != nil || res.Repacked != 1 {
+		t.Fatalf("gc: %+v, %v", res, err)
+	}
+	after, _ := teamcache.LoadInventory(ctx, e.b, teamcache.Options{})
+	if len(before.Packs) != 1 || len(after.Packs) != 1 {
+		t.Fatalf("packs before %d, after %d", len(before.Packs), len(after.Packs))
+	}
+	for id, ix := range after.Packs {
+		if _, old := before.Packs[id]; old || len(ix.Entries) != 1 {
+			t.Fatalf("after repack: pack %s with %d frames", id, len(ix.Entries))
+		}
+	}
+	// The old pack is still there (marked), and the tree's locations work.
+	pres := pullAndCompare(t, e.b, "narrow", root2, teamcache.Options{})
+	if pres.BlobsFetched != 1 {
+		t.Fatalf("pull after repack: %+v", pres)
+	}
+	// The next gc deletes the old pack and its marker; the tree's
+	// locations now name a missing pack, and the pull re-plans.
+	res, err = teamcache.GC(ctx, e.b, 0, false, teamcache.Options{})
+	if err != nil || res.Removed != 2 || res.Repacked != 0 {
+		t.Fatalf("second gc: %+v, %v", res, err)
+	}
+	if n := len(remoteKeys(t, e.b, teamcache.PackPrefix)); n != 2 {
+		t.Fatalf("%d objects under packs/, want the new pack and its index", n)
+	}
+	pullAndCompare(t, e.b, "narrow", root2, teamcache.Options{})
 }
 
 // TestBadCredentials: a wrong secret or key gives ErrAuth, naming neither.
@@ -478,22 +647,28 @@ func TestLockName(t *testing.T) {
 	}
 }
 
-// slowGets delays every Get of a real backend, so that concurrent fetches
-// of one blob overlap, and counts them.
-type slowGets struct {
+// slowReads delays every read of a real backend, so that concurrent
+// fetches overlap, and counts them.
+type slowReads struct {
 	remote.Backend
-	gets atomic.Int64
+	reads atomic.Int64
 }
 
-func (s *slowGets) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	s.gets.Add(1)
+func (s *slowReads) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	s.reads.Add(1)
 	time.Sleep(300 * time.Millisecond)
 	return s.Backend.Get(ctx, key)
 }
 
-// TestConcurrentFetchesCoalesce: eight callers fetching the same blob at
-// once, into different batches, cause one download, and every caller sees
-// the blob stored once its Fetch returns.
+func (s *slowReads) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	s.reads.Add(1)
+	time.Sleep(300 * time.Millisecond)
+	return s.Backend.GetRange(ctx, key, off, n)
+}
+
+// TestConcurrentFetchesCoalesce: eight callers fetching the same tree at
+// once, into different batches, read each range and object once, and
+// every caller sees every blob stored once its FetchAll returns.
 func TestConcurrentFetchesCoalesce(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -501,9 +676,12 @@ func TestConcurrentFetchesCoalesce(t *testing.T) {
 	if _, err := teamcache.Push(ctx, d1.Store, mpathOf(root), e.b, "app", teamcache.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	_, keys, _, _ := teamcache.EncodeManifest(mpathOf(root))
+	tr, _, err := teamcache.FetchTree(ctx, e.b, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
 	d2 := newStore(t)
-	slow := &slowGets{Backend: e.b}
+	slow := &slowReads{Backend: e.b}
 	f := &teamcache.Fetcher{Store: d2.Store, Remote: slow}
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -511,18 +689,15 @@ func TestConcurrentFetchesCoalesce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			batch := d2.Store.NewBatch()
-			defer batch.Discard()
-			if _, err := f.Fetch(ctx, batch, keys[0]); err != nil {
+			if err := f.FetchAll(ctx, tr, teamcache.Options{}, &teamcache.Result{}); err != nil {
 				errs <- err
 				return
 			}
-			if err := batch.Flush(); err != nil {
-				errs <- err
-				return
-			}
-			if !d2.Store.Has(keys[0]) {
-				errs <- fmt.Errorf("blob not stored when Fetch returned")
+			for _, k := range tr.Keys() {
+				if !d2.Store.Has(k) {
+					errs <- fmt.Errorf("blob %s not stored when FetchAll returned", k)
+					return
+				}
 			}
 		}()
 	}
@@ -531,7 +706,8 @@ func TestConcurrentFetchesCoalesce(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if n := slow.gets.Load(); n != 1 {
-		t.Fatalf("%d downloads for 8 concurrent fetches of one blob, want 1", n)
+	// One range of the pack, one zstd object.
+	if n := slow.reads.Load(); n != 2 {
+		t.Fatalf("%d reads for 8 concurrent fetches of one tree, want 2", n)
 	}
 }

@@ -44,59 +44,6 @@ func (o TrustOptions) CheckTree(name string, raw []byte) (*trust.Signer, error) 
 	return s, err
 }
 
-// getTree reads trees/<name> whole, or returns nil if there is none.
-func getTree(ctx context.Context, b remote.Backend, name string) ([]byte, error) {
-	rc, err := b.Get(ctx, TreeKey(name))
-	if errors.Is(err, remote.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	raw, err := io.ReadAll(io.LimitReader(rc, maxTree+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) > maxTree {
-		return nil, fmt.Errorf("tree %s: larger than %d bytes", name, maxTree)
-	}
-	return raw, nil
-}
-
-// settleSigned is a push's signing step, before anything else is sent.
-// With a key it signs tree (signForPush). A tree signed already (by a
-// client, for a push through the daemon, which never holds the key) whose
-// body trees/<name> already holds has its signatures merged into the
-// remote's block instead: nothing is written if they are there already,
-// and no blob is sent either way. done means the push is complete.
-func settleSigned(ctx context.Context, b remote.Backend, name string, tree []byte, opts Options, res *Result) ([]byte, bool, error) {
-	if k := opts.SignKey; k != nil {
-		signed, done, err := signForPush(ctx, b, name, tree, *k, res)
-		res.Signer = &trust.Signer{Key: k.Name}
-		return signed, done, err
-	}
-	if blk, _, err := treefile.Split(tree); err != nil || blk == nil {
-		return tree, false, err
-	}
-	old, err := getTree(ctx, b, name)
-	if err != nil || old == nil {
-		return tree, false, err
-	}
-	merged, same, changed := MergeSignatures(old, tree, name)
-	if !same {
-		return tree, false, nil
-	}
-	if !changed {
-		return nil, true, nil
-	}
-	if err := b.Put(ctx, TreeKey(name), bytes.NewReader(merged), int64(len(merged))); err != nil {
-		return nil, false, err
-	}
-	res.Trees, res.BytesSent = 1, res.BytesSent+int64(len(merged))
-	return nil, true, nil
-}
-
 // MergeSignatures merges the signatures of tree (a signed object about to
 // be pushed as name) into old (the object already there). same reports
 // whether both have the same body and old's block parses: only then is
@@ -139,31 +86,6 @@ func hasKey(blk *treefile.Block, key, name string) bool {
 		}
 	}
 	return false
-}
-
-// signForPush signs tree (the body a push is about to publish) as name
-// with k. When trees/<name> already holds the same body, the push has
-// nothing to upload: done is true, and the remote's object was left alone
-// if k had signed it for name already (one GET in all), or re-signed (k's
-// signature added, other signatures kept, no blob sent). Otherwise it
-// returns the signed object for the push to upload after its blobs.
-func signForPush(ctx context.Context, b remote.Backend, name string, tree []byte, k trust.SecretKey, res *Result) (signed []byte, done bool, err error) {
-	_, body, err := treefile.Split(tree)
-	if err != nil {
-		return nil, false, err
-	}
-	old, err := getTree(ctx, b, name)
-	if err != nil {
-		return nil, false, err
-	}
-	if old != nil {
-		// An existing object whose block does not parse is replaced.
-		if _, oldBody, err := treefile.Split(old); err == nil && bytes.Equal(oldBody, body) {
-			return nil, true, SignUnchanged(ctx, b, name, old, k, res)
-		}
-	}
-	signed, err = trust.Sign(body, name, k, time.Now())
-	return signed, false, err
 }
 
 // SignUnchanged finishes a signed push that found old, the object already

@@ -58,13 +58,6 @@ func getObject(t *testing.T, b remote.Backend, key string) []byte {
 	return raw
 }
 
-func putObject(t *testing.T, b remote.Backend, key string, raw []byte) {
-	t.Helper()
-	if err := b.Put(context.Background(), key, bytes.NewReader(raw), int64(len(raw))); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // storeFiles lists every regular file under a store's root.
 func storeFiles(t *testing.T, root string) []string {
 	t.Helper()
@@ -96,9 +89,12 @@ func TestSignedRoundTrip(t *testing.T) {
 		t.Fatalf("signed push: %+v", res)
 	}
 	raw := getObject(t, e.b, teamcache.TreeKey("app"))
-	body, _, _, _ := teamcache.EncodeManifest(mpathOf(root))
-	if _, got, err := treefile.Split(raw); err != nil || !bytes.Equal(got, body) {
-		t.Fatalf("the pushed object is not the signed body: %v", err)
+	want, _ := teamcache.ReadManifest(mpathOf(root))
+	blk, body, err := treefile.Split(raw)
+	if err != nil || blk == nil {
+		t.Fatalf("the pushed object is not signed: %v", err)
+	} else if tr, err := teamcache.DecodeTree(body); err != nil || !tr.SameContent(want) {
+		t.Fatalf("the pushed object's body is not the project's tree: %v", err)
 	}
 
 	d2 := newStore(t)
@@ -248,28 +244,37 @@ func TestPullRefusesUntrusted(t *testing.T) {
 	}
 }
 
-// TestPushClientSigned: a tree signed before the push (a client signing
-// for a push through the daemon) that the remote already holds is not
-// sent again: the same signer is one GET, another signer's signature is
-// merged into the remote's block (GET and PUT), no blob either way.
+// TestPushClientSigned: a push signed by a client (as through the daemon,
+// which never holds the key: Prepare, the client signs, PublishSigned)
+// publishes a tree with where each blob is; again with the same signer it
+// is one GET; another signer's signature is merged into the remote's
+// block; no blob is sent again either way.
 func TestPushClientSigned(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	ci, ci2 := genKey(t, "ci"), genKey(t, "ci-2")
 	d1, root := project(t, sampleFiles(10))
-	body, keys, _, err := teamcache.EncodeManifest(mpathOf(root))
+	tree, err := teamcache.ReadManifest(mpathOf(root))
 	if err != nil {
 		t.Fatal(err)
 	}
+	keys := tree.Keys()
 	push := func(k trust.SecretKey) (*teamcache.Result, int64) {
 		t.Helper()
-		signed, err := trust.Sign(body, "app", k, time.Now())
+		res := &teamcache.Result{}
+		before := e.b.Stats().Requests()
+		obj, unchanged, err := teamcache.Prepare(ctx, d1.Store, e.b, "app", tree, res, teamcache.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		res := &teamcache.Result{}
-		before := e.b.Stats().Requests()
-		if err := teamcache.PushTree(ctx, d1.Store, e.b, "app", signed, keys, res, teamcache.Options{}); err != nil {
+		if unchanged && trust.HasSignature(obj, "app", k.Public()) {
+			return res, e.b.Stats().Requests() - before
+		}
+		signed, err := trust.Sign(obj, "app", k, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := teamcache.PublishSigned(ctx, e.b, "app", signed, res, teamcache.Options{}); err != nil {
 			t.Fatal(err)
 		}
 		return res, e.b.Stats().Requests() - before
@@ -278,13 +283,16 @@ func TestPushClientSigned(t *testing.T) {
 		t.Fatalf("first push: %+v", res)
 	}
 	first := getObject(t, e.b, teamcache.TreeKey("app"))
+	if tr, err := teamcache.DecodeTree(first); err != nil || len(tr.Header.Packs) != 1 {
+		t.Fatalf("the published tree does not say where its blobs are: %v", err)
+	}
 	if res, n := push(ci); n != 1 || res.Trees != 0 || res.BlobsSent != 0 {
 		t.Fatalf("same signer again: %d requests, %+v", n, res)
 	}
 	if !bytes.Equal(getObject(t, e.b, teamcache.TreeKey("app")), first) {
 		t.Fatal("the tree was rewritten")
 	}
-	if res, n := push(ci2); n != 2 || res.Trees != 1 || res.BlobsSent != 0 {
+	if res, n := push(ci2); res.Trees != 1 || res.BlobsSent != 0 {
 		t.Fatalf("second signer: %d requests, %+v", n, res)
 	}
 	raw := getObject(t, e.b, teamcache.TreeKey("app"))
@@ -293,4 +301,16 @@ func TestPushClientSigned(t *testing.T) {
 			t.Fatalf("%s after merging: %v", k.Name, err)
 		}
 	}
+	// A signed tree naming a blob the remote lacks is not published.
+	d2, root2 := project(t, map[string]string{"node_modules/z/only-here.js": "not pushed\n"})
+	t2, _ := teamcache.ReadManifest(mpathOf(root2))
+	obj, err := t2.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, _ := trust.Sign(obj, "app", ci, time.Now())
+	if err := teamcache.PublishSigned(ctx, e.b, "app", signed, &teamcache.Result{}, teamcache.Options{}); err == nil || !strings.Contains(err.Error(), "is not in") {
+		t.Fatalf("publishing a tree whose blobs are missing: %v", err)
+	}
+	_ = d2
 }

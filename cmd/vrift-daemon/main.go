@@ -159,7 +159,7 @@ func serve(cfg config.File, lim config.Limits, log *slog.Logger) error {
 		if cfg.Remote.SignKey != "" {
 			return errors.New("team cache: [remote] sign_key belongs in a user's config: a push through the daemon is signed by the user's key, the daemon signs nothing")
 		}
-		rem = &service.TeamCache{Backend: b, AllowPush: cfg.Remote.Push, Trust: pol}
+		rem = &service.TeamCache{Backend: b, AllowPush: cfg.Remote.Push, Trust: pol, IndexCache: filepath.Join(cfg.State, "pack-indexes")}
 		log.Info("team cache", "remote", b.String(), "push", cfg.Remote.Push, "trusted_keys", pol.Names())
 	}
 	svc, err := service.New(service.Config{Store: cfg.Store.Path, State: cfg.State, SharePrivate: cfg.SharePrivate,

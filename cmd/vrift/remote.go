@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -56,7 +57,13 @@ func (f *remoteFlags) daemonMode() error {
 }
 
 func (f *remoteFlags) options(a *app) teamcache.Options {
-	return teamcache.Options{Jobs: f.jobs, Progress: a.transferBar()}
+	opts := teamcache.Options{Jobs: f.jobs, Progress: a.transferBar()}
+	// Pack indexes are immutable by name: kept, a later push or gc reads
+	// only the new ones. Without a cache dir they are read each time.
+	if dir, err := os.UserCacheDir(); err == nil {
+		opts.CacheDir = filepath.Join(dir, "vrift", "pack-indexes")
+	}
+	return opts
 }
 
 // run does a push or pull on s: in direct mode with the remote the flags

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,18 +130,41 @@ func TestTeamCacheNpm(t *testing.T) {
 		t.Fatalf("remote ls:\n%s", out)
 	}
 	var gc struct {
-		Trees   int   `json:"trees"`
-		Removed int64 `json:"removed"`
-		Kept    int64 `json:"kept"`
+		Trees    int   `json:"trees"`
+		Removed  int64 `json:"removed"`
+		Kept     int64 `json:"kept"`
+		Repacked int64 `json:"repacked"`
 	}
 	jsonVrift(t, &gc, append([]string{"remote", "gc", "--grace", "0s"}, rem...)...)
-	if gc.Trees != 2 || gc.Removed != 0 || gc.Kept != base.Unique+bumped.NewBlobs {
+	if gc.Trees != 2 || gc.Removed != 0 || gc.Repacked != 0 || gc.Kept == 0 {
 		t.Fatalf("remote gc: %+v", gc)
 	}
 	var cold transferJSON
 	jsonVrift(t, &cold, append([]string{"--store", filepath.Join(work, "store4"), "pull", "bumped", "--to", filepath.Join(work, "after-gc"), "--method", "symlink"}, rem...)...)
 	if cold.BlobsFetched != bumped.Unique {
 		t.Fatalf("pull after gc: %+v", cold)
+	}
+
+	// Without the base tree, its blobs that bumped does not share are
+	// dead: gc drops or repacks what holds them, and bumped still pulls
+	// whole into an empty store, then again after the old packs are gone.
+	sh(t, "rm", srv.ObjectPath("team", "ci/trees/base"))
+	jsonVrift(t, &gc, append([]string{"remote", "gc", "--grace", "0s"}, rem...)...)
+	t.Logf("gc without base: %+v", gc)
+	if gc.Trees != 1 || gc.Removed == 0 {
+		t.Fatalf("remote gc without base: %+v", gc)
+	}
+	for i := range 2 {
+		dest := filepath.Join(work, fmt.Sprintf("after-repack-%d", i))
+		var p transferJSON
+		jsonVrift(t, &p, append([]string{"--store", filepath.Join(work, fmt.Sprintf("store-repack-%d", i)), "pull", "bumped", "--to", dest, "--method", "copy"}, rem...)...)
+		if p.BlobsFetched != bumped.Unique {
+			t.Fatalf("pull after repack: %+v", p)
+		}
+		sh(t, "diff", "-r", "--no-dereference", filepath.Join(fix, "bumped", "node_modules"), filepath.Join(dest, "node_modules"))
+		// The second gc deletes the repacked packs, marked gone by the first.
+		jsonVrift(t, &gc, append([]string{"remote", "gc", "--grace", "0s"}, rem...)...)
+		t.Logf("gc %d after repack: %+v", i+2, gc)
 	}
 }
 
