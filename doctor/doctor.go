@@ -102,11 +102,11 @@ type Config struct {
 	Require []string
 
 	// For tests; zero values are the machine's.
-	DevFuse  string                            // default /dev/fuse
-	ProcSys  string                            // default /proc/sys
-	LookPath func(string) (string, error)      // default exec.LookPath
-	Getenv   func(string) string               // default os.Getenv
-	Dial     func(network, addr string) error  // default: a TCP dial with a 3 s timeout
+	DevFuse  string                             // default /dev/fuse
+	ProcSys  string                             // default /proc/sys
+	LookPath func(string) (string, error)       // default exec.LookPath
+	Getenv   func(string) string                // default os.Getenv
+	Dial     func(network, addr string) error   // default: a TCP dial with a 3 s timeout
 	Statfs   func(string, *unix.Statfs_t) error // default unix.Statfs
 }
 
