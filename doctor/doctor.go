@@ -218,7 +218,14 @@ func checkSocket(ctx context.Context, cfg Config) (Check, string) {
 		c.Fix = "remove it and restart the daemon (systemctl restart vrift-daemon.socket)"
 		return c, ""
 	}
-	d, err := engine.Connect(ctx, cfg.Socket)
+	// A plain connect first: engine.Connect names the cause in text,
+	// and the fix depends on which it is.
+	conn, err := net.DialTimeout("unix", cfg.Socket, 2*time.Second)
+	var d *engine.Daemon
+	if err == nil {
+		conn.Close()
+		d, err = engine.Connect(ctx, cfg.Socket)
+	}
 	if err != nil {
 		c.Status = Fail
 		switch {
@@ -229,9 +236,14 @@ func checkSocket(ctx context.Context, cfg Config) (Check, string) {
 			c.Message = desc + ": connection refused: no daemon answers (a stale socket)"
 			c.Fix = "start the daemon (systemctl start vrift-daemon.socket), or pass --direct to use your own store"
 		default:
-			c.Message = fmt.Sprintf("%s: %v", desc, err)
+			c.Message = fmt.Sprintf("%s: %v", desc, cause(err))
 			c.Fix = "check the daemon (systemctl status vrift-daemon), or pass --direct"
 		}
+		return c, ""
+	}
+	if d == nil { // the socket went away since the Lstat
+		c.Status, c.Message = Fail, cfg.Socket+": gone while checking"
+		c.Fix = "start the daemon (systemctl start vrift-daemon.socket) or pass --direct"
 		return c, ""
 	}
 	defer d.Close()
