@@ -122,7 +122,7 @@ Exit codes:
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
 		a.statusCommand(), a.gcCommand(), a.verifyCommand(),
 		a.pushCommand(), a.pullCommand(), a.remoteCommand(), a.watchCommand())
-	root.AddCommand(a.usageCommand(), a.doctorCommand())
+	root.AddCommand(a.usageCommand(), a.doctorCommand(), a.genManCommand())
 	return root
 }
 
