@@ -327,7 +327,8 @@ func checkInstalled(t *testing.T) {
 		"/usr/lib/systemd/system/vrift-daemon.socket", "/usr/lib/sysusers.d/vrift.conf", "/usr/lib/tmpfiles.d/vrift.conf",
 		"/etc/vrift/config.toml", "/usr/share/bash-completion/completions/vrift", "/usr/share/doc/vrift/protocol.md",
 		"/usr/share/man/man1/vrift.1.gz", "/usr/share/man/man1/vrift-doctor.1.gz", "/usr/share/man/man8/vrift-daemon.8.gz",
-		"/usr/share/man/man5/vrift.toml.5.gz", "/usr/share/doc/vrift/docs/admin-guide.md"} {
+		"/usr/share/man/man5/vrift.toml.5.gz", "/usr/share/doc/vrift/docs/admin-guide.md",
+		"/usr/share/doc/vrift/monitoring/grafana-dashboard.json", "/usr/share/doc/vrift/monitoring/prometheus-rules.yml"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("missing after install: %s", p)
 		}

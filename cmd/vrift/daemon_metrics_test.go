@@ -85,19 +85,7 @@ func TestDaemonPrometheus(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 
-	pdir := filepath.Join(e.base, "prom")
-	os.MkdirAll(pdir, 0o755)
-	paddr := freePort(t)
-	cfg := filepath.Join(pdir, "prometheus.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: vrift\n    static_configs:\n      - targets: ['%s']\n", maddr)), 0o644)
-	p := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(pdir, "data"),
-		"--web.listen-address="+paddr, "--log.level=warn")
-	var plog bytes.Buffer
-	p.Stdout, p.Stderr = &plog, &plog
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Process.Signal(syscall.SIGTERM); p.Wait() })
+	paddr, plog := startPrometheus(t, prom, filepath.Join(e.base, "prom"), maddr)
 
 	proj := filepath.Join(e.base, "alice", "app")
 	sub := "node_modules"
@@ -138,6 +126,25 @@ func TestDaemonPrometheus(t *testing.T) {
 	if up := promQuery(t, paddr, `up{job="vrift"}`); up != 1 {
 		t.Errorf("up = %v", up)
 	}
+}
+
+// startPrometheus runs the real Prometheus server in dir, scraping target
+// every second as job "vrift"; it returns its address and log.
+func startPrometheus(t *testing.T, prom, dir, target string) (string, *bytes.Buffer) {
+	t.Helper()
+	os.MkdirAll(dir, 0o755)
+	paddr := freePort(t)
+	cfg := filepath.Join(dir, "prometheus.yml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: vrift\n    static_configs:\n      - targets: ['%s']\n", target)), 0o644)
+	p := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+paddr, "--log.level=warn")
+	plog := &bytes.Buffer{}
+	p.Stdout, p.Stderr = plog, plog
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Process.Signal(syscall.SIGTERM); p.Wait() })
+	return paddr, plog
 }
 
 func fixtureRoot() string {
