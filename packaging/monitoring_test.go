@@ -64,10 +64,10 @@ func TestDashboardSchema(t *testing.T) {
 		}
 	}
 	var d struct {
-		Title         string            `json:"title"`
-		UID           string            `json:"uid"`
-		SchemaVersion int               `json:"schemaVersion"`
-		Editable      bool              `json:"editable"`
+		Title         string `json:"title"`
+		UID           string `json:"uid"`
+		SchemaVersion int    `json:"schemaVersion"`
+		Editable      bool   `json:"editable"`
 		Time          struct{ From, To string }
 		Refresh       string            `json:"refresh"`
 		Tags          []string          `json:"tags"`
