@@ -168,8 +168,6 @@ func Run(ctx context.Context, cfg Config) Report {
 	return r
 }
 
-func hex(n uint64) string { return strconv.FormatUint(n, 16) }
-
 // cause is the innermost error, without the op and path wrappers.
 func cause(err error) error {
 	for {

@@ -1,6 +1,10 @@
 package doctor
 
-import "golang.org/x/sys/unix"
+import (
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
 
 // Filesystem magic numbers (statfs(2)) of the filesystems worth naming.
 var fsNames = map[int64]string{
@@ -20,7 +24,7 @@ func fsName(s *unix.Statfs_t) string {
 	if n, ok := fsNames[int64(s.Type)]; ok {
 		return n
 	}
-	return "a filesystem of type 0x" + hex(uint64(s.Type))
+	return "a filesystem of type 0x" + strconv.FormatInt(int64(s.Type), 16)
 }
 
 // reflinkFS: FICLONE works on btrfs, bcachefs and XFS made with reflink=1
