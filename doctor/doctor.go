@@ -468,7 +468,7 @@ func checkInotify(cfg Config) Check {
 		return c
 	}
 	c.Message = fmt.Sprintf("inotify: %d watches (one per watched directory), %d instances (one per watched project) per user", w, i)
-	// A fixture node_modules has about 3,000 directories; a monorepo's
+	// The npm fixture's node_modules has 2,636 directories; a monorepo's
 	// tens of thousands.
 	if w < 65536 || i < 16 {
 		c.Status = Warn

@@ -87,15 +87,7 @@ func TestDaemonPrometheus(t *testing.T) {
 
 	paddr, plog := startPrometheus(t, prom, filepath.Join(e.base, "prom"), maddr)
 
-	proj := filepath.Join(e.base, "alice", "app")
-	sub := "node_modules"
-	if fixtureExists() {
-		sh(t, "cp", "-a", filepath.Join(fixtureRoot(), "base"), proj)
-	} else {
-		e.tree("alice", proj, generatedTree(3000))
-		sub = "data"
-	}
-	sh(t, "chown", "-R", "alice:alice", proj)
+	proj, sub := e.aliceApp(3000)
 	e.mustAs("alice", "ingest", filepath.Join(proj, sub))
 	final, err := scrape(maddr)
 	if err != nil {
@@ -145,6 +137,23 @@ func startPrometheus(t *testing.T, prom, dir, target string) (string, *bytes.Buf
 	}
 	t.Cleanup(func() { p.Process.Signal(syscall.SIGTERM); p.Wait() })
 	return paddr, plog
+}
+
+// aliceApp copies the npm fixture to alice's project "app" (sub
+// node_modules), or, where the fixture is not installed, writes a tree of n
+// generated files (sub data).
+func (e *daemonEnv) aliceApp(n int) (proj, sub string) {
+	t := e.t
+	t.Helper()
+	proj, sub = filepath.Join(e.base, "alice", "app"), "node_modules"
+	if fixtureExists() {
+		sh(t, "cp", "-a", filepath.Join(fixtureRoot(), "base"), proj)
+	} else {
+		e.tree("alice", proj, generatedTree(n))
+		sub = "data"
+	}
+	sh(t, "chown", "-R", "alice:alice", proj)
+	return proj, sub
 }
 
 func fixtureRoot() string {

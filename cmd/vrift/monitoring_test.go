@@ -104,15 +104,7 @@ func TestMonitoringMetrics(t *testing.T) {
 	e.start("--config", cfg, "--metrics-addr", maddr)
 	paddr, plog := startPrometheus(t, prom, filepath.Join(e.base, "prom"), maddr)
 
-	proj := filepath.Join(e.base, "alice", "app")
-	sub := "node_modules"
-	if fixtureExists() {
-		sh(t, "cp", "-a", filepath.Join(fixtureRoot(), "base"), proj)
-	} else {
-		e.tree("alice", proj, generatedTree(2000))
-		sub = "data"
-	}
-	sh(t, "chown", "-R", "alice:alice", proj)
+	proj, sub := e.aliceApp(2000)
 	e.mustAs("alice", "ingest", "--tier", "tier2", filepath.Join(proj, sub))
 	e.mustAs("alice", "link", "--method", "copy", "--to", filepath.Join(e.base, "alice", "copy"), proj)
 	bobProj := filepath.Join(e.base, "bob", "app")
