@@ -11,7 +11,7 @@ FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
 STATICCHECK_VERSION ?= v0.6.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
-.PHONY: all build demo deps test test-quick test-unprivileged test-go fixture versitygw lint darwin-check bench package systemd-test clean fuzz soak
+.PHONY: all build demo deps man test test-quick test-unprivileged test-go fixture versitygw lint darwin-check bench package systemd-test clean fuzz soak
 
 all: build
 
@@ -100,9 +100,21 @@ package: build
 	bin/vrift completion bash >dist/completions/vrift.bash
 	bin/vrift completion zsh >dist/completions/vrift.zsh
 	bin/vrift completion fish >dist/completions/vrift.fish
+	$(MAKE) man
 	VERSION=$(PKG_VERSION) $(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target dist/vrift_$(PKG_VERSION)_amd64.deb
 	VERSION=$(PKG_VERSION) $(GO) tool nfpm package --config packaging/nfpm.yaml --packager rpm --target dist/vrift-$(PKG_VERSION).x86_64.rpm
 	ls -l dist
+
+## man: dist/man/*.gz: vrift(1) and a page per command (from the cobra
+## commands), vrift-daemon(8) (from its flags), vrift.toml(5) (from the admin
+## guide's configuration reference); HOME=~ keeps the builder's home out of
+## the flags' defaults
+man: build
+	rm -rf dist/man && mkdir -p dist/man
+	env -u XDG_CONFIG_HOME HOME='~' bin/vrift gen-man dist/man
+	$(GO) run ./internal/tools/mangen daemon bin/vrift-daemon $(PKG_VERSION) dist/man/vrift-daemon.8
+	$(GO) run ./internal/tools/mangen config docs/admin-guide.md $(PKG_VERSION) dist/man/vrift.toml.5
+	gzip -9n dist/man/*
 
 ## systemd-test: boot real systemd in a container with the installed .deb
 systemd-test:

@@ -141,6 +141,7 @@ func TestDebInstall(t *testing.T) {
 		t.Fatalf("make package made %v and %v", debs, rpms)
 	}
 	deb := debs[0]
+	lintianManPages(t, deb)
 	// Leave the machine as we found it, whatever happens.
 	t.Cleanup(func() { exec.Command("dpkg", "-P", "vrift").Run() })
 
@@ -217,7 +218,8 @@ func TestDebInstall(t *testing.T) {
 	for _, want := range []string{"/usr/bin/vrift", "/usr/bin/vrift-daemon", "/usr/lib/systemd/system/vrift-daemon.socket",
 		"/usr/lib/systemd/user/vrift-watch@.service",
 		"/usr/lib/sysusers.d/vrift.conf", "/usr/lib/tmpfiles.d/vrift.conf", "/etc/vrift/config.toml",
-		"/usr/share/bash-completion/completions/vrift"} {
+		"/usr/share/bash-completion/completions/vrift", "/usr/share/man/man1/vrift.1.gz",
+		"/usr/share/man/man8/vrift-daemon.8.gz", "/usr/share/man/man5/vrift.toml.5.gz"} {
 		if !strings.Contains(files, want) {
 			t.Errorf("rpm lacks %s:\n%s", want, files)
 		}
@@ -226,6 +228,26 @@ func TestDebInstall(t *testing.T) {
 	for _, want := range []string{"useradd -r -g vrift", "systemctl disable --now vrift-daemon.socket", "rm -rf /var/lib/vrift"} {
 		if !strings.Contains(scripts, want) {
 			t.Errorf("rpm scripts lack %q", want)
+		}
+	}
+}
+
+// lintianManPages runs Debian's lintian on the .deb, where it is
+// installed (it is not among the test's required packages), and fails on
+// any man page tag: a binary without a page (binary-without-manpage), a
+// page man warns about (manpage-has-errors-from-man), a bad whatis entry.
+// Other tags (no changelog or copyright for a package not built by
+// Debian's tools) are not this test's concern.
+func lintianManPages(t *testing.T, deb string) {
+	t.Helper()
+	if _, err := exec.LookPath("lintian"); err != nil {
+		t.Log("no lintian (apt install lintian): man pages checked by TestManPages only")
+		return
+	}
+	out, _ := exec.Command("lintian", "-I", "--tag-display-limit", "0", deb).CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "manpage") {
+			t.Errorf("lintian: %s", l)
 		}
 	}
 }
@@ -303,9 +325,20 @@ func checkInstalled(t *testing.T) {
 	}
 	for _, p := range []string{"/usr/bin/vrift", "/usr/bin/vrift-daemon", "/usr/lib/systemd/system/vrift-daemon.service",
 		"/usr/lib/systemd/system/vrift-daemon.socket", "/usr/lib/sysusers.d/vrift.conf", "/usr/lib/tmpfiles.d/vrift.conf",
-		"/etc/vrift/config.toml", "/usr/share/bash-completion/completions/vrift", "/usr/share/doc/vrift/protocol.md"} {
+		"/etc/vrift/config.toml", "/usr/share/bash-completion/completions/vrift", "/usr/share/doc/vrift/protocol.md",
+		"/usr/share/man/man1/vrift.1.gz", "/usr/share/man/man1/vrift-doctor.1.gz", "/usr/share/man/man8/vrift-daemon.8.gz",
+		"/usr/share/man/man5/vrift.toml.5.gz", "/usr/share/doc/vrift/docs/admin-guide.md",
+		"/usr/share/doc/vrift/monitoring/grafana-dashboard.json", "/usr/share/doc/vrift/monitoring/prometheus-rules.yml"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("missing after install: %s", p)
+		}
+	}
+	// man finds the installed pages by name.
+	if _, err := exec.LookPath("man"); err == nil {
+		for _, page := range []string{"vrift", "vrift-daemon", "vrift.toml", "vrift-ingest"} {
+			if out, err := exec.Command("man", "-w", page).CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "/usr/share/man/") {
+				t.Errorf("man -w %s: %q %v", page, out, err)
+			}
 		}
 	}
 	for _, bin := range []string{"/usr/bin/vrift", "/usr/bin/vrift-daemon"} {

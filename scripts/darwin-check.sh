@@ -6,7 +6,7 @@
 # runtime/cgo and LMDB include (nothing is linked). Every Go file that builds
 # on macOS, vrift's and its dependencies', is compiled by the real Go
 # compiler for darwin and checked by vet; cgo's types for LMDB come from
-# clang's debug info for the real target. See README, "macOS".
+# clang's debug info for the real target. See docs/macos.md.
 #
 # Extra arguments go to `go vet` (e.g. -overlay FILE); PKGS overrides ./...
 # With STATICCHECK=/path/to/staticcheck (a binary built for this machine),

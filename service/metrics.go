@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/vrift/vrift/rpc"
@@ -108,6 +110,15 @@ func newMetrics(s *Service) *metrics {
 	gauge("vrift_store_referenced_bytes", "Bytes of the distinct blobs some pinned root references.",
 		func() float64 { return float64(s.acct.Total().Referenced) })
 	gauge("vrift_store_max_bytes", "The store's max_bytes (0: none).", func() float64 { return float64(s.cfg.MaxStoreBytes) })
+	gauge("vrift_store_min_free_bytes", "The store's min_free (0: none).", func() float64 { return float64(s.cfg.MinFree) })
+	// One statfs per scrape, as the min_free check makes (no walk).
+	gauge("vrift_store_free_bytes", "Bytes available to the daemon on the store's filesystem.", func() float64 {
+		var st unix.Statfs_t
+		if err := unix.Statfs(s.store.Root(), &st); err != nil {
+			return math.NaN()
+		}
+		return float64(st.Bavail) * float64(st.Bsize)
+	})
 	gauge("vrift_ingest_sessions_in_flight", "Ingest sessions open.", func() float64 {
 		s.mu.Lock()
 		defer s.mu.Unlock()

@@ -1,6 +1,6 @@
 // Command vrift-daemon owns the shared vrift store and serves the vrift
 // protocol (JSON-RPC 2.0) on a unix socket. It runs as the unprivileged
-// vrift user; see docs/protocol.md and the README's daemon section.
+// vrift user; see docs/protocol.md and docs/admin-guide.md.
 package main
 
 import (

@@ -85,29 +85,9 @@ func TestDaemonPrometheus(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 
-	pdir := filepath.Join(e.base, "prom")
-	os.MkdirAll(pdir, 0o755)
-	paddr := freePort(t)
-	cfg := filepath.Join(pdir, "prometheus.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: vrift\n    static_configs:\n      - targets: ['%s']\n", maddr)), 0o644)
-	p := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(pdir, "data"),
-		"--web.listen-address="+paddr, "--log.level=warn")
-	var plog bytes.Buffer
-	p.Stdout, p.Stderr = &plog, &plog
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Process.Signal(syscall.SIGTERM); p.Wait() })
+	paddr, plog := startPrometheus(t, prom, filepath.Join(e.base, "prom"), maddr)
 
-	proj := filepath.Join(e.base, "alice", "app")
-	sub := "node_modules"
-	if fixtureExists() {
-		sh(t, "cp", "-a", filepath.Join(fixtureRoot(), "base"), proj)
-	} else {
-		e.tree("alice", proj, generatedTree(3000))
-		sub = "data"
-	}
-	sh(t, "chown", "-R", "alice:alice", proj)
+	proj, sub := e.aliceApp(3000)
 	e.mustAs("alice", "ingest", filepath.Join(proj, sub))
 	final, err := scrape(maddr)
 	if err != nil {
@@ -138,6 +118,42 @@ func TestDaemonPrometheus(t *testing.T) {
 	if up := promQuery(t, paddr, `up{job="vrift"}`); up != 1 {
 		t.Errorf("up = %v", up)
 	}
+}
+
+// startPrometheus runs the real Prometheus server in dir, scraping target
+// every second as job "vrift"; it returns its address and log.
+func startPrometheus(t *testing.T, prom, dir, target string) (string, *bytes.Buffer) {
+	t.Helper()
+	os.MkdirAll(dir, 0o755)
+	paddr := freePort(t)
+	cfg := filepath.Join(dir, "prometheus.yml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: vrift\n    static_configs:\n      - targets: ['%s']\n", target)), 0o644)
+	p := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+paddr, "--log.level=warn")
+	plog := &bytes.Buffer{}
+	p.Stdout, p.Stderr = plog, plog
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Process.Signal(syscall.SIGTERM); p.Wait() })
+	return paddr, plog
+}
+
+// aliceApp copies the npm fixture to alice's project "app" (sub
+// node_modules), or, where the fixture is not installed, writes a tree of n
+// generated files (sub data).
+func (e *daemonEnv) aliceApp(n int) (proj, sub string) {
+	t := e.t
+	t.Helper()
+	proj, sub = filepath.Join(e.base, "alice", "app"), "node_modules"
+	if fixtureExists() {
+		sh(t, "cp", "-a", filepath.Join(fixtureRoot(), "base"), proj)
+	} else {
+		e.tree("alice", proj, generatedTree(n))
+		sub = "data"
+	}
+	sh(t, "chown", "-R", "alice:alice", proj)
+	return proj, sub
 }
 
 func fixtureRoot() string {

@@ -122,7 +122,7 @@ Exit codes:
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
 		a.statusCommand(), a.gcCommand(), a.verifyCommand(),
 		a.pushCommand(), a.pullCommand(), a.remoteCommand(), a.watchCommand(), a.keyCommand())
-	root.AddCommand(a.usageCommand())
+	root.AddCommand(a.usageCommand(), a.doctorCommand(), a.genManCommand())
 	return root
 }
 
@@ -146,15 +146,9 @@ func (a *app) storeRoot() (string, error) {
 // --store/VRIFT_STORE (and no socket named), or when no daemon socket
 // exists. The caller closes it.
 func (a *app) store(ctx context.Context) (engine.Store, error) {
-	socket := a.socketFlag
-	if socket == "" {
-		socket = os.Getenv("VRIFT_SOCKET")
-	}
-	if socket == "" && a.storeFlag == "" && os.Getenv("VRIFT_STORE") == "" {
-		socket = engine.DefaultSocket()
-	}
+	socket, mode, _ := a.chooseMode()
 	var root string
-	if a.direct || socket == "" || !engine.SocketExists(socket) {
+	if mode == "direct" {
 		var err error
 		if root, err = a.storeRoot(); err != nil {
 			return nil, err
@@ -168,6 +162,30 @@ func (a *app) store(ctx context.Context) (engine.Store, error) {
 		}
 	}
 	return s, err
+}
+
+// chooseMode is the one rule for which store a command uses: the socket
+// to try ("" for none), the mode ("daemon" or "direct") and why (vrift
+// doctor prints the reason). A socket that exists but cannot be used
+// still means daemon mode: engine.Open then fails, naming it.
+func (a *app) chooseMode() (socket, mode, reason string) {
+	socket, from := a.socketFlag, "--socket"
+	if socket == "" {
+		socket, from = os.Getenv("VRIFT_SOCKET"), "VRIFT_SOCKET"
+	}
+	explicitStore := a.storeFlag != "" || os.Getenv("VRIFT_STORE") != ""
+	if socket == "" && !explicitStore {
+		socket, from = engine.DefaultSocket(), "the default path"
+	}
+	switch {
+	case a.direct:
+		return socket, "direct", "--direct given"
+	case socket == "":
+		return "", "direct", "--store or VRIFT_STORE given, and no socket named"
+	case !engine.SocketExists(socket):
+		return socket, "direct", fmt.Sprintf("no daemon socket at %s (%s): no daemon set up", socket, from)
+	}
+	return socket, "daemon", fmt.Sprintf("daemon socket at %s (%s)", socket, from)
 }
 
 // withStore runs fn on the command's store.

@@ -107,7 +107,7 @@ type File struct {
 	MaxConnsPerUID int    `toml:"max_conns_per_uid"`
 	MaxFDsPerUID   int    `toml:"max_fds_per_uid"`
 	MaxInflight    int    `toml:"max_inflight"`
-	// Quotas and metrics (the daemon's; README).
+	// Quotas and metrics (the daemon's; docs/admin-guide.md).
 	Quota   Quota   `toml:"quota"`
 	Metrics Metrics `toml:"metrics"`
 }
@@ -255,7 +255,7 @@ func Parse(data []byte, base File) (File, error) {
 		if n := KeyLine(data, strings.Join(k[:len(k)-1], "."), k[len(k)-1]); n > 0 {
 			where = fmt.Sprintf("line %d: ", n)
 		}
-		return File{}, fmt.Errorf("%sunknown key %q (see /etc/vrift/config.toml and docs/protocol.md for the known ones)", where, k.String())
+		return File{}, fmt.Errorf("%sunknown key %q (the known ones: man 5 vrift.toml, or docs/admin-guide.md)", where, k.String())
 	}
 	return f, nil
 }
