@@ -97,7 +97,7 @@ func TestReferenceListsEveryKey(t *testing.T) {
 // TestReferenceKeysParse: every documented key is accepted by Parse itself
 // (not only present in the struct), with a value of some type.
 func TestReferenceKeysParse(t *testing.T) {
-	values := []string{`"1h"`, `1`, `true`, `"1GiB"`, `"/x"`}
+	values := []string{`"1h"`, `1`, `true`, `"1GiB"`, `"/x"`, `[]`}
 	for _, k := range documentedKeys(t) {
 		path := strings.Split(strings.ReplaceAll(k, "<user>", "alice"), ".")
 		var text string
