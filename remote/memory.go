@@ -77,17 +77,26 @@ func (m *Memory) Put(ctx context.Context, key string, r io.Reader, size int64) e
 	return nil
 }
 
-func (m *Memory) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+// object returns the object for a read. Its data is never written again
+// (a put replaces it): no copy.
+func (m *Memory) object(ctx context.Context, key string) (memObject, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return memObject{}, err
 	}
 	m.mu.Lock()
 	o, ok := m.objs[key]
 	m.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("get %s/%s: %w", m, key, ErrNotFound)
+		return memObject{}, fmt.Errorf("get %s/%s: %w", m, key, ErrNotFound)
 	}
-	// The slice is never written again (a put replaces it): no copy.
+	return o, nil
+}
+
+func (m *Memory) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	o, err := m.object(ctx, key)
+	if err != nil {
+		return nil, err
+	}
 	return io.NopCloser(bytes.NewReader(o.data)), nil
 }
 
@@ -95,14 +104,9 @@ func (m *Memory) GetRange(ctx context.Context, key string, offset, length int64)
 	if offset < 0 || length <= 0 {
 		return nil, fmt.Errorf("get %s/%s: bad range %d+%d", m, key, offset, length)
 	}
-	if err := ctx.Err(); err != nil {
+	o, err := m.object(ctx, key)
+	if err != nil {
 		return nil, err
-	}
-	m.mu.Lock()
-	o, ok := m.objs[key]
-	m.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("get %s/%s: %w", m, key, ErrNotFound)
 	}
 	if offset >= int64(len(o.data)) {
 		return nil, fmt.Errorf("get %s/%s: range %d+%d past the end (%d bytes): %w", m, key, offset, length, len(o.data), ErrRange)

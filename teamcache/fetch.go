@@ -194,24 +194,19 @@ func (f *Fetcher) fetch(ctx context.Context, batch *cas.Batch, want map[cas.Key]
 			return err
 		})
 	}
-	for _, k := range plan.zstd {
-		g.Go(func() error {
-			fs, err := f.shared(gctx, "zstd "+k.Name(), batch, func() (map[cas.Key]error, error) {
-				return f.readObject(gctx, batch, k, ZstdKey(k), true, c)
+	objects := func(keys []cas.Key, kind string, key func(cas.Key) string, compressed bool) {
+		for _, k := range keys {
+			g.Go(func() error {
+				fs, err := f.shared(gctx, kind+" "+k.Name(), batch, func() (map[cas.Key]error, error) {
+					return f.readObject(gctx, batch, k, key(k), compressed, c)
+				})
+				note(fs)
+				return err
 			})
-			note(fs)
-			return err
-		})
+		}
 	}
-	for _, k := range plan.legacy {
-		g.Go(func() error {
-			fs, err := f.shared(gctx, "blob "+k.Name(), batch, func() (map[cas.Key]error, error) {
-				return f.readObject(gctx, batch, k, BlobKey(k), false, c)
-			})
-			note(fs)
-			return err
-		})
-	}
+	objects(plan.zstd, "zstd", ZstdKey, true)
+	objects(plan.legacy, "blob", BlobKey, false)
 	err := g.Wait()
 	return failed, err
 }
