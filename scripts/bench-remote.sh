@@ -15,6 +15,9 @@
 #   unchanged push    vrift push of a tree the remote already has
 #                                                 target <= 0.2x baseline upload, 1 request
 #   cold push         (once, at set-up)           target <= 100 requests
+#   signed round trip the bumped tree pushed (unchanged) and pulled with base
+#                     local, signed and checked against a trusted key, vs the
+#                     same unsigned                target <= 1.05x
 #
 # Each round uses fresh directories and stores; the report gives medians and
 # the median of per-round ratios, with bytes and request counts beside.
@@ -65,11 +68,15 @@ cpreq=$(jget requests)
 echo "cold push of base: $t ms, $(jget blobs_sent) blobs, $(jget bytes_sent) bytes, $cpreq requests"
 t=$(ms "$vrift" --json --store "$w/store1" push "$w/bumped" --name bumped "${rem[@]}")
 echo "push of bumped (base up): $t ms, $(jget blobs_sent) blobs, $(jget bytes_sent) bytes, $(jget requests) requests"
+# The signed copy of bumped: its blobs are up already, only the tree goes.
+"$vrift" key generate bench --out "$w/bench.secret" >"$w/bench.pub"
+printf '[remote]\ntrusted_keys = ["%s"]\n' "$(cat "$w/bench.pub")" >"$w/trust.toml"
+"$vrift" --store "$w/store1" push "$w/bumped" --name bumped-signed --sign-key "$w/bench.secret" "${rem[@]}" >/dev/null
 echo "fixture: $(find "$fixdir/base/node_modules" -type f | wc -l) files; rounds: $runs; jobs: $jobs; scratch: $w"
 
-declare -a up restore cold bumpp push
+declare -a up restore cold bumpp push rtu rts
 for i in $(seq "$runs"); do
-	fresh "$w/tar.zst" "$w/restore" "$w/pull" "$w/pullb" "$w/store2"
+	fresh "$w/tar.zst" "$w/restore" "$w/pull" "$w/pullb" "$w/store2" "$w/store3" "$w/pulls" "$w/pullu"
 	sync
 	# shellcheck disable=SC2016 # expanded by the inner bash
 	up+=("$(ms bash -c 'tar -C "$1" -cf - node_modules | zstd -q -T0 -3 -o "$2" && "$3" "${@:4}" put base.tar.zst "$2"' bash "$w/base" "$w/tar.zst" "$s3obj" "${obj[@]}")")
@@ -94,9 +101,32 @@ for i in $(seq "$runs"); do
 	sync
 	push+=("$(ms "$vrift" --json --store "$w/store1" push "$w/base" --name base "${rem[@]}")")
 	preq=$(jget requests)
+	# Round trips of bumped, unsigned then signed (in alternating order),
+	# each an unchanged push and a pull into a store holding base only.
+	"$vrift" --store "$w/store3" pull base --to "$w/pull3" --method hardlink "${rem[@]}" >/dev/null
+	cp -a "$w/store3" "$w/store4"
+	sync
+	rt_unsigned() {
+		local a b
+		a=$(ms "$vrift" --json --store "$w/store1" push "$w/bumped" --name bumped "${rem[@]}")
+		b=$(ms "$vrift" --json --store "$w/store3" pull bumped --to "$w/pullu" --method hardlink "${rem[@]}")
+		echo $((a + b))
+	}
+	rt_signed() {
+		local a b
+		a=$(ms "$vrift" --json --store "$w/store1" push "$w/bumped" --name bumped-signed --sign-key "$w/bench.secret" "${rem[@]}")
+		b=$(ms "$vrift" --json --store "$w/store4" pull bumped-signed --config "$w/trust.toml" --to "$w/pulls" --method hardlink "${rem[@]}")
+		echo $((a + b))
+	}
+	if ((i % 2)); then
+		rtu+=("$(rt_unsigned)"); sync; rts+=("$(rt_signed)")
+	else
+		rts+=("$(rt_signed)"); sync; rtu+=("$(rt_unsigned)")
+	fi
+	fresh "$w/store3" "$w/store4" "$w/pull3"
 	echo "round $i: tar upload ${up[-1]} ms ($tarbytes bytes, 1 object), restore ${restore[-1]} ms," \
 		"cold pull ${cold[-1]} ms ($cbytes bytes, $creq requests), bumped pull ${bumpp[-1]} ms ($bblobs blobs, $bfetched bytes, $breq requests)," \
-		"unchanged push ${push[-1]} ms ($preq requests)"
+		"unchanged push ${push[-1]} ms ($preq requests), round trip unsigned ${rtu[-1]} ms, signed ${rts[-1]} ms"
 done
 # Bytes and requests are the same every round (the last round's here).
 pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f%%", 100*a/b}'; }
@@ -124,3 +154,4 @@ echo "medians over $runs rounds (target judged on the median of per-round ratios
 row "cold pull" "${cold[*]}" "tarball restore" "${restore[*]}" 1.0
 row "bumped pull" "${bumpp[*]}" "tarball restore" "${restore[*]}" 0.3
 row "unchanged push" "${push[*]}" "tarball upload" "${up[*]}" 0.2
+row "signed trip" "${rts[*]}" "unsigned trip" "${rtu[*]}" 1.05
