@@ -173,8 +173,14 @@ func (b *Batch) flushHeld() error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	// Then the names.
-	return b.s.Sync()
+	// Then the names; then the totals (at most once a second; one that
+	// fails is retried at Close, and if that fails too the store's totals
+	// are recounted by the next reader).
+	if err := b.s.Sync(); err != nil {
+		return err
+	}
+	b.s.ledger.save(false)
+	return nil
 }
 
 // Discard drops every pending blob; for a batch whose work failed.

@@ -72,6 +72,7 @@ func (s *Store) Remove(k Key) error {
 	if s.totals != nil {
 		disk = s.diskBytes(k)
 	}
+	s.ledger.register()
 	if err := os.Remove(s.Path(k)); err != nil {
 		return fmt.Errorf("remove blob %s: %w", k, err)
 	}
@@ -127,6 +128,7 @@ func (s *Store) Quarantine(k Key) (string, error) {
 	if s.totals != nil {
 		disk = s.diskBytes(k)
 	}
+	s.ledger.register()
 	if err := os.Rename(s.Path(k), dst); err != nil {
 		return "", fmt.Errorf("quarantine %s: %w", k, err)
 	}

@@ -54,6 +54,23 @@ func (s *Store) lock(ctx context.Context, how int, waiting func()) (*Lock, error
 	}
 }
 
+// TryLockExclusive takes the store lock in exclusive mode if no one holds
+// it; nil, nil if someone does.
+func (s *Store) TryLockExclusive() (*Lock, error) {
+	f, err := os.OpenFile(filepath.Join(s.root, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if err == unix.EWOULDBLOCK {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	return &Lock{f: f}, nil
+}
+
 // Unlock releases the lock.
 func (l *Lock) Unlock() error { return l.f.Close() }
 

@@ -40,7 +40,7 @@ func OpenDirect(root string) (*Direct, error) {
 	if err := os.Mkdir(root, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("create store %s: %w", root, err)
 	}
-	s, err := cas.Open(root, cas.Options{DirMode: 0o755, Owner: cas.OwnerDirect})
+	s, err := cas.Open(root, cas.Options{DirMode: 0o755, Owner: cas.OwnerDirect, KeepTotals: true})
 	if err != nil {
 		return nil, err
 	}
@@ -199,8 +199,8 @@ func (d *Direct) checkOwner(op string) error {
 // Mode is "direct".
 func (d *Direct) Mode() string { return "direct" }
 
-// Close releases nothing: a direct store holds no resources between calls.
-func (d *Direct) Close() error { return nil }
+// Close saves this process's changes to the store's totals (cas ledger).
+func (d *Direct) Close() error { return d.Store.Close() }
 
 // Pin registers the manifest at mpath as a root and returns the store root
 // to project from.

@@ -47,19 +47,23 @@ func (l StoreLimits) Over(s *cas.Store, bytes int64) (bool, string, error) {
 	return false, "", nil
 }
 
-// OverLimits is Over for s as it is: its running totals when it keeps them
-// (the daemon's), else a walk when MaxBytes is set (direct mode keeps no
-// running totals).
+// OverLimits is Over for s as it is: the totals it keeps on disk (cas
+// ledger: every process's saved changes and this one's), else, when they
+// cannot be trusted and MaxBytes is set, a walk. A live-ingest watcher
+// calls it per commit: with kept totals that costs a small file's read,
+// not a walk of the store.
 func OverLimits(ctx context.Context, s *cas.Store, l StoreLimits) (bool, string, error) {
 	var bytes int64
-	if t := s.Totals(); t != nil {
-		bytes = t.Bytes()
-	} else if l.MaxBytes > 0 {
-		st, err := ScanStore(ctx, s)
-		if err != nil {
-			return false, "", err
+	if l.MaxBytes > 0 {
+		if t, err := s.StoredTotals(); err == nil && t.Trusted {
+			bytes = t.Bytes
+		} else {
+			st, err := ScanStore(ctx, s)
+			if err != nil {
+				return false, "", err
+			}
+			bytes = st.Bytes
 		}
-		bytes = st.Bytes
 	}
 	return l.Over(s, bytes)
 }
@@ -103,15 +107,12 @@ func SweepToLimits(ctx context.Context, s *cas.Store, l StoreLimits, roots []str
 		return res, err
 	}
 	res.Candidates = len(cands)
-	// The store's bytes: its running totals when it keeps them (they
-	// count ingests' unflushed blobs too, and Remove keeps them), else
-	// the walk's, less what this sweep removed.
+	// The store's bytes: the walk's, less what this sweep removed, plus
+	// the ingests' unflushed blobs (the daemon's sessions; none in direct
+	// mode, whose sweep holds every writer off).
 	var removedBytes int64
 	bytes := func() int64 {
-		if t := s.Totals(); t != nil {
-			return t.Bytes()
-		}
-		return walked - removedBytes
+		return walked - removedBytes + s.Totals().PendingBytes()
 	}
 	slices.SortFunc(cands, func(a, b cas.Blob) int { return a.ModTime.Compare(b.ModTime) })
 	var errs []error
