@@ -96,7 +96,7 @@ func (in *ingester) record(ctx context.Context) error {
 	// The manifest write transaction lives on this goroutine (LMDB ties it
 	// to one OS thread); everything else feeds it through out.
 	seed := maphash.MakeSeed()
-	seen := make(map[uint64]struct{})
+	var seen hashSet
 	err = in.m.Update(func(w *manifest.Writer) error {
 		changed := false
 		var lastProgress time.Time
@@ -110,7 +110,7 @@ func (in *ingester) record(ctx context.Context) error {
 						vfs.Quote(in.abs(r.path))))
 					continue
 				}
-				seen[maphash.String(seed, r.path)] = struct{}{}
+				seen.add(maphash.String(seed, r.path))
 				if r.busy {
 					// Kept as recorded: the watcher retries it.
 					in.res.Busy = append(in.res.Busy, r.path)
@@ -139,8 +139,7 @@ func (in *ingester) record(ctx context.Context) error {
 		deleted := 0
 		for _, p := range in.prune {
 			n, err := w.DeleteUnseen(p, func(p []byte) bool {
-				_, ok := seen[maphash.Bytes(seed, p)]
-				return ok
+				return seen.has(maphash.Bytes(seed, p))
 			})
 			if err != nil {
 				return err
@@ -193,13 +192,12 @@ func (in *ingester) count(r recorded) {
 	case manifest.File:
 		in.res.Files++
 		in.res.Bytes += r.entry.Size
-		k := r.entry.Key()
-		in.unique[k] = struct{}{}
+		in.unique.add(keyHash(r.entry.Key()))
 		if r.reused {
 			in.res.Reused++
 		}
-		if !r.projected {
-			in.unprojected[maphash.String(in.seed, r.path)] = struct{}{}
+		if !r.projected && in.opts.Tier == Tier1 && in.opts.Mode == Solid {
+			in.unprojected.add(maphash.String(in.seed, r.path))
 		}
 		if r.adopted {
 			in.res.Adopted++

@@ -89,7 +89,7 @@ type LimitSweepResult struct {
 // a root that cannot be read stops the sweep before anything is deleted,
 // one whose manifest is gone references nothing. Blobs that cannot be
 // removed are skipped and reported in RemoveErr.
-func SweepToLimits(ctx context.Context, s *cas.Store, l StoreLimits, roots []string, extra func(live map[cas.Key]struct{})) (LimitSweepResult, error) {
+func SweepToLimits(ctx context.Context, s *cas.Store, l StoreLimits, roots []string, extra func(live *LiveSet)) (LimitSweepResult, error) {
 	var res LimitSweepResult
 	live, _, err := mark(ctx, roots, extra)
 	if err != nil {
@@ -99,7 +99,7 @@ func SweepToLimits(ctx context.Context, s *cas.Store, l StoreLimits, roots []str
 	var walked int64
 	if err := s.Walk(ctx, func(b cas.Blob) error {
 		walked += b.Key.Size
-		if _, ok := live[b.Key]; !ok {
+		if !live.Has(b.Key) {
 			cands = append(cands, b)
 		}
 		return nil

@@ -44,14 +44,23 @@ rows=()
 run() {
 	local name=$1; shift
 	settle
-	if ! /usr/bin/time -f '%e %M' -o "$w/time" "$@" >"$w/out" 2>"$w/err"; then
+	local t0 t1
+	# SCALE_PROF=DIR: each vrift command writes its peak heap profile
+	# there (go tool pprof -sample_index=inuse_space bin/vrift DIR/x.heap).
+	if [ -n "${SCALE_PROF:-}" ]; then
+		mkdir -p "$SCALE_PROF"; chmod 777 "$SCALE_PROF"
+		export VRIFT_HEAPPROFILE="$SCALE_PROF/$(echo "$name" | tr -c 'a-zA-Z0-9\n' _).heap"
+	fi
+	t0=$(date +%s%N)
+	if ! /usr/bin/time -f '%M' -o "$w/time" "$@" >"$w/out" 2>"$w/err"; then
 		echo "FAILED: $name: $*" >&2; cat "$w/err" >&2; tail -3 "$w/out" >&2
 		rows+=("$(printf '%-34s %10s %10s' "$name" failed -)")
 		return 0
 	fi
-	local s kb
-	read -r s kb <"$w/time"
-	rows+=("$(printf '%-34s %9.2fs %8.1fMB' "$name" "$s" "$(echo "$kb/1024" | bc -l)")")
+	t1=$(date +%s%N)
+	local kb
+	kb=$(tail -1 "$w/time")
+	rows+=("$(printf '%-34s %9.3fs %8.1fMB' "$name" "$(echo "($t1-$t0)/1000000000" | bc -l)" "$(echo "$kb/1024" | bc -l)")")
 	echo "${rows[-1]}"
 }
 
@@ -67,6 +76,7 @@ run "find -printf '%T@ %s' (stat walk)" find "$w/proj/tree" -printf '%T@ %s\n'
 run "direct: unchanged re-ingest" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
 run "direct: unchanged re-ingest again" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
 run "direct: status" "$vrift" "${d[@]}" status "$w/proj"
+run "direct: status --recount" "$vrift" "${d[@]}" status --recount
 run "direct: gc --dry-run" "$vrift" "${d[@]}" gc --dry-run
 run "direct: gc" "$vrift" "${d[@]}" gc
 run "direct: verify" "$vrift" "${d[@]}" verify
@@ -86,7 +96,7 @@ if [ "$(id -u)" = 0 ] && id vrift >/dev/null 2>&1 && id alice >/dev/null 2>&1 &&
 		--socket "$w/run/d.sock" 2>"$w/daemon.log" &
 	dpid=$!
 	for _ in $(seq 100); do [ -S "$w/run/d.sock" ] && break; sleep 0.1; done
-	as_alice=(setpriv --reuid alice --regid alice --init-groups env HOME="$w/aproj")
+	as_alice=(setpriv --reuid alice --regid alice --init-groups env HOME="$w/aproj" VRIFT_HEAPPROFILE="${VRIFT_HEAPPROFILE:-}")
 	s=(--socket "$w/run/d.sock")
 	run "daemon: cold ingest as alice" "${as_alice[@]}" "$vrift" "${s[@]}" ingest --tier tier2 "$w/aproj/tree"
 	hwm=$(awk '/VmHWM/ {print $2}' "/proc/$dpid/status")
@@ -94,6 +104,7 @@ if [ "$(id -u)" = 0 ] && id vrift >/dev/null 2>&1 && id alice >/dev/null 2>&1 &&
 	echo "${rows[-1]}"
 	run "daemon: unchanged re-ingest" "${as_alice[@]}" "$vrift" "${s[@]}" ingest --tier tier2 "$w/aproj/tree"
 	run "daemon: status (root)" "$vrift" "${s[@]}" status
+	run "daemon: status --recount (root)" "$vrift" "${s[@]}" status --recount
 	run "daemon: usage (root)" "$vrift" "${s[@]}" usage
 	run "daemon: gc --dry-run (root)" "$vrift" "${s[@]}" gc --dry-run
 	run "daemon: gc (root)" "$vrift" "${s[@]}" gc

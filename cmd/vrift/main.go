@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vrift/vrift/engine"
+	"github.com/vrift/vrift/internal/heapprof"
 )
 
 // Exit codes, documented in the root command's help.
@@ -57,7 +58,10 @@ type app struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// VRIFT_HEAPPROFILE=FILE: a heap profile at the peak (bench-scale).
+	endProfile := heapprof.Start(os.Getenv("VRIFT_HEAPPROFILE"))
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	endProfile()
 	stop()
 	os.Exit(code)
 }
