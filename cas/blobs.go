@@ -129,6 +129,9 @@ func (s *Store) Quarantine(k Key) (string, error) {
 		disk = s.diskBytes(k)
 	}
 	s.ledger.register()
+	if err := s.BumpEpoch(); err != nil { // no lock held: see epochFile
+		return "", fmt.Errorf("quarantine %s: %w", k, err)
+	}
 	if err := os.Rename(s.Path(k), dst); err != nil {
 		return "", fmt.Errorf("quarantine %s: %w", k, err)
 	}

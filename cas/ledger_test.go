@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -215,4 +216,32 @@ func TestLedgerOtherOwner(t *testing.T) {
 	if _, err := s.StoredTotals(); err != ErrNoTotals {
 		t.Fatalf("StoredTotals: %v, want ErrNoTotals", err)
 	}
+}
+
+// BenchmarkStoredTotals: what `vrift status` pays for the store's figures,
+// whatever the store's size (one small file, the writers/ directory, two
+// flocks), with two live writers registered.
+func BenchmarkStoredTotals(b *testing.B) {
+	root := filepath.Join(b.TempDir(), "store")
+	var writers []*Store // alive: a collected Store's writer file unlocks
+	for _, tag := range []string{"w1", "w2"} {
+		s, err := Open(root, Options{KeepTotals: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		writers = append(writers, s)
+		if _, err := s.Put(context.Background(), strings.NewReader(tag), false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s, err := Open(root, Options{KeepTotals: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if st, err := s.StoredTotals(); err != nil || st.Writers != 2 {
+			b.Fatalf("%+v %v", st, err)
+		}
+	}
+	runtime.KeepAlive(writers)
 }

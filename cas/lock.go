@@ -13,7 +13,11 @@ import (
 // Lock holds the store's lock file: shared by writers that deduplicate
 // against existing blobs, exclusive for a sweep that deletes them. Blob
 // removal is only safe while no writer can be relying on a blob it found.
-type Lock struct{ f *os.File }
+// Taking it exclusively replaces the store's removal epoch (epochFile).
+type Lock struct {
+	f *os.File
+	s *Store
+}
 
 // LockShared takes the store lock in shared mode, waiting for any sweep.
 func (s *Store) LockShared(ctx context.Context) (*Lock, error) {
@@ -35,7 +39,14 @@ func (s *Store) lock(ctx context.Context, how int, waiting func()) (*Lock, error
 	for {
 		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
 		if err == nil {
-			return &Lock{f: f}, nil
+			l := &Lock{f: f, s: s}
+			if how == unix.LOCK_EX {
+				if err := s.BumpEpoch(); err != nil {
+					f.Close()
+					return nil, fmt.Errorf("lock store: %w", err)
+				}
+			}
+			return l, nil
 		}
 		if err != unix.EWOULDBLOCK && err != unix.EINTR {
 			f.Close()
@@ -68,7 +79,11 @@ func (s *Store) TryLockExclusive() (*Lock, error) {
 		}
 		return nil, fmt.Errorf("lock store: %w", err)
 	}
-	return &Lock{f: f}, nil
+	if err := s.BumpEpoch(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	return &Lock{f: f, s: s}, nil
 }
 
 // Unlock releases the lock.
@@ -85,6 +100,9 @@ func (l *Lock) Convert(ctx context.Context, exclusive bool) error {
 	}
 	for {
 		err := unix.Flock(int(l.f.Fd()), how|unix.LOCK_NB)
+		if err == nil && exclusive && l.s != nil {
+			return l.s.BumpEpoch()
+		}
 		if err == nil {
 			return nil
 		}

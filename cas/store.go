@@ -104,6 +104,13 @@ func Open(root string, opts Options) (*Store, error) {
 	// A store the other mode owns (root running --direct verify on the
 	// daemon's store) keeps no totals here: files this process made in
 	// it (totals.lock, writers/) would be its, not the owner's.
+	if ReadEpoch(abs) == "" && (s.owner == opts.Owner || opts.Owner == "") {
+		// A store made before the epoch, or new: no manifest records
+		// this one yet, so any fresh token is right.
+		if err := s.BumpEpoch(); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
 	if opts.KeepTotals && (s.owner == opts.Owner || opts.Owner == "") {
 		s.totals = &Totals{}
 		s.ledger = &ledger{s: s}

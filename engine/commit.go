@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vrift/vrift/cas"
 	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/manifest"
 )
@@ -30,6 +31,9 @@ func (in *ingester) record(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Read before the walk: a removal after this replaces it, and the
+	// next ingest then checks every blob again (cas epochFile).
+	epoch := cas.ReadEpoch(in.opts.StoreRoot)
 
 	workers := in.opts.Workers
 	if workers <= 0 {
@@ -54,6 +58,7 @@ func (in *ingester) record(ctx context.Context) error {
 		defer close(jobs)
 		w := walker{in: in, old: old, jobs: jobs, out: out,
 			trustDirs:  oldMeta.Store == in.opts.StoreRoot,
+			trustBlobs: oldMeta.Store == in.opts.StoreRoot && epoch != "" && oldMeta.StoreEpoch == epoch,
 			racyBefore: time.Now().Add(-racyWindow).UnixNano()}
 		if in.opts.Paths != nil {
 			if err := w.refresh(gctx, in.opts.Paths); err != nil {
@@ -154,13 +159,14 @@ func (in *ingester) record(ctx context.Context) error {
 			}
 		}
 		subtrees := addSubtree(oldMeta.Subtrees, in.subtree)
-		if !changed && deleted == 0 && slices.Equal(subtrees, oldMeta.Subtrees) {
+		if !changed && deleted == 0 && slices.Equal(subtrees, oldMeta.Subtrees) && oldMeta.StoreEpoch == epoch {
 			return errUnchanged
 		}
 		meta := oldMeta
 		meta.Root = in.root
 		meta.Store = in.opts.StoreRoot
 		meta.Subtrees = subtrees
+		meta.StoreEpoch = epoch
 		if meta.Totals, err = w.Count(); err != nil {
 			return err
 		}

@@ -75,6 +75,7 @@ run "direct: cold ingest (tier2)" "$vrift" "${d[@]}" ingest --tier tier2 "$w/pro
 run "find -printf '%T@ %s' (stat walk)" find "$w/proj/tree" -printf '%T@ %s\n'
 run "direct: unchanged re-ingest" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
 run "direct: unchanged re-ingest again" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
+run "vrift --help (start-up floor)" "$vrift" --help
 run "direct: status" "$vrift" "${d[@]}" status "$w/proj"
 run "direct: status --recount" "$vrift" "${d[@]}" status --recount
 run "direct: gc --dry-run" "$vrift" "${d[@]}" gc --dry-run
