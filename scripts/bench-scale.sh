@@ -86,13 +86,14 @@ run "direct: link --method hardlink" "$vrift" "${d[@]}" link --method hardlink -
 fresh "$w/linked"
 
 if [ "$(id -u)" = 0 ] && id vrift >/dev/null 2>&1 && id alice >/dev/null 2>&1 && [ -x "$dvrift" ]; then
-	mkdir -p "$w/dstore" "$w/dstate" "$w/run" "$w/aproj"
+	mkdir -p "$w/dstore" "$w/dstate" "$w/run"
 	chown vrift: "$w/dstore" "$w/dstate" "$w/run"
 	chmod 755 "$w/run"
-	cp -a "$w/proj/tree" "$w/aproj/tree"
-	touch "$w/aproj/go.mod"
+	# The same tree, handed to alice (cheaper than a copy at 1M files);
+	# the direct-mode store stays until the end.
+	fresh "$w/proj/.vrift"
+	mv "$w/proj" "$w/aproj"
 	chown -R alice: "$w/aproj"
-	fresh "$w/proj" "$w/store"
 	setpriv --reuid vrift --regid vrift --init-groups "$dvrift" --config /dev/null --store "$w/dstore" --state "$w/dstate" \
 		--socket "$w/run/d.sock" 2>"$w/daemon.log" &
 	dpid=$!
