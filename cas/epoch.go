@@ -41,6 +41,9 @@ func ReadEpoch(root string) string {
 // BumpEpoch replaces the store's removal epoch (see epochFile). Callers
 // about to remove blobs must not go on if it fails.
 func (s *Store) BumpEpoch() error {
+	// One at a time in a process: atomicfile's temp name is per process.
+	s.epochMu.Lock()
+	defer s.epochMu.Unlock()
 	var b [12]byte
 	rand.Read(b[:])
 	if err := atomicfile.Write(filepath.Join(s.root, epochFile), []byte(hex.EncodeToString(b[:])+"\n"), 0o644); err != nil {

@@ -76,6 +76,8 @@ type Store struct {
 	totals  *Totals
 	ledger  *ledger
 	trusted atomic.Bool
+	// epochMu serialises BumpEpoch.
+	epochMu sync.Mutex
 }
 
 // Open opens the store at root, creating its skeleton if needed.
