@@ -69,6 +69,13 @@ type LiveSet struct{ s hashSet }
 // Add marks k live.
 func (l *LiveSet) Add(k cas.Key) { l.s.add(keyHash(k)) }
 
+// AddHash marks live the key whose KeyHash is h.
+func (l *LiveSet) AddHash(h uint64) { l.s.add(h) }
+
+// KeyHash is the 64-bit form of k a LiveSet holds, for a caller that keeps
+// many keys to mark later (a daemon's ingest sessions).
+func KeyHash(k cas.Key) uint64 { return keyHash(k) }
+
 // Has reports whether k is (or may be, see LiveSet) live. Not safe to call
 // concurrently with Add.
 func (l *LiveSet) Has(k cas.Key) bool { return l.s.has(keyHash(k)) }

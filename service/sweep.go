@@ -70,8 +70,8 @@ func (s *Service) sessionKeys(live *engine.LiveSet) {
 	defer s.mu.Unlock()
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
-		for k := range sess.keys {
-			live.Add(k)
+		for h := range sess.keys {
+			live.AddHash(h)
 		}
 		sess.mu.Unlock()
 	}
