@@ -69,21 +69,26 @@ func MarkLive(ctx context.Context, path string, live *LiveSet) error {
 func Sweep(ctx context.Context, s *cas.Store, live *LiveSet, grace time.Duration, dry bool, res *GCResult) error {
 	cutoff := time.Now().Add(-grace)
 	live.Len() // sorted before the walk
-	return s.Walk(ctx, func(b cas.Blob) error {
-		switch {
-		case live.Has(b.Key):
-			res.Kept++
-		case b.ModTime.After(cutoff):
-			res.KeptYoung++
-		default:
-			if !dry {
-				if err := s.Remove(b.Key); err != nil {
-					return err
-				}
-			}
-			res.Removed++
-			res.FreedBytes += b.DiskBytes
+	return s.WalkKeys(ctx, func(k cas.Key, stat func() (cas.Blob, bool, error)) error {
+		if live.Has(k) {
+			res.Kept++ // no lstat: only a candidate's age and size matter
+			return nil
 		}
+		b, ok, err := stat()
+		if err != nil || !ok {
+			return err
+		}
+		if b.ModTime.After(cutoff) {
+			res.KeptYoung++
+			return nil
+		}
+		if !dry {
+			if err := s.Remove(b.Key); err != nil {
+				return err
+			}
+		}
+		res.Removed++
+		res.FreedBytes += b.DiskBytes
 		return nil
 	})
 }

@@ -11,7 +11,10 @@ import (
 // walk runs, then sorted once (seal) and searched. A map[uint64]struct{}
 // cost about 40 bytes an entry; an ingest keeps up to three such sets per
 // file (paths seen, paths to project, distinct content), which at 1M files
-// was over 100 MB of the 616 MB a cold ingest peaked at (issue 22).
+// was over 100 MB of the 616 MB a cold ingest peaked at (issue 22). On a
+// 100k-file tier2 tree (load average 9-10 on 2 cores): an unchanged
+// re-ingest's max RSS went from 55-56 MB to 35-38 MB, a watcher's start-up
+// scan's from 56 MB to 38 MB.
 // Two paths whose hashes collide (one chance in 2^64 per pair with a
 // random maphash seed) would count as one: a file missed by the prune or
 // the swap is left as it was, never lost.
@@ -63,7 +66,9 @@ func keyHash(k cas.Key) uint64 {
 // keeping: two keys whose hashes collide both look live, so at worst an
 // unreferenced blob survives a sweep (one chance in 2^64 per pair); a
 // referenced blob always tests live. A map[cas.Key]struct{} cost about 100
-// bytes a blob: gc --dry-run peaked at 321 MB at 1M blobs (issue 22).
+// bytes a blob: gc --dry-run peaked at 321 MB at 1M blobs (issue 22); at
+// 100k blobs it went from 37-39 MB to 32-33 MB, most of what is left being
+// the runtime and the manifest's pages (LMDB maps it).
 type LiveSet struct{ s hashSet }
 
 // Add marks k live.

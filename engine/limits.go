@@ -97,12 +97,16 @@ func SweepToLimits(ctx context.Context, s *cas.Store, l StoreLimits, roots []str
 	}
 	var cands []cas.Blob
 	var walked int64
-	if err := s.Walk(ctx, func(b cas.Blob) error {
-		walked += b.Key.Size
-		if !live.Has(b.Key) {
+	if err := s.WalkKeys(ctx, func(k cas.Key, stat func() (cas.Blob, bool, error)) error {
+		walked += k.Size
+		if live.Has(k) {
+			return nil
+		}
+		b, ok, err := stat()
+		if ok {
 			cands = append(cands, b)
 		}
-		return nil
+		return err
 	}); err != nil {
 		return res, err
 	}
