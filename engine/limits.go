@@ -55,17 +55,40 @@ func (l StoreLimits) Over(s *cas.Store, bytes int64) (bool, string, error) {
 func OverLimits(ctx context.Context, s *cas.Store, l StoreLimits) (bool, string, error) {
 	var bytes int64
 	if l.MaxBytes > 0 {
-		if t, err := s.StoredTotals(); err == nil && t.Trusted {
+		t, err := s.StoredTotals()
+		switch {
+		case err == nil && t.Trusted:
 			bytes = t.Bytes
-		} else {
-			st, err := ScanStore(ctx, s)
+		default:
+			// Untrusted (a writer died unsaved): recounted and saved
+			// when nothing else holds the store, so that the next check
+			// (a watcher's next commit) reads them again.
+			c, _, err := recount(ctx, s)
 			if err != nil {
 				return false, "", err
 			}
-			bytes = st.Bytes
+			bytes = c.Bytes
 		}
 	}
 	return l.Over(s, bytes)
+}
+
+// recount counts s by a walk, saving the count as its totals (saved) when
+// its exclusive lock can be had at once: nothing else writes then.
+func recount(ctx context.Context, s *cas.Store) (c cas.Counts, saved bool, err error) {
+	lock, err := s.TryLockExclusive()
+	if err != nil {
+		return c, false, err
+	}
+	if lock == nil || s.Totals() == nil {
+		if lock != nil {
+			lock.Unlock()
+		}
+		st, err := ScanStore(ctx, s)
+		return cas.Counts{Blobs: st.Blobs, Bytes: st.Bytes, DiskBytes: st.DiskBytes}, false, err
+	}
+	defer lock.Unlock()
+	return s.RecountSaved(ctx)
 }
 
 // LimitSweepResult is what SweepToLimits did.

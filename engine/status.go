@@ -116,29 +116,16 @@ func (d *Direct) Status(ctx context.Context, opts StatusOptions) (*StoreStatus, 
 // storeTotals counts the store: kept totals when they can be trusted (and
 // not recount), else a walk, saved when the store's exclusive lock can be
 // had at once.
-func (d *Direct) storeTotals(ctx context.Context, recount bool) (StoreStatus, error) {
+func (d *Direct) storeTotals(ctx context.Context, walk bool) (StoreStatus, error) {
 	st := StoreStatus{Store: d.Store.Root()}
-	if !recount {
+	if !walk {
 		t, err := d.Store.StoredTotals()
 		if err == nil && t.Trusted {
 			st.Blobs, st.Bytes, st.DiskBytes, st.Totals = t.Blobs, t.Bytes, t.DiskBytes, TotalsKept
 			return st, nil
 		}
 	}
-	lock, err := d.Store.TryLockExclusive()
-	if err != nil {
-		return st, err
-	}
-	if lock == nil || d.Store.Totals() == nil {
-		if lock != nil {
-			lock.Unlock()
-		}
-		st, err = ScanStore(ctx, d.Store)
-		st.Totals = TotalsWalked
-		return st, err
-	}
-	defer lock.Unlock()
-	c, saved, err := d.Store.RecountSaved(ctx)
+	c, saved, err := recount(ctx, d.Store)
 	st.Blobs, st.Bytes, st.DiskBytes, st.Totals = c.Blobs, c.Bytes, c.DiskBytes, TotalsRecounted
 	if !saved {
 		st.Totals = TotalsWalked

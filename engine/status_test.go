@@ -149,3 +149,39 @@ func TestLiveSet(t *testing.T) {
 		}
 	}
 }
+
+// TestOverLimitsUntrusted: the direct-mode limit check (before every
+// ingest, and every commit of a watcher) reads the kept totals; when they
+// are untrusted it recounts once and saves them, so the next check walks
+// nothing.
+func TestOverLimitsUntrusted(t *testing.T) {
+	ctx := context.Background()
+	store := filepath.Join(t.TempDir(), "store")
+	d, err := OpenDirect(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"one", "two"} {
+		if _, err := d.Store.Put(ctx, strings.NewReader(c), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Close()
+	// Untrusted: a dead writer's file.
+	os.WriteFile(filepath.Join(store, "writers", "put-1-dead"), nil, 0o600)
+	d, err = OpenDirect(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if st, _ := d.Store.StoredTotals(); st.Trusted {
+		t.Fatal("trusted with a dead writer's file")
+	}
+	over, _, err := OverLimits(ctx, d.Store, StoreLimits{MaxBytes: 5})
+	if err != nil || !over {
+		t.Fatalf("6 bytes against max_bytes 5: over %v, %v", over, err)
+	}
+	if st, _ := d.Store.StoredTotals(); !st.Trusted || st.Bytes != 6 {
+		t.Fatalf("after the check: %+v, want the recount saved", st)
+	}
+}
