@@ -19,7 +19,10 @@ import (
 
 // The store's totals on disk, so that `vrift status` answers without
 // walking the store (a walk cost 7.2-7.5 s at 1M blobs on this 2-core
-// machine, issue 22; reading the ledger is one small file and one readdir).
+// machine, issue 22; reading the ledger is one small file and one readdir:
+// 0.23 ms with two live writers, BenchmarkStoredTotals, and `vrift status`
+// on a 1M-blob store took 75 ms wall, its process start-up included, with
+// `vrift --help` at 125 ms in the same run, load average 6-8).
 //
 //	<store>/totals       "vrift-totals 1 <gen> <blobs> <bytes> <disk bytes>"
 //	<store>/totals.lock  flock: shared while a writer registers or a reader
