@@ -11,7 +11,7 @@ FIXTURE   ?= $(HOME)/.cache/vrift/npm-fixture
 STATICCHECK_VERSION ?= v0.6.1
 export VRIFT_FIXTURE_DIR := $(FIXTURE)
 
-.PHONY: all build demo deps man test test-quick test-unprivileged test-go fixture versitygw lint darwin-check bench package systemd-test clean fuzz soak
+.PHONY: all build demo deps man test test-quick test-unprivileged test-go fixture versitygw lint darwin-check bench bench-scale package systemd-test clean fuzz soak
 
 all: build
 
@@ -93,6 +93,13 @@ bench: build fixture
 	scripts/bench-fuse.sh
 	scripts/bench-remote.sh
 	scripts/bench-watch.sh
+
+## bench-scale: a synthetic tree of SCALE_N tiny files (100000 quick, 1000000
+## the reference): every store-wide operation's time and max RSS, direct and
+## daemon mode (not in make test; the daemon part needs root)
+SCALE_N ?= 100000
+bench-scale: build
+	SCALE_N=$(SCALE_N) scripts/bench-scale.sh
 
 ## package: dist/vrift_<version>_amd64.deb and dist/vrift-<version>.x86_64.rpm (nfpm)
 package: build

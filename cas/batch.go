@@ -13,7 +13,12 @@ import (
 const (
 	batchBlobs = 2048
 	batchBytes = 256 << 20
+	// batchBacklog bounds the blobs pending while a flush runs (see add).
+	batchBacklog = 4 * batchBlobs
 )
+
+// lockNow takes mu, waiting; for a condition with TryLock (see add).
+func lockNow(mu *sync.Mutex) bool { mu.Lock(); return true }
 
 // Batch stores many blobs with one sync per batch instead of one fsync per
 // blob. Its puts write and seal temp files; Flush makes them durable with a
@@ -112,8 +117,13 @@ func (b *Batch) add(k Key, name string, written int64) (PutResult, error) {
 	b.bytes += written
 	b.s.totals.pending(1, k)
 	full := len(b.pending) >= batchBlobs || b.bytes >= batchBytes
+	// Past batchBacklog blobs the put waits for the running flush and
+	// then flushes: a flush's syncfs on a busy disk took long enough for
+	// the others to pile up 27 MB of pending names (a 1M-file cold ingest
+	// at a load average of 8; issue 22).
+	backlog := len(b.pending) >= batchBacklog
 	b.mu.Unlock()
-	if full && b.flushing.TryLock() {
+	if full && (b.flushing.TryLock() || backlog && lockNow(&b.flushing)) {
 		err := b.s.full(b.flushHeld())
 		b.flushing.Unlock()
 		if err != nil {
@@ -173,8 +183,14 @@ func (b *Batch) flushHeld() error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	// Then the names.
-	return b.s.Sync()
+	// Then the names; then the totals (at most once a second; one that
+	// fails is retried at Close, and if that fails too the store's totals
+	// are recounted by the next reader).
+	if err := b.s.Sync(); err != nil {
+		return err
+	}
+	b.s.ledger.save(false)
+	return nil
 }
 
 // Discard drops every pending blob; for a batch whose work failed.

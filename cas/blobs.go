@@ -24,6 +24,23 @@ type Blob struct {
 // are not blob names are reported through fn as errors-free skips: they are
 // ignored, since only Put creates names there.
 func (s *Store) Walk(ctx context.Context, fn func(Blob) error) error {
+	return s.WalkKeys(ctx, func(k Key, stat func() (Blob, bool, error)) error {
+		b, ok, err := stat()
+		if err != nil || !ok {
+			return err
+		}
+		return fn(b)
+	})
+}
+
+// WalkKeys calls fn for every blob's key in the store, in the fan-out's
+// order, without stat'ing it: fn calls stat for its modification time and
+// disk bytes when it needs them (ok is false for a blob removed since the
+// listing). A sweep needs them only for the blobs no root references: the
+// rest cost a directory entry each, not an lstat: gc --dry-run of a 100k
+// blob store, all referenced, took 1.0-1.3 s against 1.6-3.6 s with an
+// lstat per blob (load average 6-9 on 2 cores, issue 22).
+func (s *Store) WalkKeys(ctx context.Context, fn func(k Key, stat func() (Blob, bool, error)) error) error {
 	top := filepath.Join(s.root, HashDir)
 	level1, err := os.ReadDir(top)
 	if err != nil {
@@ -48,14 +65,17 @@ func (s *Store) Walk(ctx context.Context, fn func(Blob) error) error {
 				if err != nil {
 					continue
 				}
-				info, err := e.Info()
-				if err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						continue // removed by a concurrent sweep
+				stat := func() (Blob, bool, error) {
+					info, err := e.Info()
+					if err != nil {
+						if errors.Is(err, fs.ErrNotExist) {
+							return Blob{}, false, nil // removed by a concurrent sweep
+						}
+						return Blob{}, false, fmt.Errorf("walk store: %w", err)
 					}
-					return fmt.Errorf("walk store: %w", err)
+					return Blob{Key: k, ModTime: info.ModTime(), DiskBytes: diskBytes(info)}, true, nil
 				}
-				if err := fn(Blob{Key: k, ModTime: info.ModTime(), DiskBytes: diskBytes(info)}); err != nil {
+				if err := fn(k, stat); err != nil {
 					return err
 				}
 			}
@@ -72,6 +92,7 @@ func (s *Store) Remove(k Key) error {
 	if s.totals != nil {
 		disk = s.diskBytes(k)
 	}
+	s.ledger.register()
 	if err := os.Remove(s.Path(k)); err != nil {
 		return fmt.Errorf("remove blob %s: %w", k, err)
 	}
@@ -126,6 +147,10 @@ func (s *Store) Quarantine(k Key) (string, error) {
 	var disk int64
 	if s.totals != nil {
 		disk = s.diskBytes(k)
+	}
+	s.ledger.register()
+	if err := s.BumpEpoch(); err != nil { // no lock held: see epochFile
+		return "", fmt.Errorf("quarantine %s: %w", k, err)
 	}
 	if err := os.Rename(s.Path(k), dst); err != nil {
 		return "", fmt.Errorf("quarantine %s: %w", k, err)

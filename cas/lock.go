@@ -13,7 +13,11 @@ import (
 // Lock holds the store's lock file: shared by writers that deduplicate
 // against existing blobs, exclusive for a sweep that deletes them. Blob
 // removal is only safe while no writer can be relying on a blob it found.
-type Lock struct{ f *os.File }
+// Taking it exclusively replaces the store's removal epoch (epochFile).
+type Lock struct {
+	f *os.File
+	s *Store
+}
 
 // LockShared takes the store lock in shared mode, waiting for any sweep.
 func (s *Store) LockShared(ctx context.Context) (*Lock, error) {
@@ -35,7 +39,14 @@ func (s *Store) lock(ctx context.Context, how int, waiting func()) (*Lock, error
 	for {
 		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
 		if err == nil {
-			return &Lock{f: f}, nil
+			l := &Lock{f: f, s: s}
+			if how == unix.LOCK_EX {
+				if err := s.BumpEpoch(); err != nil {
+					f.Close()
+					return nil, fmt.Errorf("lock store: %w", err)
+				}
+			}
+			return l, nil
 		}
 		if err != unix.EWOULDBLOCK && err != unix.EINTR {
 			f.Close()
@@ -54,6 +65,27 @@ func (s *Store) lock(ctx context.Context, how int, waiting func()) (*Lock, error
 	}
 }
 
+// TryLockExclusive takes the store lock in exclusive mode if no one holds
+// it; nil, nil if someone does.
+func (s *Store) TryLockExclusive() (*Lock, error) {
+	f, err := os.OpenFile(filepath.Join(s.root, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if err == unix.EWOULDBLOCK {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	if err := s.BumpEpoch(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	return &Lock{f: f, s: s}, nil
+}
+
 // Unlock releases the lock.
 func (l *Lock) Unlock() error { return l.f.Close() }
 
@@ -68,6 +100,9 @@ func (l *Lock) Convert(ctx context.Context, exclusive bool) error {
 	}
 	for {
 		err := unix.Flock(int(l.f.Fd()), how|unix.LOCK_NB)
+		if err == nil && exclusive && l.s != nil {
+			return l.s.BumpEpoch()
+		}
 		if err == nil {
 			return nil
 		}

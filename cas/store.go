@@ -41,9 +41,11 @@ type Options struct {
 	// places, so one must not collect the other's store. An existing
 	// store keeps what it recorded.
 	Owner string
-	// KeepTotals has the store keep its blob counts (see Totals) from its
-	// first Recount on, which the opener runs once it holds the store's
-	// lock: for the daemon, which holds its store open for weeks.
+	// KeepTotals has the store keep its blob counts (see Totals), loaded
+	// from the totals it keeps on disk (see ledger), which every change
+	// this process makes updates. TotalsTrusted says whether they could be
+	// loaded; if not, the opener recounts once it holds the store's lock.
+	// Close saves them.
 	KeepTotals bool
 }
 
@@ -70,8 +72,12 @@ type Store struct {
 	// chmodDirs is set when the umask would strip bits from dirMode.
 	chmodDirs bool
 	owner     string
-	// totals is nil unless Options.KeepTotals.
-	totals *Totals
+	// totals and ledger are nil unless Options.KeepTotals.
+	totals  *Totals
+	ledger  *ledger
+	trusted atomic.Bool
+	// epochMu serialises BumpEpoch.
+	epochMu sync.Mutex
 }
 
 // Open opens the store at root, creating its skeleton if needed.
@@ -97,8 +103,22 @@ func Open(root string, opts Options) (*Store, error) {
 	if err := s.claim(opts.Owner); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if opts.KeepTotals {
+	// A store the other mode owns (root running --direct verify on the
+	// daemon's store) keeps no totals here: files this process made in
+	// it (totals.lock, writers/) would be its, not the owner's.
+	if ReadEpoch(abs) == "" && (s.owner == opts.Owner || opts.Owner == "") {
+		// A store made before the epoch, or new: no manifest records
+		// this one yet, so any fresh token is right.
+		if err := s.BumpEpoch(); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	if opts.KeepTotals && (s.owner == opts.Owner || opts.Owner == "") {
 		s.totals = &Totals{}
+		s.ledger = &ledger{s: s}
+		c, trusted := s.ledger.load()
+		s.totals.named.add(c.Blobs, c.Bytes, c.DiskBytes)
+		s.trusted.Store(trusted)
 	}
 	return s, nil
 }
@@ -304,6 +324,7 @@ func (s *Store) commit(tmp *os.File, k Key) (PutResult, error) {
 	}
 	added, err := s.publish(name, k)
 	s.totals.added(s, k, added)
+	s.ledger.save(false)
 	return PutResult{Key: k, New: added}, err
 }
 
@@ -333,6 +354,7 @@ func (s *Store) publish(name string, k Key) (bool, error) {
 		}
 		s.fanout.Store(dir, struct{}{})
 	}
+	s.ledger.register() // before the name can appear (see ledger)
 	err := renameNoReplace(name, final)
 	if errors.Is(err, syscall.ENOENT) {
 		// The directory went away behind the cache's back.

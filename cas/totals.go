@@ -40,6 +40,22 @@ func (c *counts) add(n, bytes, disk int64) {
 	c.disk.Add(disk)
 }
 
+// namedCounts reads the named blobs' totals only.
+func (t *Totals) namedCounts() Counts {
+	if t == nil {
+		return Counts{}
+	}
+	return Counts{Blobs: t.named.blobs.Load(), Bytes: t.named.bytes.Load(), DiskBytes: t.named.disk.Load()}
+}
+
+// PendingBytes are the bytes of blobs put into batches not yet flushed.
+func (t *Totals) PendingBytes() int64 {
+	if t == nil {
+		return 0
+	}
+	return t.pendingBytes.Load()
+}
+
 // Counts reads the totals: named and pending blobs.
 func (t *Totals) Counts() Counts {
 	if t == nil {
@@ -98,12 +114,31 @@ func (s *Store) diskBytes(k Key) int64 {
 // Options.KeepTotals.
 func (s *Store) Totals() *Totals { return s.totals }
 
+// TotalsTrusted reports whether the totals loaded at open (or set by the
+// last Recount) can be trusted (see ledger); false without KeepTotals.
+func (s *Store) TotalsTrusted() bool { return s.totals != nil && s.trusted.Load() }
+
 // Recount walks the store and sets the named blobs' totals from it (exact
-// disk bytes again). Pending blobs are left as they are. The daemon calls
-// it at the end of a sweep, which holds every writer but a batch's flush
-// off: a blob a flush names during the walk may be missed until the next
-// recount (never counted twice).
+// disk bytes again), and saves them as the store's totals on disk when no
+// other process changed the store meanwhile (Saved). Pending blobs are left
+// as they are. The caller holds the store's exclusive lock (a direct-mode
+// process) or every writer but a batch's flush off (the daemon, at the end
+// of a sweep: a blob a flush names during the walk may be missed until the
+// next recount, never counted twice).
 func (s *Store) Recount(ctx context.Context) (Counts, error) {
+	c, _, err := s.RecountSaved(ctx)
+	return c, err
+}
+
+// RecountSaved is Recount, also reporting whether the walk was saved as the
+// store's totals (see ledger: not while another process is registered as a
+// writer).
+func (s *Store) RecountSaved(ctx context.Context) (Counts, bool, error) {
+	l := s.ledger
+	if l == nil {
+		l = &ledger{s: s}
+	}
+	gen0 := l.gen()
 	var c Counts
 	err := s.Walk(ctx, func(b Blob) error {
 		c.Blobs++
@@ -111,11 +146,17 @@ func (s *Store) Recount(ctx context.Context) (Counts, error) {
 		c.DiskBytes += b.DiskBytes
 		return nil
 	})
-	if err != nil || s.totals == nil {
-		return c, err
+	if err != nil {
+		return c, false, err
 	}
-	s.totals.named.blobs.Store(c.Blobs)
-	s.totals.named.bytes.Store(c.Bytes)
-	s.totals.named.disk.Store(c.DiskBytes)
-	return c, nil
+	if s.totals != nil {
+		s.totals.named.blobs.Store(c.Blobs)
+		s.totals.named.bytes.Store(c.Bytes)
+		s.totals.named.disk.Store(c.DiskBytes)
+	}
+	saved, err := l.persistRecount(c, gen0)
+	if saved && s.totals != nil {
+		s.trusted.Store(true)
+	}
+	return c, saved, err
 }

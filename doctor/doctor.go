@@ -245,7 +245,7 @@ func checkSocket(ctx context.Context, cfg Config) (Check, string) {
 		return c, ""
 	}
 	defer d.Close()
-	st, err := d.Status(ctx)
+	st, err := d.Status(ctx, engine.StatusOptions{})
 	if err != nil {
 		c.Status, c.Message = Fail, fmt.Sprintf("%s: connected, but status failed: %v", desc, err)
 		c.Fix = "check the daemon's log (journalctl -u vrift-daemon)"

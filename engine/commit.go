@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vrift/vrift/cas"
 	vfs "github.com/vrift/vrift/fs"
 	"github.com/vrift/vrift/manifest"
 )
@@ -30,6 +31,9 @@ func (in *ingester) record(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Read before the walk: a removal after this replaces it, and the
+	// next ingest then checks every blob again (cas epochFile).
+	epoch := cas.ReadEpoch(in.opts.StoreRoot)
 
 	workers := in.opts.Workers
 	if workers <= 0 {
@@ -54,6 +58,7 @@ func (in *ingester) record(ctx context.Context) error {
 		defer close(jobs)
 		w := walker{in: in, old: old, jobs: jobs, out: out,
 			trustDirs:  oldMeta.Store == in.opts.StoreRoot,
+			trustBlobs: oldMeta.Store == in.opts.StoreRoot && epoch != "" && oldMeta.StoreEpoch == epoch,
 			racyBefore: time.Now().Add(-racyWindow).UnixNano()}
 		if in.opts.Paths != nil {
 			if err := w.refresh(gctx, in.opts.Paths); err != nil {
@@ -96,7 +101,7 @@ func (in *ingester) record(ctx context.Context) error {
 	// The manifest write transaction lives on this goroutine (LMDB ties it
 	// to one OS thread); everything else feeds it through out.
 	seed := maphash.MakeSeed()
-	seen := make(map[uint64]struct{})
+	var seen hashSet
 	err = in.m.Update(func(w *manifest.Writer) error {
 		changed := false
 		var lastProgress time.Time
@@ -110,7 +115,7 @@ func (in *ingester) record(ctx context.Context) error {
 						vfs.Quote(in.abs(r.path))))
 					continue
 				}
-				seen[maphash.String(seed, r.path)] = struct{}{}
+				seen.add(maphash.String(seed, r.path))
 				if r.busy {
 					// Kept as recorded: the watcher retries it.
 					in.res.Busy = append(in.res.Busy, r.path)
@@ -139,8 +144,7 @@ func (in *ingester) record(ctx context.Context) error {
 		deleted := 0
 		for _, p := range in.prune {
 			n, err := w.DeleteUnseen(p, func(p []byte) bool {
-				_, ok := seen[maphash.Bytes(seed, p)]
-				return ok
+				return seen.has(maphash.Bytes(seed, p))
 			})
 			if err != nil {
 				return err
@@ -155,13 +159,14 @@ func (in *ingester) record(ctx context.Context) error {
 			}
 		}
 		subtrees := addSubtree(oldMeta.Subtrees, in.subtree)
-		if !changed && deleted == 0 && slices.Equal(subtrees, oldMeta.Subtrees) {
+		if !changed && deleted == 0 && slices.Equal(subtrees, oldMeta.Subtrees) && oldMeta.StoreEpoch == epoch {
 			return errUnchanged
 		}
 		meta := oldMeta
 		meta.Root = in.root
 		meta.Store = in.opts.StoreRoot
 		meta.Subtrees = subtrees
+		meta.StoreEpoch = epoch
 		if meta.Totals, err = w.Count(); err != nil {
 			return err
 		}
@@ -193,13 +198,12 @@ func (in *ingester) count(r recorded) {
 	case manifest.File:
 		in.res.Files++
 		in.res.Bytes += r.entry.Size
-		k := r.entry.Key()
-		in.unique[k] = struct{}{}
+		in.unique.add(keyHash(r.entry.Key()))
 		if r.reused {
 			in.res.Reused++
 		}
-		if !r.projected {
-			in.unprojected[maphash.String(in.seed, r.path)] = struct{}{}
+		if !r.projected && in.opts.Tier == Tier1 && in.opts.Mode == Solid {
+			in.unprojected.add(maphash.String(in.seed, r.path))
 		}
 		if r.adopted {
 			in.res.Adopted++

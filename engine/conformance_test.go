@@ -118,7 +118,7 @@ var conformanceCases = []conformanceCase{
 					t.Errorf("%s: linked copy differs", p)
 				}
 			}
-			st, err := s.Status(context.Background())
+			st, err := s.Status(context.Background(), engine.StatusOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

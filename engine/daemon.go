@@ -93,19 +93,30 @@ func (r *Daemon) Mode() string { return "daemon" }
 func (r *Daemon) Close() error { return r.Client.Close() }
 
 // Status asks the daemon for the store and the caller's roots.
-func (r *Daemon) Status(ctx context.Context) (*StoreStatus, error) {
-	st, err := r.status(ctx)
+func (r *Daemon) Status(ctx context.Context, opts StatusOptions) (*StoreStatus, error) {
+	var st rpc.StatusResult
+	err := r.Client.Call(ctx, rpc.MethodStatus, rpc.StatusParams{Recount: opts.Recount}, &st)
 	if err != nil {
 		return nil, fmt.Errorf("status: daemon: %w", err)
 	}
 	out := &StoreStatus{Store: st.Store, Blobs: st.Blobs, Bytes: st.Bytes, DiskBytes: st.DiskBytes, Roots: len(st.Roots),
-		Counted: st.StoreCounted,
+		Counted: st.StoreCounted, Totals: daemonTotals(st),
 		Daemon: &DaemonStatus{Version: st.Version, Sessions: st.Sessions, Roots: []RootInfo{},
 			Usage: Usage{Roots: st.Usage.Roots, Files: st.Usage.Files, Bytes: st.Usage.Bytes}}}
 	for _, rt := range st.Roots {
 		out.Daemon.Roots = append(out.Daemon.Roots, RootInfo(rt))
 	}
 	return out, nil
+}
+
+func daemonTotals(st rpc.StatusResult) string {
+	switch {
+	case !st.StoreCounted:
+		return ""
+	case st.Recounted:
+		return TotalsRecounted
+	}
+	return TotalsKept
 }
 
 func (r *Daemon) status(ctx context.Context) (rpc.StatusResult, error) {

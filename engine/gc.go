@@ -45,7 +45,7 @@ type GCResult struct {
 
 // MarkLive adds the blob of every file recorded in the manifest at path to
 // live. It returns fs.ErrNotExist (wrapped) if the manifest is gone.
-func MarkLive(ctx context.Context, path string, live map[cas.Key]struct{}) error {
+func MarkLive(ctx context.Context, path string, live *LiveSet) error {
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("root %s: %w", path, err)
 	}
@@ -57,7 +57,7 @@ func MarkLive(ctx context.Context, path string, live map[cas.Key]struct{}) error
 	return m.View(func(r *manifest.Reader) error {
 		return r.Walk(manifest.RootPath, func(_ string, e manifest.Entry) error {
 			if e.Kind == manifest.File {
-				live[e.Key()] = struct{}{}
+				live.Add(e.Key())
 			}
 			return ctx.Err()
 		})
@@ -66,30 +66,31 @@ func MarkLive(ctx context.Context, path string, live map[cas.Key]struct{}) error
 
 // Sweep deletes (or, dry, counts) every blob not in live and older than
 // grace. The caller must hold the store's exclusive lock.
-func Sweep(ctx context.Context, s *cas.Store, live map[cas.Key]struct{}, grace time.Duration, dry bool, res *GCResult) error {
+func Sweep(ctx context.Context, s *cas.Store, live *LiveSet, grace time.Duration, dry bool, res *GCResult) error {
 	cutoff := time.Now().Add(-grace)
-	return s.Walk(ctx, func(b cas.Blob) error {
-		switch {
-		case hasKey(live, b.Key):
-			res.Kept++
-		case b.ModTime.After(cutoff):
-			res.KeptYoung++
-		default:
-			if !dry {
-				if err := s.Remove(b.Key); err != nil {
-					return err
-				}
-			}
-			res.Removed++
-			res.FreedBytes += b.DiskBytes
+	live.Len() // sorted before the walk
+	return s.WalkKeys(ctx, func(k cas.Key, stat func() (cas.Blob, bool, error)) error {
+		if live.Has(k) {
+			res.Kept++ // no lstat: only a candidate's age and size matter
+			return nil
 		}
+		b, ok, err := stat()
+		if err != nil || !ok {
+			return err
+		}
+		if b.ModTime.After(cutoff) {
+			res.KeptYoung++
+			return nil
+		}
+		if !dry {
+			if err := s.Remove(b.Key); err != nil {
+				return err
+			}
+		}
+		res.Removed++
+		res.FreedBytes += b.DiskBytes
 		return nil
 	})
-}
-
-func hasKey(live map[cas.Key]struct{}, k cas.Key) bool {
-	_, ok := live[k]
-	return ok
 }
 
 // GC drops roots whose manifest is gone, then deletes unreferenced blobs
@@ -136,8 +137,8 @@ func (d *Direct) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 // in-flight ingests). A root whose manifest no longer exists is returned in
 // gone; one that exists but cannot be read is an error, since it may
 // reference anything.
-func mark(ctx context.Context, roots []string, extra func(live map[cas.Key]struct{})) (live map[cas.Key]struct{}, gone []string, err error) {
-	live = make(map[cas.Key]struct{})
+func mark(ctx context.Context, roots []string, extra func(live *LiveSet)) (live *LiveSet, gone []string, err error) {
+	live = &LiveSet{}
 	for _, r := range roots {
 		err := MarkLive(ctx, r, live)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -162,7 +163,7 @@ func mark(ctx context.Context, roots []string, extra func(live map[cas.Key]struc
 // in gone for the caller to drop; a root that exists but cannot be read
 // stops the collection before anything is deleted, since it may reference
 // anything.
-func Collect(ctx context.Context, s *cas.Store, roots []string, extra func(live map[cas.Key]struct{}), grace time.Duration, dry bool, res *GCResult) (gone []string, err error) {
+func Collect(ctx context.Context, s *cas.Store, roots []string, extra func(live *LiveSet), grace time.Duration, dry bool, res *GCResult) (gone []string, err error) {
 	live, gone, err := mark(ctx, roots, extra)
 	if err != nil {
 		return nil, err

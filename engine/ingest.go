@@ -230,8 +230,7 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	defer m.Close()
 
 	in := &ingester{opts: opts, root: root, dir: dir, subtree: subtree, m: m, t: t,
-		unique: make(map[cas.Key]struct{}), writable: dirUnlocker{t: t},
-		unprojected: make(map[uint64]struct{}), seed: maphash.MakeSeed()}
+		writable: dirUnlocker{t: t}, seed: maphash.MakeSeed()}
 	in.res.ManifestPath, in.res.Root, in.res.Subtree = mpath, root, subtree
 	in.res.Tier, in.res.Mode, in.res.Store = opts.Tier, opts.Mode, opts.StoreRoot
 	if a, ok := opts.Blobs.(Adopter); ok && opts.Tier == Tier1 && !opts.Copy {
@@ -258,31 +257,33 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	switch {
 	case opts.Mode == Phantom:
 		err = in.removeTree(ctx)
-	case opts.Tier == Tier1 && len(in.unprojected) > 0:
+	case opts.Tier == Tier1 && in.unprojected.len() > 0:
 		err = in.projectInPlace(ctx)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ingest %s: %w", opts.Dir, err)
 	}
-	in.res.Unique = int64(len(in.unique))
+	in.res.Unique = int64(in.unique.len())
 	in.res.DurationMS = time.Since(start).Milliseconds()
 	return &in.res, nil
 }
 
 type ingester struct {
-	opts           IngestOptions
-	root, dir      string
-	subtree        string
-	t              *tree.Tree
-	m              *manifest.Manifest
-	res            IngestResult
-	unique         map[cas.Key]struct{}
+	opts      IngestOptions
+	root, dir string
+	subtree   string
+	t         *tree.Tree
+	m         *manifest.Manifest
+	res       IngestResult
+	// unique holds the distinct contents' keys (keyHash), for Unique.
+	unique         hashSet
 	sawNodeModules bool
 	// unprojected holds (the hashes of) the paths of files recorded as
 	// stored, not found projected already: the files the in-place swap
 	// visits. A projection of an earlier ingest stays as it is, whatever
-	// its method (a hardlink projection is a regular file too).
-	unprojected map[uint64]struct{}
+	// its method (a hardlink projection is a regular file too). Only a
+	// tier1 solid ingest, which swaps, keeps it.
+	unprojected hashSet
 	seed        maphash.Seed
 	writable    dirUnlocker
 	// adopt is set when files may be adopted rather than copied.

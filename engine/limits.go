@@ -47,21 +47,48 @@ func (l StoreLimits) Over(s *cas.Store, bytes int64) (bool, string, error) {
 	return false, "", nil
 }
 
-// OverLimits is Over for s as it is: its running totals when it keeps them
-// (the daemon's), else a walk when MaxBytes is set (direct mode keeps no
-// running totals).
+// OverLimits is Over for s as it is: the totals it keeps on disk (cas
+// ledger: every process's saved changes and this one's), else, when they
+// cannot be trusted and MaxBytes is set, a walk. A live-ingest watcher
+// calls it per commit: with kept totals that costs a small file's read,
+// not a walk of the store.
 func OverLimits(ctx context.Context, s *cas.Store, l StoreLimits) (bool, string, error) {
 	var bytes int64
-	if t := s.Totals(); t != nil {
-		bytes = t.Bytes()
-	} else if l.MaxBytes > 0 {
-		st, err := ScanStore(ctx, s)
-		if err != nil {
-			return false, "", err
+	if l.MaxBytes > 0 {
+		t, err := s.StoredTotals()
+		switch {
+		case err == nil && t.Trusted:
+			bytes = t.Bytes
+		default:
+			// Untrusted (a writer died unsaved): recounted and saved
+			// when nothing else holds the store, so that the next check
+			// (a watcher's next commit) reads them again.
+			c, _, err := recount(ctx, s)
+			if err != nil {
+				return false, "", err
+			}
+			bytes = c.Bytes
 		}
-		bytes = st.Bytes
 	}
 	return l.Over(s, bytes)
+}
+
+// recount counts s by a walk, saving the count as its totals (saved) when
+// its exclusive lock can be had at once: nothing else writes then.
+func recount(ctx context.Context, s *cas.Store) (c cas.Counts, saved bool, err error) {
+	lock, err := s.TryLockExclusive()
+	if err != nil {
+		return c, false, err
+	}
+	if lock == nil || s.Totals() == nil {
+		if lock != nil {
+			lock.Unlock()
+		}
+		st, err := ScanStore(ctx, s)
+		return cas.Counts{Blobs: st.Blobs, Bytes: st.Bytes, DiskBytes: st.DiskBytes}, false, err
+	}
+	defer lock.Unlock()
+	return s.RecountSaved(ctx)
 }
 
 // LimitSweepResult is what SweepToLimits did.
@@ -85,7 +112,7 @@ type LimitSweepResult struct {
 // a root that cannot be read stops the sweep before anything is deleted,
 // one whose manifest is gone references nothing. Blobs that cannot be
 // removed are skipped and reported in RemoveErr.
-func SweepToLimits(ctx context.Context, s *cas.Store, l StoreLimits, roots []string, extra func(live map[cas.Key]struct{})) (LimitSweepResult, error) {
+func SweepToLimits(ctx context.Context, s *cas.Store, l StoreLimits, roots []string, extra func(live *LiveSet)) (LimitSweepResult, error) {
 	var res LimitSweepResult
 	live, _, err := mark(ctx, roots, extra)
 	if err != nil {
@@ -93,25 +120,26 @@ func SweepToLimits(ctx context.Context, s *cas.Store, l StoreLimits, roots []str
 	}
 	var cands []cas.Blob
 	var walked int64
-	if err := s.Walk(ctx, func(b cas.Blob) error {
-		walked += b.Key.Size
-		if _, ok := live[b.Key]; !ok {
+	if err := s.WalkKeys(ctx, func(k cas.Key, stat func() (cas.Blob, bool, error)) error {
+		walked += k.Size
+		if live.Has(k) {
+			return nil
+		}
+		b, ok, err := stat()
+		if ok {
 			cands = append(cands, b)
 		}
-		return nil
+		return err
 	}); err != nil {
 		return res, err
 	}
 	res.Candidates = len(cands)
-	// The store's bytes: its running totals when it keeps them (they
-	// count ingests' unflushed blobs too, and Remove keeps them), else
-	// the walk's, less what this sweep removed.
+	// The store's bytes: the walk's, less what this sweep removed, plus
+	// the ingests' unflushed blobs (the daemon's sessions; none in direct
+	// mode, whose sweep holds every writer off).
 	var removedBytes int64
 	bytes := func() int64 {
-		if t := s.Totals(); t != nil {
-			return t.Bytes()
-		}
-		return walked - removedBytes
+		return walked - removedBytes + s.Totals().PendingBytes()
 	}
 	slices.SortFunc(cands, func(a, b cas.Blob) int { return a.ModTime.Compare(b.ModTime) })
 	var errs []error

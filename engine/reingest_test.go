@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/manifest"
 )
 
@@ -59,4 +61,101 @@ func TestReingestTrustedDirs(t *testing.T) {
 	if e := entryOf(t, proj, "nm/c/data.txt"); e.Kind != manifest.Symlink {
 		t.Errorf("a projection into the old store was taken on trust for the new one: %+v", e)
 	}
+}
+
+// TestReingestEpoch: while the store has removed nothing since the
+// manifest was recorded, an unchanged re-ingest trusts that each reused
+// file's blob is there (no lstat); a removal under the store's exclusive
+// lock (gc), a quarantine, or a verify that finds a blob deleted behind
+// vrift's back replaces the store's epoch, and the next re-ingest checks
+// every blob and stores the missing ones again.
+func TestReingestEpoch(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	store := filepath.Join(base, "store")
+	proj := filepath.Join(base, "p")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "lib/a": "a", "lib/b": "b"})
+	lib := filepath.Join(proj, "lib")
+	ingestDirect(t, store, lib, IngestOptions{Tier: Tier2})
+	blob := func(name string) string {
+		t.Helper()
+		return cas.BlobPath(store, entryOf(t, proj, "lib/"+name).Key())
+	}
+	epoch := cas.ReadEpoch(store)
+	if epoch == "" {
+		t.Fatal("no epoch")
+	}
+	if m := metaOf(t, proj); m.StoreEpoch != epoch {
+		t.Fatalf("manifest records epoch %q, the store's is %q", m.StoreEpoch, epoch)
+	}
+	// Deleted behind vrift's back: trusted (not noticed) until verify.
+	if err := os.Remove(blob("a")); err != nil {
+		t.Fatal(err)
+	}
+	if res := ingestDirect(t, store, lib, IngestOptions{Tier: Tier2}); res.NewBlobs != 0 {
+		t.Fatalf("re-ingest with the epoch unchanged re-stored %d blobs (it should not lstat them)", res.NewBlobs)
+	}
+	d, err := OpenDirect(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	vr, err := d.Verify(ctx, VerifyOptions{})
+	if err != nil || len(vr.Missing) != 1 {
+		t.Fatalf("verify: %+v, %v; want one missing", vr, err)
+	}
+	if cas.ReadEpoch(store) == epoch {
+		t.Fatal("verify found a missing blob and left the epoch")
+	}
+	if res := ingestDirect(t, store, lib, IngestOptions{Tier: Tier2}); res.NewBlobs != 1 {
+		t.Fatalf("re-ingest after verify: %d new blobs, want the missing one", res.NewBlobs)
+	}
+	if _, err := os.Stat(blob("a")); err != nil {
+		t.Fatal(err)
+	}
+	// A removal under the exclusive lock (what gc and the sweeps do).
+	epoch = cas.ReadEpoch(store)
+	lock, err := d.Store.LockExclusive(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cas.ReadEpoch(store) == epoch {
+		t.Fatal("the exclusive lock left the epoch")
+	}
+	if err := d.Store.Remove(entryOf(t, proj, "lib/b").Key()); err != nil {
+		t.Fatal(err)
+	}
+	lock.Unlock()
+	if res := ingestDirect(t, store, lib, IngestOptions{Tier: Tier2}); res.NewBlobs != 1 {
+		t.Fatalf("re-ingest after a removal: %d new blobs, want 1", res.NewBlobs)
+	}
+	// Quarantine replaces it too.
+	epoch = cas.ReadEpoch(store)
+	if _, err := d.Store.Quarantine(entryOf(t, proj, "lib/a").Key()); err != nil {
+		t.Fatal(err)
+	}
+	if cas.ReadEpoch(store) == epoch {
+		t.Fatal("quarantine left the epoch")
+	}
+	if res := ingestDirect(t, store, lib, IngestOptions{Tier: Tier2}); res.NewBlobs != 1 {
+		t.Fatalf("re-ingest after a quarantine: %d new blobs, want 1", res.NewBlobs)
+	}
+}
+
+func metaOf(t *testing.T, proj string) manifest.Meta {
+	t.Helper()
+	ps, err := ReadProjectStatus(manifest.PathFor(proj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.Open(ps.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var meta manifest.Meta
+	if err := m.View(func(r *manifest.Reader) error { var err error; meta, err = r.Meta(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	return meta
 }

@@ -67,7 +67,7 @@ func TestDirectLegacyRoots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := d.Status(ctx)
+	st, err := d.Status(ctx, StatusOptions{})
 	if err != nil || st.Roots != 2 || st.Blobs != 4 {
 		t.Fatalf("status of a store with old roots: %+v, %v; want 2 roots, 4 blobs", st, err)
 	}
@@ -87,7 +87,7 @@ func TestDirectLegacyRoots(t *testing.T) {
 	if len(left) != 1 || left[0] != filepath.Join(rdir, uid) {
 		t.Errorf("left in %s: %v", rdir, left)
 	}
-	if st, _ := d.Status(ctx); st.Roots != 1 {
+	if st, _ := d.Status(ctx, StatusOptions{}); st.Roots != 1 {
 		t.Errorf("roots after gc: %d", st.Roots)
 	}
 	// Verify finds p1's root and all its blobs.
@@ -120,7 +120,7 @@ func TestDirectGCRefusesUnreadableRecord(t *testing.T) {
 	if _, err := d.GC(ctx, GCOptions{Grace: 0}); !errors.Is(err, roots.ErrUnreadable) {
 		t.Fatalf("gc with an unreadable root record: %v", err)
 	}
-	if st, err := d.Status(ctx); err != nil || st.Blobs != 1 || st.Roots != 1 {
+	if st, err := d.Status(ctx, StatusOptions{}); err != nil || st.Blobs != 1 || st.Roots != 1 {
 		t.Errorf("status with an unreadable root record: %+v, %v", st, err)
 	}
 	os.Remove(bad)

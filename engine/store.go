@@ -25,7 +25,7 @@ type Store interface {
 	Pin(ctx context.Context, manifestPath string) (storeRoot string, err error)
 	// Status describes the store (and, in daemon mode, the daemon and the
 	// caller's roots).
-	Status(ctx context.Context) (*StoreStatus, error)
+	Status(ctx context.Context, opts StatusOptions) (*StoreStatus, error)
 	// GC drops roots whose manifest is gone and sweeps unreferenced blobs.
 	GC(ctx context.Context, opts GCOptions) (*GCResult, error)
 	// Verify re-hashes the blobs and checks the roots' blobs are present.

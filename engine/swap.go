@@ -115,7 +115,7 @@ func (in *ingester) projectInPlace(ctx context.Context) error {
 				if e.Kind != manifest.File {
 					return nil
 				}
-				if _, ok := in.unprojected[maphash.String(in.seed, p)]; !ok {
+				if !in.unprojected.has(maphash.String(in.seed, p)) {
 					return nil // projected already
 				}
 				if mt, ok := dirTimes[path.Dir(p)]; ok {

@@ -102,7 +102,8 @@ func VerifyRoot(ctx context.Context, s *cas.Store, path string, res *VerifyResul
 	}
 	defer m.Close()
 	res.Roots++
-	return m.View(func(r *manifest.Reader) error {
+	missing := len(res.Missing)
+	err = m.View(func(r *manifest.Reader) error {
 		return r.Walk(manifest.RootPath, func(p string, e manifest.Entry) error {
 			if e.Kind == manifest.File && !s.Has(e.Key()) {
 				res.Missing = append(res.Missing, MissingBlob{Manifest: path, Path: p, Blob: e.Key().Name()})
@@ -110,6 +111,14 @@ func VerifyRoot(ctx context.Context, s *cas.Store, path string, res *VerifyResul
 			return ctx.Err()
 		})
 	})
+	if len(res.Missing) > missing {
+		// Gone behind vrift's back: the next re-ingest must check each
+		// blob (and store the missing ones again), not trust the epoch.
+		if berr := s.BumpEpoch(); berr != nil && err == nil {
+			err = fmt.Errorf("verify root %s: %w", path, berr)
+		}
+	}
+	return err
 }
 
 // Verify re-hashes every blob and checks that every root's files are present.

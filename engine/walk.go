@@ -26,6 +26,10 @@ type walker struct {
 	// trustDirs is set when the old manifest's projections point into
 	// this store, so its directory identities can vouch for them.
 	trustDirs bool
+	// trustBlobs is set when the store has removed no blob since the old
+	// manifest was recorded (cas epochFile): its blobs are all there, and
+	// an unchanged file's is not lstat'ed.
+	trustBlobs bool
 	// racyBefore: directory ctimes at or after it are not recorded.
 	racyBefore int64
 	in         *ingester
@@ -249,7 +253,7 @@ func (w *walker) reuse(key string, st *unix.Stat_t) (recorded, bool, error) {
 		e.CTime != unix.TimespecToNsec(st.Ctim) || e.Mode != uint32(st.Mode)&0o7777 {
 		return w.hardlinkProjection(key, e, st)
 	}
-	if !exists(w.blobPath(e.Key())) {
+	if !w.trustBlobs && !exists(w.blobPath(e.Key())) {
 		return recorded{}, false, nil
 	}
 	return recorded{path: key, entry: e, reused: true}, true, nil

@@ -42,9 +42,13 @@ type Meta struct {
 	// Subtrees are the keys of the ingested directories.
 	Subtrees []string `json:"subtrees"`
 	// Store is the store root the manifest's projections point into.
-	Store     string    `json:"store,omitempty"`
-	Totals    Totals    `json:"totals"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Store string `json:"store,omitempty"`
+	// StoreEpoch is the store's removal epoch (cas.ReadEpoch) when the
+	// ingest that wrote the manifest began: while the store's is the
+	// same, every blob the manifest names is still in the store.
+	StoreEpoch string    `json:"store_epoch,omitempty"`
+	Totals     Totals    `json:"totals"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // Totals count a manifest's entries.

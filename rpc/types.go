@@ -98,6 +98,13 @@ type Root struct {
 	PinnedAt     time.Time `json:"pinned_at"`
 }
 
+// StatusParams ask for a status; all optional (a nil params is fine).
+type StatusParams struct {
+	// Recount (root and vrift) walks the store and saves its totals
+	// before answering.
+	Recount bool `json:"recount,omitempty"`
+}
+
 // StatusResult describes the daemon and, scoped to the caller, its roots.
 type StatusResult struct {
 	Mode      string `json:"mode"`
@@ -109,6 +116,8 @@ type StatusResult struct {
 	// StoreCounted is set when Blobs, Bytes and DiskBytes are filled in:
 	// store-wide figures are for root and vrift only.
 	StoreCounted bool `json:"store_counted"`
+	// Recounted is set when the figures come from a walk just made.
+	Recounted bool `json:"recounted,omitempty"`
 	// Roots are the caller's own (everyone's for root and vrift).
 	Roots    []Root `json:"roots"`
 	Sessions int    `json:"sessions"`

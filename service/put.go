@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/cas"
+	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/errdefs"
 	"github.com/vrift/vrift/rpc"
 )
@@ -145,8 +146,9 @@ func (s *Service) putFile(ctx context.Context, sess *session, f *os.File, meta r
 		s.sw.gcLock.RLock()
 		defer s.sw.gcLock.RUnlock()
 		sess.mu.Lock()
-		_, seen := sess.keys[k]
-		sess.keys[k] = struct{}{}
+		h := engine.KeyHash(k)
+		_, seen := sess.keys[h]
+		sess.keys[h] = struct{}{}
 		sess.mu.Unlock()
 		firstSeen = !seen
 		return has(k)

@@ -190,9 +190,17 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, store: store, reg: reg, audit: audit, self: uint32(os.Getuid()), exe: exe,
 		children: make(chan struct{}, maxChildren), childTimeout: childTimeout,
 		sessions: map[string]*session{}, sw: sweeper{storeLock: lock, log: cfg.Log}}
-	// The store's totals are counted once here, under the lock, and kept
-	// by the store from now on, so no request walks the store.
-	_, err = store.Recount(context.Background())
+	// The store's totals are loaded from the store (cas ledger) and kept
+	// by it from now on, so no request walks the store. They are counted
+	// here, under the lock, only when they cannot be trusted: the last
+	// daemon (or a direct-mode process) died before saving them, or the
+	// store predates them.
+	if !store.TotalsTrusted() {
+		start := time.Now()
+		var c cas.Counts
+		c, err = store.Recount(context.Background())
+		cfg.Log.Info("recounted the store's totals (not saved by the last writer)", "blobs", c.Blobs, "took", time.Since(start))
+	}
 	if err == nil {
 		err = s.openUsage(context.Background())
 	}
@@ -222,6 +230,9 @@ func (s *Service) Close() error {
 		s.finishSession(sess, "daemon stopped")
 	}
 	s.ending.Wait()
+	if err := s.store.Close(); err != nil { // saves the store's totals
+		s.cfg.Log.Warn("save the store's totals (the next start recounts)", "err", err)
+	}
 	s.sw.storeLock.Unlock()
 	s.acct.close()
 	return s.audit.close()

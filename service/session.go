@@ -20,8 +20,11 @@ type session struct {
 	batch   *cas.Batch
 	started time.Time
 
-	mu        sync.Mutex
-	keys      map[cas.Key]struct{}
+	mu sync.Mutex
+	// keys are the session's blobs (engine.KeyHash: 8 bytes, not a
+	// key's 48, and what the sweep's live set holds anyway): a 1M-file
+	// ingest through the daemon held a map[cas.Key]struct{} of them.
+	keys      map[uint64]struct{}
 	newBlobs  int64
 	newBytes  int64
 	files     int64
@@ -78,7 +81,7 @@ func (s *Service) begin(ctx context.Context, c *rpc.Call) (any, error) {
 		return nil, err
 	}
 	sess := &session{id: newID(), peer: c.Peer, path: p.Path, batch: s.store.NewBatch(),
-		started: time.Now(), keys: map[cas.Key]struct{}{}}
+		started: time.Now(), keys: map[uint64]struct{}{}}
 	sess.ctx, sess.cancel = context.WithCancel(context.Background())
 	s.mu.Lock()
 	n := 0

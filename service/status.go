@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/errdefs"
@@ -9,17 +10,37 @@ import (
 )
 
 // status answers everyone with their own roots and sessions. Only root and
-// vrift get the store-wide counters: they walk the whole store, and they
-// would tell a user when anyone else adds content.
+// vrift get the store-wide counters (the store's running totals, no walk):
+// they would tell a user when anyone else adds content. Recount (root and
+// vrift) walks the store first, with every writer held off, and saves the
+// walk as the store's totals.
 func (s *Service) status(ctx context.Context, c *rpc.Call) (any, error) {
-	admin := s.admin(c.Peer)
-	res := rpc.StatusResult{Mode: "daemon", Version: s.cfg.Version, Store: s.store.Root(), Roots: []rpc.Root{}, Caller: c.Peer}
-	if admin {
-		st, err := engine.ScanStore(ctx, s.store)
-		if err != nil {
+	var p rpc.StatusParams
+	if len(c.Params) > 0 && string(c.Params) != "null" { // older clients send none
+		if err := c.Decode(&p); err != nil {
 			return nil, err
 		}
-		res.Blobs, res.Bytes, res.DiskBytes, res.StoreCounted = st.Blobs, st.Bytes, st.DiskBytes, true
+	}
+	admin := s.admin(c.Peer)
+	if p.Recount && !admin {
+		return nil, errdefs.Newf(errdefs.ErrPermission, "status: --recount is for root and vrift only")
+	}
+	res := rpc.StatusResult{Mode: "daemon", Version: s.cfg.Version, Store: s.store.Root(), Roots: []rpc.Root{}, Caller: c.Peer}
+	if p.Recount {
+		s.sw.running.Lock()
+		err := s.sw.exclusive(ctx, "status --recount: the store is in use by a direct-mode process", func() error {
+			_, err := s.store.Recount(ctx)
+			return err
+		})
+		s.sw.running.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("status: recount: %w", err)
+		}
+		res.Recounted = true
+	}
+	if admin {
+		t := s.store.Totals().Counts()
+		res.Blobs, res.Bytes, res.DiskBytes, res.StoreCounted = t.Blobs, t.Bytes, t.DiskBytes, true
 	}
 	recs, err := s.records(c.Peer.UID, admin)
 	if err != nil {

@@ -65,13 +65,13 @@ func (w *sweeper) exclusive(ctx context.Context, busy string, fn func() error) e
 
 // sessionKeys marks the blobs of the ingests in flight, which are roots
 // too: no grace period applies to them.
-func (s *Service) sessionKeys(live map[cas.Key]struct{}) {
+func (s *Service) sessionKeys(live *engine.LiveSet) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
-		for k := range sess.keys {
-			live[k] = struct{}{}
+		for h := range sess.keys {
+			live.AddHash(h)
 		}
 		sess.mu.Unlock()
 	}

@@ -29,15 +29,23 @@ type statusOutput struct {
 }
 
 func (a *app) statusCommand() *cobra.Command {
-	return &cobra.Command{
+	var recount bool
+	cmd := &cobra.Command{
 		Use:   "status [PROJECT]",
 		Short: "Show the store and, for a project, its manifest totals",
 		Long: `Prints the mode in use (direct or daemon), the store path, its blob count and
 size, and for PROJECT (or the project around the current directory, if it has
 a manifest) the manifest's totals and dedup ratio: logical bytes over the
-bytes of distinct content.`,
+bytes of distinct content.
+
+The store's figures are the totals the store keeps as blobs come and go,
+read without walking the store. When they cannot be trusted (a vrift process
+was killed before it saved them, or the store predates them), status
+recounts them by walking the store, as --recount does (daemon mode: root and
+vrift only).`,
 		Example: `  vrift status
-  vrift status ~/src/app --json`,
+  vrift status ~/src/app --json
+  vrift status --recount`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var out statusOutput
@@ -46,7 +54,7 @@ bytes of distinct content.`,
 				return err
 			}
 			defer s.Close()
-			st, err := s.Status(cmd.Context())
+			st, err := s.Status(cmd.Context(), engine.StatusOptions{Recount: recount})
 			if err != nil {
 				return err
 			}
@@ -79,13 +87,22 @@ bytes of distinct content.`,
 			return a.emit(out, func(w io.Writer) { printStatus(w, out) })
 		},
 	}
+	cmd.Flags().BoolVar(&recount, "recount", false, "walk the store and save its totals before answering (daemon mode: root and vrift)")
+	return cmd
 }
 
 func printStatus(w io.Writer, s statusOutput) {
 	fmt.Fprintf(w, "mode:    %s\n", s.Mode)
 	fmt.Fprintf(w, "store:   %s\n", s.Store.Store)
 	if s.Store.Counted {
-		fmt.Fprintf(w, "blobs:   %d (%s, %s on disk)\n", s.Store.Blobs, units.FormatSize(s.Store.Bytes), units.FormatSize(s.Store.DiskBytes))
+		how := ""
+		switch s.Store.Totals {
+		case engine.TotalsRecounted:
+			how = " (recounted)"
+		case engine.TotalsWalked:
+			how = " (counted by a walk, not saved: another vrift process holds the store)"
+		}
+		fmt.Fprintf(w, "blobs:   %d (%s, %s on disk)%s\n", s.Store.Blobs, units.FormatSize(s.Store.Bytes), units.FormatSize(s.Store.DiskBytes), how)
 	} else {
 		fmt.Fprintf(w, "blobs:   (store-wide figures are for root and vrift)\n")
 	}

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# bench-scale.sh — vrift at scale (issue 22): a synthetic tree of N tiny
+# unique files (1,000 a directory), every store-wide operation timed with
+# its max RSS, in direct mode and then in daemon mode (the daemon as the
+# vrift user, the tree ingested as alice, status/usage/gc as root).
+#
+#   make bench-scale                 # N=100000, the quick run
+#   make bench-scale SCALE_N=1000000 # the reference
+#
+# Env: SCALE_N (files), SCALE_DIR (scratch, default /tmp/vrift-scale-N,
+# removed first), VRIFT / VRIFT_DAEMON (binaries, default bin/), SCALE_KEEP=1
+# keeps the scratch directory. Needs root for the daemon part (skipped
+# otherwise). Prints the load average with the table: other jobs on the
+# machine change every figure.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+n=${SCALE_N:-100000}
+w=${SCALE_DIR:-/tmp/vrift-scale-$n}
+vrift=${VRIFT:-$here/bin/vrift}
+dvrift=${VRIFT_DAEMON:-$here/bin/vrift-daemon}
+# shellcheck source=scripts/bench-lib.sh
+. "$here/scripts/bench-lib.sh"
+
+fresh "$w"
+mkdir -p "$w"
+chmod 755 "$w"
+
+# gen DIR: N files of unique content, 1,000 a directory.
+gen() {
+	python3 - "$1" "$n" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, "d%04d" % (i // 1000))
+    if i % 1000 == 0:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%06d" % i), "w") as f:
+        f.write("vrift scale file %d\n" % i)
+PY
+}
+
+rows=()
+# run NAME CMD...: time (s) and max RSS (MB) of CMD and its children.
+run() {
+	local name=$1; shift
+	settle
+	local t0 t1
+	# SCALE_PROF=DIR: each vrift command writes its peak heap profile
+	# there (go tool pprof -sample_index=inuse_space bin/vrift DIR/x.heap).
+	if [ -n "${SCALE_PROF:-}" ]; then
+		mkdir -p "$SCALE_PROF"; chmod 777 "$SCALE_PROF"
+		export VRIFT_HEAPPROFILE="$SCALE_PROF/$(echo "$name" | tr -c 'a-zA-Z0-9\n' _).heap"
+	fi
+	t0=$(date +%s%N)
+	if ! /usr/bin/time -f '%M' -o "$w/time" "$@" >"$w/out" 2>"$w/err"; then
+		echo "FAILED: $name: $*" >&2; cat "$w/err" >&2; tail -3 "$w/out" >&2
+		rows+=("$(printf '%-34s %10s %10s' "$name" failed -)")
+		return 0
+	fi
+	t1=$(date +%s%N)
+	local kb
+	kb=$(tail -1 "$w/time")
+	rows+=("$(printf '%-34s %9.3fs %8.1fMB' "$name" "$(echo "($t1-$t0)/1000000000" | bc -l)" "$(echo "$kb/1024" | bc -l)")")
+	echo "${rows[-1]}"
+}
+
+echo "generating $n files in $w/proj/tree"
+mkdir -p "$w/proj"
+touch "$w/proj/go.mod"
+gen "$w/proj/tree"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+d=(--direct --store "$w/store")
+run "direct: cold ingest (tier2)" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
+run "find -printf '%T@ %s' (stat walk)" find "$w/proj/tree" -printf '%T@ %s\n'
+run "direct: unchanged re-ingest" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
+run "direct: unchanged re-ingest again" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
+run "vrift --help (start-up floor)" "$vrift" --help
+run "direct: status" "$vrift" "${d[@]}" status "$w/proj"
+run "direct: status --recount" "$vrift" "${d[@]}" status --recount
+run "direct: gc --dry-run" "$vrift" "${d[@]}" gc --dry-run
+run "direct: gc" "$vrift" "${d[@]}" gc
+run "direct: verify" "$vrift" "${d[@]}" verify
+mkdir -p "$w/linked"
+run "direct: link --method hardlink" "$vrift" "${d[@]}" link --method hardlink --to "$w/linked" "$w/proj"
+fresh "$w/linked"
+
+if [ "$(id -u)" = 0 ] && id vrift >/dev/null 2>&1 && id alice >/dev/null 2>&1 && [ -x "$dvrift" ]; then
+	mkdir -p "$w/dstore" "$w/dstate" "$w/run"
+	chown vrift: "$w/dstore" "$w/dstate" "$w/run"
+	chmod 755 "$w/run"
+	# The same tree, handed to alice (cheaper than a copy at 1M files);
+	# the direct-mode store stays until the end.
+	fresh "$w/proj/.vrift"
+	mv "$w/proj" "$w/aproj"
+	chown -R alice: "$w/aproj"
+	setpriv --reuid vrift --regid vrift --init-groups "$dvrift" --config /dev/null --store "$w/dstore" --state "$w/dstate" \
+		--socket "$w/run/d.sock" 2>"$w/daemon.log" &
+	dpid=$!
+	for _ in $(seq 100); do [ -S "$w/run/d.sock" ] && break; sleep 0.1; done
+	as_alice=(setpriv --reuid alice --regid alice --init-groups env HOME="$w/aproj" VRIFT_HEAPPROFILE="${VRIFT_HEAPPROFILE:-}")
+	s=(--socket "$w/run/d.sock")
+	run "daemon: cold ingest as alice" "${as_alice[@]}" "$vrift" "${s[@]}" ingest --tier tier2 "$w/aproj/tree"
+	hwm=$(awk '/VmHWM/ {print $2}' "/proc/$dpid/status")
+	rows+=("$(printf '%-34s %10s %8.1fMB' "daemon: RSS peak after ingest" - "$(echo "$hwm/1024" | bc -l)")")
+	echo "${rows[-1]}"
+	run "daemon: unchanged re-ingest" "${as_alice[@]}" "$vrift" "${s[@]}" ingest --tier tier2 "$w/aproj/tree"
+	run "daemon: status (root)" "$vrift" "${s[@]}" status
+	run "daemon: status --recount (root)" "$vrift" "${s[@]}" status --recount
+	run "daemon: usage (root)" "$vrift" "${s[@]}" usage
+	run "daemon: gc --dry-run (root)" "$vrift" "${s[@]}" gc --dry-run
+	run "daemon: gc (root)" "$vrift" "${s[@]}" gc
+	hwm=$(awk '/VmHWM/ {print $2}' "/proc/$dpid/status")
+	rows+=("$(printf '%-34s %10s %8.1fMB' "daemon: RSS peak (whole run)" - "$(echo "$hwm/1024" | bc -l)")")
+	echo "${rows[-1]}"
+	kill "$dpid"; wait "$dpid" || true
+else
+	echo "daemon mode skipped (needs root, users vrift and alice, $dvrift)"
+fi
+
+echo
+echo "vrift at scale: $n files, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-34s %10s %10s\n' operation time "max RSS"
+printf '%s\n' "${rows[@]}"
+[ -n "${SCALE_KEEP:-}" ] || fresh "$w"
