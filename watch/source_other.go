@@ -11,8 +11,6 @@ import (
 // errWatchLimit is Linux's (inotify); defined here so the watcher builds.
 var errWatchLimit = errors.New("watch limit reached")
 
-func watchLimitError() error { return errWatchLimit }
-
 // newSource: live ingest watches with inotify; macOS's FSEvents source is
 // not built yet, so a watcher refuses to start there rather than watch
 // nothing.

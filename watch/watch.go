@@ -96,6 +96,19 @@ type source interface {
 	Close() error
 }
 
+// sink is what a source calls back on its Watcher. Only Linux has a
+// source today: the assertion keeps the calls one contract (and keeps
+// other systems' builds from taking them for dead code).
+type sink interface {
+	abs(key string) string
+	overflowed()
+	unwatched(key string, why error)
+	holdOwn(key string, dir bool) bool
+	ownEventsEnd(name string)
+}
+
+var _ sink = (*Watcher)(nil)
+
 // Watcher watches one project directory.
 type Watcher struct {
 	opts    Options
