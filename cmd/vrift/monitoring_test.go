@@ -162,10 +162,24 @@ func TestMonitoringMetrics(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	// Each panel gets until the deadline to show data: on a loaded machine
+	// a scrape can miss its 1 s timeout, and a rate needs two samples of
+	// its series in the window (CI once queried the RPC error panel before
+	// it had them).
+	deadline = time.Now().Add(60 * time.Second)
 	for _, d := range dashboardTargets(t) {
 		q := strings.NewReplacer(`$job`, ".*", `$__rate_interval`, "1m").Replace(d.expr)
-		if st, n, msg := promResult(t, paddr, q); st != "success" || n == 0 {
-			t.Errorf("panel %q: %s: %s, %d series %s", d.panel, q, st, n, msg)
+		for {
+			st, n, msg := promResult(t, paddr, q)
+			if st == "success" && n > 0 {
+				break
+			}
+			if st != "success" || time.Now().After(deadline) {
+				text, _ := scrape(maddr)
+				t.Errorf("panel %q: %s: %s, %d series %s\nPrometheus log:\n%s\nthe daemon's RPC counters now:\n%s", d.panel, q, st, n, msg, plog, grepLines(text, "vrift_rpc_requests_total"))
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
 	}
 	for _, ex := range ruleExprs(t) {
@@ -173,4 +187,15 @@ func TestMonitoringMetrics(t *testing.T) {
 			t.Errorf("rule %s: %s %s", ex, st, msg)
 		}
 	}
+}
+
+// grepLines returns the lines of text that contain sub.
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
