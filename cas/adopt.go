@@ -56,7 +56,7 @@ func (b *Batch) Adopt(ctx context.Context, f *os.File, mode uint32, exec bool) (
 		unix.Fchmod(fd, mode)
 		return PutResult{}, fmt.Errorf("%w: link into the store: %v", ErrNotAdoptable, err)
 	}
-	pr, err := b.add(k, name, 0)
+	pr, err := b.add(k, sealed{name: name, disk: b.s.fdDiskBytes(f)}, 0)
 	if err == nil && !pr.New {
 		// Another file of this batch with the same content came first:
 		// this one stays the user's.

@@ -33,16 +33,16 @@ func lockNow(mu *sync.Mutex) bool { mu.Lock(); return true }
 type Batch struct {
 	s       *Store
 	mu      sync.Mutex
-	pending map[Key]string // key -> sealed temp file
+	pending map[Key]sealed
 	bytes   int64
 	// inFlush holds the blobs the running Flush is publishing: until they
 	// have their names, puts of the same content must still see them.
-	inFlush  map[Key]string
+	inFlush  map[Key]sealed
 	flushing sync.Mutex
 }
 
 // NewBatch starts a batch of puts.
-func (s *Store) NewBatch() *Batch { return &Batch{s: s, pending: map[Key]string{}} }
+func (s *Store) NewBatch() *Batch { return &Batch{s: s, pending: map[Key]sealed{}} }
 
 // Put is Store.Put without the durability: the blob is durable and named
 // after the next Flush. New reports content neither stored nor pending.
@@ -88,21 +88,21 @@ func (b *Batch) put(ctx context.Context, r io.Reader, exec bool, guard func(k Ke
 	if tmp == nil {
 		return PutResult{Key: k}, nil
 	}
-	name, err := seal(tmp, k)
+	sl, err := b.s.seal(tmp, k)
 	if err != nil {
 		return PutResult{}, b.s.full(err)
 	}
-	return b.add(k, name, k.Size)
+	return b.add(k, sl, k.Size)
 }
 
-// add makes the sealed temp name pending as k, unless k is pending already
-// (another goroutine of this batch stored the same content: name is
+// add makes the sealed temp file pending as k, unless k is pending already
+// (another goroutine of this batch stored the same content: it is
 // removed). written is how many bytes the put wrote (an adopted file's
 // are the user's: none). A full batch is flushed on the way, by one
 // goroutine: the others carry on rather than queue up behind it to flush
 // the few blobs that arrived meanwhile, each at two syncfs (that doubled
 // the flushes of an adopting ingest of the npm fixture: 29, now 12).
-func (b *Batch) add(k Key, name string, written int64) (PutResult, error) {
+func (b *Batch) add(k Key, sl sealed, written int64) (PutResult, error) {
 	b.mu.Lock()
 	_, dup := b.pending[k]
 	if _, flushing := b.inFlush[k]; flushing {
@@ -110,10 +110,10 @@ func (b *Batch) add(k Key, name string, written int64) (PutResult, error) {
 	}
 	if dup {
 		b.mu.Unlock()
-		os.Remove(name)
+		os.Remove(sl.name)
 		return PutResult{Key: k}, nil
 	}
-	b.pending[k] = name
+	b.pending[k] = sl
 	b.bytes += written
 	b.s.totals.pending(1, k)
 	full := len(b.pending) >= batchBlobs || b.bytes >= batchBytes
@@ -133,14 +133,17 @@ func (b *Batch) add(k Key, name string, written int64) (PutResult, error) {
 	return PutResult{Key: k, New: true}, nil
 }
 
-func (b *Batch) has(k Key) bool {
+func (b *Batch) has(k Key) bool { return b.pendingHas(k) || b.s.Has(k) }
+
+// pendingHas reports whether k was put through b and is not yet named.
+func (b *Batch) pendingHas(k Key) bool {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	_, ok := b.pending[k]
 	if _, flushing := b.inFlush[k]; flushing {
 		ok = true
 	}
-	b.mu.Unlock()
-	return ok || b.s.Has(k)
+	return ok
 }
 
 // Flush makes every pending blob durable and gives it its name. When it
@@ -157,7 +160,7 @@ func (b *Batch) flush() error {
 func (b *Batch) flushHeld() error {
 	b.mu.Lock()
 	items := b.pending
-	b.pending, b.bytes, b.inFlush = map[Key]string{}, 0, items
+	b.pending, b.bytes, b.inFlush = map[Key]sealed{}, 0, items
 	b.mu.Unlock()
 	defer func() {
 		b.mu.Lock()
@@ -173,9 +176,9 @@ func (b *Batch) flushHeld() error {
 		return err
 	}
 	var errs []error
-	for k, name := range items {
-		added, err := b.s.publish(name, k)
-		b.s.totals.published(b.s, k, added)
+	for k, sl := range items {
+		added, err := b.s.publish(sl.name, k)
+		b.s.totals.published(b.s, k, sl.disk, added)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -197,14 +200,14 @@ func (b *Batch) flushHeld() error {
 func (b *Batch) Discard() {
 	b.mu.Lock()
 	items := b.pending
-	b.pending, b.bytes = map[Key]string{}, 0
+	b.pending, b.bytes = map[Key]sealed{}, 0
 	b.mu.Unlock()
 	b.discard(items)
 }
 
-func (b *Batch) discard(items map[Key]string) {
-	for k, name := range items {
-		os.Remove(name)
-		b.s.totals.published(b.s, k, false)
+func (b *Batch) discard(items map[Key]sealed) {
+	for k, sl := range items {
+		os.Remove(sl.name)
+		b.s.totals.published(b.s, k, 0, false)
 	}
 }

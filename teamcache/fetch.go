@@ -236,22 +236,6 @@ func (f *Fetcher) shared(ctx context.Context, key string, batch *cas.Batch, fn f
 	return r.failed, nil
 }
 
-// Fetch downloads blob k's version 1 object into batch unless the store
-// has it, and reports whether it transferred it. Concurrent fetches of the
-// same blob are one download. A download whose BLAKE3 or size is not k's
-// is an error wrapping cas.ErrMismatch that names the object; nothing of
-// it is stored.
-func (f *Fetcher) Fetch(ctx context.Context, batch *cas.Batch, k cas.Key) (bool, error) {
-	c := &counters{report: func(int64) {}}
-	failed, err := f.shared(ctx, "blob "+k.Name(), batch, func() (map[cas.Key]error, error) {
-		return f.readObject(ctx, batch, k, BlobKey(k), false, c)
-	})
-	if err == nil && failed[k] != nil {
-		err = failed[k]
-	}
-	return err == nil, err
-}
-
 func (f *Fetcher) decoder() (*zstd.Decoder, error) {
 	if d, ok := f.decs.Get().(*zstd.Decoder); ok {
 		return d, nil
@@ -351,7 +335,7 @@ func (f *Fetcher) readSpan(ctx context.Context, batch *cas.Batch, sp span, c *co
 			}
 			content, done, err := pack.Frame(dec, stream, fr.length, fr.k.Size)
 			if err == nil {
-				_, err = batch.PutExpect(ctx, tagged{content, stream}, fr.k)
+				_, err = batch.PutFetched(ctx, tagged{content, stream}, fr.k)
 				// The rest of the frame, if the decoder stopped short; a
 				// failure shows in stream.err.
 				_ = done()
@@ -421,7 +405,7 @@ func (f *Fetcher) readObjectOnce(ctx context.Context, batch *cas.Batch, k cas.Ke
 		}
 		r = tagged{io.LimitReader(dec, k.Size+1), stream}
 	}
-	_, err = batch.PutExpect(ctx, r, k)
+	_, err = batch.PutFetched(ctx, r, k)
 	if stream.err != nil {
 		return stream.err
 	}

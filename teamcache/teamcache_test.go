@@ -379,22 +379,20 @@ func TestKillServerMidPull(t *testing.T) {
 	}
 	d2 := newStore(t)
 	dest := filepath.Join(t.TempDir(), "r")
-	// Small ranges, two at a time, so the pull takes many requests.
-	slow := teamcache.Options{Jobs: 2, MaxRange: 2 << 10, MergeGap: -1}
-	done := make(chan error, 1)
-	go func() {
-		_, err := teamcache.Pull(ctx, d2.Store, e.b, "big", dest, nil, slow)
-		done <- err
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for countFiles(filepath.Join(d2.Store.Root(), cas.HashDir)) < 300 {
-		if time.Now().After(deadline) {
-			t.Fatal("pull made no progress")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	e.srv.Kill()
-	err := <-done
+	// Small ranges, two at a time, so the pull takes many requests; the
+	// server dies once the pull has stored (and flushed: a batch is
+	// flushed at 2,048 blobs) a good part of the tree, from the pull's own
+	// progress report, so the kill cannot come after the last blob.
+	var got atomic.Int64
+	slow := teamcache.Options{Jobs: 2, MaxRange: 2 << 10, MergeGap: -1,
+		Progress: func(string, int64) func(int64) {
+			return func(int64) {
+				if got.Add(1) == 2300 {
+					e.srv.Kill()
+				}
+			}
+		}}
+	_, err := teamcache.Pull(ctx, d2.Store, e.b, "big", dest, nil, slow)
 	if err == nil {
 		t.Fatal("pull succeeded although the server was killed mid-pull")
 	}
