@@ -75,7 +75,7 @@ type Store struct {
 	// sealing it costs no fchmod (one syscall of the ~10 a small put
 	// makes; 22k of them in a cold pull of the npm fixture).
 	chmodDirs, chmodBlobs bool
-	owner     string
+	owner                 string
 	// totals and ledger are nil unless Options.KeepTotals.
 	totals  *Totals
 	ledger  *ledger
