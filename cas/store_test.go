@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -266,5 +268,55 @@ func TestBatchCountsEachContentOnceAcrossFlushes(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(s.Root(), tmpDir)); len(left) != 0 {
 		t.Fatalf("%d temp files left", len(left))
+	}
+}
+
+// TestBlobModesUnderUmask: a temp file is created with its blob's final
+// mode, so under a umask that strips bits of it (0o077: the daemon's
+// UMask= could be that) the store still chmods; under the usual 0o022 it
+// need not. Either way every blob ends 0444 or 0555, through Put, a batch
+// and a download (PutFetched), small and streamed.
+func TestBlobModesUnderUmask(t *testing.T) {
+	for _, mask := range []int{0o022, 0o077, 0o777} {
+		t.Run(fmt.Sprintf("umask %#o", mask), func(t *testing.T) {
+			old := syscall.Umask(mask)
+			defer syscall.Umask(old)
+			s := openTestStore(t)
+			ctx := context.Background()
+			check := func(k Key) {
+				t.Helper()
+				info, err := os.Stat(s.Path(k))
+				if err != nil || info.Mode().Perm() != fs.FileMode(k.Mode()) {
+					t.Fatalf("blob %s: mode %v (%v), want %o", k, info.Mode(), err, k.Mode())
+				}
+			}
+			big := bytes.Repeat([]byte("streamed "), smallBlob/8)
+			for i, exec := range []bool{false, true} {
+				data := []byte(fmt.Sprintf("mode %d %#o", i, mask))
+				r, err := s.Put(ctx, bytes.NewReader(data), exec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check(r.Key)
+				b := s.NewBatch()
+				rb, err := b.Put(ctx, bytes.NewReader(append(data, 'b')), exec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				content := append(big, data...)
+				h := NewHasher()
+				h.Write(content)
+				want := Key{Size: int64(len(content)), Exec: exec}
+				h.Sum(want.Sum[:0])
+				if _, err := b.PutFetched(ctx, bytes.NewReader(content), want); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				check(rb.Key)
+				check(want)
+			}
+		})
 	}
 }
