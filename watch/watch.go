@@ -9,9 +9,10 @@
 // descriptors over the daemon's ingest.put, with every check of a normal
 // ingest. Files are stored without touching them (tier2: a copy).
 //
-// Events come from inotify on Linux, one watch per directory. What a
-// watcher cannot trust (a queue overflow, a directory it could not watch)
-// falls back to the incremental walk of the tree, never to silence.
+// Events come from inotify on Linux, one watch per directory, and from
+// FSEvents on macOS, one recursive stream (fsevents.go). What a watcher
+// cannot trust (a queue overflow, dropped events, a directory it could not
+// watch) falls back to the incremental walk of the tree, never to silence.
 package watch
 
 import (
@@ -96,11 +97,14 @@ type source interface {
 	Close() error
 }
 
-// sink is what a source calls back on its Watcher. Only Linux has a
-// source today: the assertion keeps the calls one contract (and keeps
-// other systems' builds from taking them for dead code).
+// sink is what a source calls back on its Watcher: inotify's on Linux,
+// FSEvents' translator on macOS (fsevents.go), a recorder in tests. The
+// assertion keeps the calls one contract (and keeps other systems' builds
+// from taking them for dead code).
 type sink interface {
 	abs(key string) string
+	changed(key string)
+	barrier(cookie string)
 	overflowed()
 	unwatched(key string, why error)
 	holdOwn(key string, dir bool) bool
