@@ -24,9 +24,12 @@ import (
 //
 // Why that binding: it is the fsnotify project's, exposes the stream's
 // create flags (FileEvents, WatchRoot) and every event flag, and delivers
-// each callback's batch whole and in order. Its channel send from the
-// callback blocks the stream's queue while the watcher is slow, which is
-// what lets fseventsd report UserDropped instead of growing without bound.
+// each callback's batch whole and in order, on a dispatch queue. Its
+// README calls it not well maintained (v0.2.0, May 2024), but it is small
+// (one cgo file) and the alternative was the same cgo of our own. Known
+// limits, handled here: its callback blocks on an unbuffered channel send
+// (we pass a buffered one, and keep draining it until Stop returns), and
+// a callback that races Stop may log one line to stderr.
 
 // fseventsLatency is how long fseventsd gathers events before it delivers
 // a batch (FSEventStreamCreate's latency; watchman uses 10 ms). It adds to

@@ -78,7 +78,8 @@ type Stats struct {
 	Paths int64 `json:"paths"`
 	// LagMS is the age of the oldest change not yet committed.
 	LagMS int64 `json:"lag_ms"`
-	// Overflows counts kernel queue overflows, each answered by a rescan.
+	// Overflows counts kernel queue overflows (FSEvents: dropped
+	// events), each answered by a rescan.
 	Overflows int64 `json:"overflows"`
 	// Projected counts files the watcher projected (ProjectAfter), and
 	// OwnDropped the events of its projections it recognised and dropped.
@@ -340,14 +341,15 @@ func (w *Watcher) barrier(name string) {
 	w.poke()
 }
 
-// overflowed answers a lost event queue with a rescan of the whole
-// watched tree (the incremental walk: stat speed for unchanged files).
+// overflowed answers lost events (inotify's queue overflow, FSEvents'
+// UserDropped/KernelDropped) with a rescan of the whole watched tree (the
+// incremental walk: stat speed for unchanged files).
 func (w *Watcher) overflowed() {
 	w.mu.Lock()
 	w.rescan = true
 	w.stats.Overflows++
 	w.mu.Unlock()
-	w.opts.Warn("the kernel's event queue overflowed: rescanning " + w.dir)
+	w.opts.Warn("events were lost (the kernel's event queue overflowed, or FSEvents dropped some): rescanning " + w.dir)
 	w.poke()
 }
 
