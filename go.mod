@@ -6,6 +6,7 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/PowerDNS/lmdb-go v1.9.3
 	github.com/coreos/go-systemd/v22 v22.7.0
+	github.com/fsnotify/fsevents v0.2.0
 	github.com/hanwen/go-fuse/v2 v2.12.1
 	github.com/klauspost/compress v1.19.2
 	github.com/minio/minio-go/v7 v7.4.1

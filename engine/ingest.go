@@ -93,8 +93,10 @@ type IngestOptions struct {
 	Paths []string
 	// SkipBusy leaves a file that another process still has open (the
 	// write-lease test) as it was recorded and lists it in Busy, for the
-	// watcher to retry once its writer closes it. Without it such a file
-	// is read like any other.
+	// watcher to retry once its writer closes it; so too a file that
+	// keeps changing while it is read (a writer still writing, which
+	// macOS has no test for). Without it such a file is read like any
+	// other.
 	SkipBusy bool
 }
 

@@ -8,5 +8,6 @@ package engine
 func writeLease(fd int) (release func(), ok bool) { return nil, false }
 
 // busyLease tells nothing on macOS: the watcher's quiet period stands in
-// for a writer's close, and the identity check guards the content.
+// for a writer's close (watch/fsevents.go), and the identity check guards
+// the content: a file that keeps changing while read is busy (read.go).
 func busyLease(fd int) (release func(), busy bool) { return nil, false }

@@ -1,11 +1,15 @@
 package engine
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/internal/manifesttest"
 	"github.com/vrift/vrift/manifest"
 )
@@ -83,5 +87,54 @@ func TestLiveRefreshBusy(t *testing.T) {
 	}
 	if e := entryOf(t, proj, "nm/a.js"); e.Size != int64(len("half and whole")) {
 		t.Errorf("closed file recorded as %+v", e)
+	}
+}
+
+// changingBlobs stands for a writer that keeps writing while the file is
+// read: each put changes the file's times (utimes, which breaks no lease).
+type changingBlobs struct {
+	path string
+	puts int
+}
+
+func (c *changingBlobs) PutFile(ctx context.Context, f *os.File, exec bool) (cas.PutResult, error) {
+	c.puts++
+	at := time.Unix(1_000_000+int64(c.puts), 0)
+	if err := os.Chtimes(c.path, at, at); err != nil {
+		return cas.PutResult{}, err
+	}
+	st, _ := f.Stat()
+	return cas.PutResult{Key: cas.Key{Size: st.Size()}}, nil
+}
+
+func (c *changingBlobs) Sync(context.Context) error { return nil }
+
+// TestLiveRefreshChanging: a file that changes during every read (macOS
+// has no test for a writer still writing) is busy for a watcher's refresh,
+// to be retried, and an error for an ingest; neither records it.
+func TestLiveRefreshChanging(t *testing.T) {
+	base := t.TempDir()
+	proj := filepath.Join(base, "p")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "nm/a.js": "a"})
+	nm := filepath.Join(proj, "nm")
+	ingestDirect(t, filepath.Join(base, "store"), nm, IngestOptions{Tier: Tier2})
+	before := entryOf(t, proj, "nm/a.js")
+	if err := os.WriteFile(filepath.Join(nm, "a.js"), []byte("still writing"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	blobs := &changingBlobs{path: filepath.Join(nm, "a.js")}
+	res, err := Ingest(context.Background(), IngestOptions{Dir: nm, Tier: Tier2, Blobs: blobs, Paths: []string{"nm/a.js"}, SkipBusy: true})
+	if err != nil || len(res.Busy) != 1 || res.Busy[0] != "nm/a.js" {
+		t.Fatalf("refresh: busy %v, err %v", res, err)
+	}
+	if blobs.puts != 3 {
+		t.Errorf("read %d times, want 3 (then busy)", blobs.puts)
+	}
+	if e := entryOf(t, proj, "nm/a.js"); e.Sum != before.Sum || e.Size != before.Size || e.MTime != before.MTime {
+		t.Errorf("a file changing while read was recorded: %+v, was %+v", e, before)
+	}
+	_, err = Ingest(context.Background(), IngestOptions{Dir: nm, Tier: Tier2, Blobs: blobs, Paths: []string{"nm/a.js"}})
+	if err == nil || !strings.Contains(err.Error(), "keeps changing while being read") {
+		t.Errorf("without SkipBusy: %v", err)
 	}
 }

@@ -45,7 +45,8 @@ func TestDarwinBuild(t *testing.T) {
 
 // TestDarwinCheckSeesDarwinCode proves the check compiles macOS-only code:
 // a type error in a _darwin.go file, and one in cgo-using code built for
-// darwin (manifest imports LMDB), both fail it; the same files unbroken pass.
+// darwin (manifest imports LMDB, watch the FSEvents binding), both fail it;
+// the same files unbroken pass.
 func TestDarwinCheckSeesDarwinCode(t *testing.T) {
 	requireClang(t)
 	repo, _ := filepath.Abs("..")
@@ -53,6 +54,7 @@ func TestDarwinCheckSeesDarwinCode(t *testing.T) {
 		{"./fs", "fs/unmount_darwin.go"},
 		{"./cas", "cas/rename_darwin.go"},
 		{"./manifest", "manifest/fdpath_other.go"},
+		{"./watch", "watch/source_darwin.go"}, // cgo: the FSEvents binding
 	} {
 		src, err := os.ReadFile(filepath.Join(repo, c.file))
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -277,8 +278,156 @@ func TestMacUninstallScript(t *testing.T) {
 // TestMacScriptsShellcheck lints the macOS install scripts.
 func TestMacScriptsShellcheck(t *testing.T) {
 	requireTool(t, "shellcheck", "shellcheck")
-	out, err := exec.Command("shellcheck", "macos/install.sh", "macos/uninstall.sh", "../scripts/darwin-check.sh").CombinedOutput()
+	out, err := exec.Command("shellcheck", "macos/install.sh", "macos/uninstall.sh", "macos/watch-agent.sh", "../scripts/darwin-check.sh").CombinedOutput()
 	if err != nil {
 		t.Fatalf("shellcheck: %v\n%s", err, out)
+	}
+}
+
+// agent runs macos/watch-agent.sh as the user FAKE_UID with HOME home and
+// the fakes first on PATH; it returns the output, the calls, and the error.
+func (m *fakeMac) agent(t *testing.T, home, vrift, uid string, args ...string) (string, []string, error) {
+	t.Helper()
+	log := filepath.Join(m.state, "calls.log")
+	os.Remove(log)
+	cmd := exec.Command(filepath.Join("macos", "watch-agent.sh"), args...)
+	cmd.Env = append(os.Environ(), "PATH="+m.fakes+":"+os.Getenv("PATH"), "HOME="+home,
+		"FAKE_STATE="+m.state, "FAKE_UID="+uid, "VRIFT="+vrift)
+	o, err := cmd.CombinedOutput()
+	var calls []string
+	b, _ := os.ReadFile(log)
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l != "" && !strings.HasPrefix(l, "id ") {
+			calls = append(calls, l)
+		}
+	}
+	return string(o), calls, err
+}
+
+// readPlist parses a plist with Python's plistlib (what launchd reads).
+func readPlist(t *testing.T, path string) map[string]any {
+	t.Helper()
+	out, err := exec.Command("python3", "-c",
+		"import json,plistlib,sys; print(json.dumps(plistlib.load(open(sys.argv[1],'rb'))))", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("plist %s: %v\n%s", path, err, out)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(out, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestMacWatchAgent runs watch-agent.sh against the fake launchctl: the
+// agent's plist names the project (XML-escaped) and the vrift binary, is
+// loaded in the user's gui domain, not reloaded when nothing changed,
+// reloaded when it did; two projects of one name get two labels; disable
+// unloads and removes it; bad input is refused with nothing written.
+func TestMacWatchAgent(t *testing.T) {
+	m := newFakeMac(t)
+	home := filepath.Join(t.TempDir(), "home")
+	os.MkdirAll(home, 0o755)
+	base := t.TempDir()
+	proj := filepath.Join(base, "src", "my app & <co>")
+	other := filepath.Join(base, "old", "my app & <co>")
+	for _, d := range []string{proj, other} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vrift := filepath.Join(m.bin, "vrift")
+
+	label := func(dir string) string {
+		out, _, err := m.agent(t, home, vrift, "501", "label", dir)
+		if err != nil {
+			t.Fatalf("label %s: %v\n%s", dir, err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	l1, l2 := label(proj), label(other)
+	if l1 == l2 || !strings.HasPrefix(l1, "com.velorift.vrift-watch.my_app____co_-") {
+		t.Fatalf("labels %q and %q", l1, l2)
+	}
+	plist := filepath.Join(home, "Library/LaunchAgents", l1+".plist")
+
+	out, calls, err := m.agent(t, home, vrift, "501", "enable", proj)
+	if err != nil {
+		t.Fatalf("enable: %v\n%s", err, out)
+	}
+	mustHave(t, calls, "launchctl enable gui/501/"+l1, "launchctl bootstrap gui/501 "+plist)
+	p := readPlist(t, plist)
+	args, _ := p["ProgramArguments"].([]any)
+	if p["Label"] != l1 || len(args) != 3 || args[0] != vrift || args[1] != "watch" || args[2] != proj {
+		t.Errorf("plist: %v", p)
+	}
+	if ka, _ := p["KeepAlive"].(map[string]any); ka["SuccessfulExit"] != false || p["RunAtLoad"] != true {
+		t.Errorf("plist: restarted how? %v", p)
+	}
+	if log, _ := p["StandardErrorPath"].(string); !strings.HasPrefix(log, home+"/Library/Logs/vrift-watch-") {
+		t.Errorf("log %q", log)
+	}
+	if b, _ := os.ReadFile(plist); regexp.MustCompile(`@[A-Z]+@`).Match(b) {
+		t.Errorf("a field left unfilled:\n%s", b)
+	}
+	if st, err := os.Stat(plist); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("plist mode: %v %v", st, err)
+	}
+
+	// Again: nothing reloaded.
+	out, calls, err = m.agent(t, home, vrift, "501", "enable", proj)
+	if err != nil || !strings.Contains(out, "already enabled") {
+		t.Errorf("second enable: %v\n%s", err, out)
+	}
+	mustNotHave(t, calls, "bootstrap", "bootout")
+
+	// Another binary: the plist changes and the job is reloaded.
+	vrift2 := filepath.Join(m.bin, "vrift-daemon")
+	out, calls, err = m.agent(t, home, vrift2, "501", "enable", proj)
+	if err != nil {
+		t.Fatalf("re-enable: %v\n%s", err, out)
+	}
+	mustHave(t, calls, "launchctl bootout gui/501/"+l1, "launchctl bootstrap gui/501 "+plist)
+	if args, _ := readPlist(t, plist)["ProgramArguments"].([]any); len(args) == 0 || args[0] != vrift2 {
+		t.Errorf("plist not rewritten: %v", args)
+	}
+
+	// The other project of the same name is its own job.
+	if out, _, err := m.agent(t, home, vrift, "501", "enable", other); err != nil {
+		t.Fatalf("enable other: %v\n%s", err, out)
+	}
+
+	out, calls, err = m.agent(t, home, vrift, "501", "disable", proj)
+	if err != nil {
+		t.Fatalf("disable: %v\n%s", err, out)
+	}
+	mustHave(t, calls, "launchctl bootout gui/501/"+l1)
+	if _, err := os.Lstat(plist); !os.IsNotExist(err) {
+		t.Errorf("plist left after disable: %v", err)
+	}
+	if _, calls, _ = m.agent(t, home, vrift, "501", "disable", proj); len(calls) != 1 || !strings.HasPrefix(calls[0], "launchctl print") {
+		t.Errorf("second disable: %v", calls)
+	}
+	if _, err := os.Stat(filepath.Join(home, "Library/LaunchAgents", l2+".plist")); err != nil {
+		t.Errorf("disabling one project touched the other: %v", err)
+	}
+
+	// Refused, with nothing written: no such directory, root, no binary.
+	ents, _ := os.ReadDir(filepath.Join(home, "Library/LaunchAgents"))
+	for _, c := range []struct {
+		uid, vrift, dir, want string
+	}{
+		{"501", vrift, filepath.Join(base, "nope"), "not a directory"},
+		{"0", vrift, proj, "not root"},
+		{"501", filepath.Join(base, "no-vrift"), proj, "missing"},
+	} {
+		out, calls, err := m.agent(t, home, c.vrift, c.uid, "enable", c.dir)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("enable %s as %s: %v\n%s", c.dir, c.uid, err, out)
+		}
+		mustNotHave(t, calls, "bootstrap")
+	}
+	if after, _ := os.ReadDir(filepath.Join(home, "Library/LaunchAgents")); len(after) != len(ents) {
+		t.Errorf("a refused enable left files: %v", after)
 	}
 }

@@ -9,9 +9,10 @@
 // descriptors over the daemon's ingest.put, with every check of a normal
 // ingest. Files are stored without touching them (tier2: a copy).
 //
-// Events come from inotify on Linux, one watch per directory. What a
-// watcher cannot trust (a queue overflow, a directory it could not watch)
-// falls back to the incremental walk of the tree, never to silence.
+// Events come from inotify on Linux, one watch per directory, and from
+// FSEvents on macOS, one recursive stream (fsevents.go). What a watcher
+// cannot trust (a queue overflow, dropped events, a directory it could not
+// watch) falls back to the incremental walk of the tree, never to silence.
 package watch
 
 import (
@@ -77,7 +78,8 @@ type Stats struct {
 	Paths int64 `json:"paths"`
 	// LagMS is the age of the oldest change not yet committed.
 	LagMS int64 `json:"lag_ms"`
-	// Overflows counts kernel queue overflows, each answered by a rescan.
+	// Overflows counts kernel queue overflows (FSEvents: dropped
+	// events), each answered by a rescan.
 	Overflows int64 `json:"overflows"`
 	// Projected counts files the watcher projected (ProjectAfter), and
 	// OwnDropped the events of its projections it recognised and dropped.
@@ -96,11 +98,14 @@ type source interface {
 	Close() error
 }
 
-// sink is what a source calls back on its Watcher. Only Linux has a
-// source today: the assertion keeps the calls one contract (and keeps
-// other systems' builds from taking them for dead code).
+// sink is what a source calls back on its Watcher: inotify's on Linux,
+// FSEvents' translator on macOS (fsevents.go), a recorder in tests. The
+// assertion keeps the calls one contract (and keeps other systems' builds
+// from taking them for dead code).
 type sink interface {
 	abs(key string) string
+	changed(key string)
+	barrier(cookie string)
 	overflowed()
 	unwatched(key string, why error)
 	holdOwn(key string, dir bool) bool
@@ -336,14 +341,15 @@ func (w *Watcher) barrier(name string) {
 	w.poke()
 }
 
-// overflowed answers a lost event queue with a rescan of the whole
-// watched tree (the incremental walk: stat speed for unchanged files).
+// overflowed answers lost events (inotify's queue overflow, FSEvents'
+// UserDropped/KernelDropped) with a rescan of the whole watched tree (the
+// incremental walk: stat speed for unchanged files).
 func (w *Watcher) overflowed() {
 	w.mu.Lock()
 	w.rescan = true
 	w.stats.Overflows++
 	w.mu.Unlock()
-	w.opts.Warn("the kernel's event queue overflowed: rescanning " + w.dir)
+	w.opts.Warn("events were lost (the kernel's event queue overflowed, or FSEvents dropped some): rescanning " + w.dir)
 	w.poke()
 }
 

@@ -47,7 +47,9 @@ scan is committed; see the vrift-watch@.service user unit.
            committed everything closed before the call; fails when no
            watcher runs for the project
 
-Linux only for now (inotify); the macOS source (FSEvents) is not built yet.`,
+Events come from inotify on Linux and from FSEvents on macOS (built and
+vetted for macOS, not yet run on a Mac; see docs/macos.md, and
+packaging/macos/watch-agent.sh for a launchd agent per project).`,
 		Example: `  vrift watch &            # in a project
   npm install && vrift watch --sync && vrift ingest node_modules
   systemctl --user enable --now "vrift-watch@$(systemd-escape --path ~/src/app).service"`,

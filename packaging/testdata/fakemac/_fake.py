@@ -41,7 +41,7 @@ db = load("dscl", {"Users": {}, "Groups": {}})
 if prog == "id":
     if args != ["-u"]:
         fail("fake id knows only -u")
-    print(0)
+    print(os.environ.get("FAKE_UID", "0"))
 elif prog == "dscl":
     if len(args) < 3 or args[0] != ".":
         fail("usage: dscl . -command /Kind/name [key [value]]")
@@ -94,16 +94,16 @@ elif prog == "launchctl":
     jobs = load("launchd", {})
     cmd = args[0] if args else ""
     if cmd == "print":
-        if args[1].split("/", 1)[1] not in jobs:
+        # system/LABEL or gui/UID/LABEL
+        if args[1].rsplit("/", 1)[1] not in jobs:
             fail("Could not find service", 113)
         print(args[1] + " = { state = running }")
     elif cmd == "enable":
         pass
     elif cmd == "bootstrap":
-        if args[1] != "system":
-            fail("domain must be system for a LaunchDaemon")
         import plistlib
 
+        domain = args[1]
         with open(args[2], "rb") as f:
             p = plistlib.load(f)
         label = p["Label"]
@@ -113,15 +113,24 @@ elif prog == "launchctl":
         prog_path = p["ProgramArguments"][0]
         if not os.access(root + prog_path, os.X_OK):
             fail("program not executable: " + prog_path)
-        if p["UserName"] not in db["Users"] or p["GroupName"] not in db["Groups"]:
-            fail("no such user or group: %s:%s" % (p["UserName"], p["GroupName"]))
+        if domain == "system":
+            if p["UserName"] not in db["Users"] or p["GroupName"] not in db["Groups"]:
+                fail("no such user or group: %s:%s" % (p["UserName"], p["GroupName"]))
+        elif domain.startswith("gui/"):
+            # A LaunchAgent runs as the user whose domain it is in.
+            if "UserName" in p or not os.path.basename(args[2]) == label + ".plist":
+                fail("an agent names no UserName, and its plist is named after its label")
+            if domain != "gui/" + os.environ.get("FAKE_UID", "0"):
+                fail("Bootstrap failed: 125: Domain does not support specified action", 125)
+        else:
+            fail("unknown domain " + domain)
         for s in p.get("Sockets", {}).values():
             if not os.path.isdir(os.path.dirname(root + s["SockPathName"])):
                 fail("socket directory missing: " + s["SockPathName"])
         jobs[label] = unroot(args[2])
         save("launchd", jobs)
     elif cmd == "bootout":
-        label = args[1].split("/", 1)[1]
+        label = args[1].rsplit("/", 1)[1]
         if label not in jobs:
             fail("Boot-out failed: 3: No such process", 3)
         del jobs[label]
