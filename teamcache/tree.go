@@ -184,13 +184,27 @@ func FetchTree(ctx context.Context, b remote.Backend, name string) (*Tree, []byt
 }
 
 // DecodeTree decodes (and validates) a tree object.
+// maxPresize caps the entries DecodeTree makes room for before reading
+// them.
+const maxPresize = 1 << 20
+
 func DecodeTree(raw []byte) (*Tree, error) {
 	t := &Tree{}
 	blk, body, err := treefile.Split(raw)
 	if err != nil {
 		return nil, err
 	}
-	t.Header, err = treefile.ReadTree(bytes.NewReader(body), func(p string, e manifest.Entry, w treefile.Where) error {
+	// Sized from the header's totals (a hint: the entries are counted
+	// against the trailer as they are read), capped so that a lying header
+	// cannot allocate much: growing the three slices from nothing was a
+	// quarter of decoding the npm fixture's tree (246 ms).
+	presize := func(h treefile.Header) {
+		n := min(max(h.Totals.Files+h.Totals.Dirs+h.Totals.Symlinks, 0), maxPresize)
+		t.Paths = make([]string, 0, n)
+		t.Entries = make([]manifest.Entry, 0, n)
+		t.Where = make([]treefile.Where, 0, n)
+	}
+	t.Header, err = treefile.ReadTreeAfter(bytes.NewReader(body), presize, func(p string, e manifest.Entry, w treefile.Where) error {
 		t.Paths = append(t.Paths, p)
 		t.Entries = append(t.Entries, e)
 		t.Where = append(t.Where, w)

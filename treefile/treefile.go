@@ -225,6 +225,12 @@ func Read(r io.Reader, fn func(p string, e manifest.Entry) error) (Header, error
 // hash, a non-negative size and an exec flag that agrees with the mode. A
 // missing or wrong trailer (a truncated object) is an error.
 func ReadTree(r io.Reader, fn func(p string, e manifest.Entry, w Where) error) (Header, error) {
+	return ReadTreeAfter(r, nil, fn)
+}
+
+// ReadTreeAfter is ReadTree with header called once the header is read and
+// checked, before the first entry (to size what the entries go into).
+func ReadTreeAfter(r io.Reader, header func(Header), fn func(p string, e manifest.Entry, w Where) error) (Header, error) {
 	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(256<<20))
 	if err != nil {
 		return Header{}, fmt.Errorf("tree: %w", err)
@@ -255,6 +261,9 @@ func ReadTree(r io.Reader, fn func(p string, e manifest.Entry, w Where) error) (
 		if !IsPackID(id) {
 			return Header{}, bad("bad pack ID %q", id)
 		}
+	}
+	if header != nil {
+		header(h)
 	}
 	var n int64
 	prev := ""
