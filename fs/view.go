@@ -34,6 +34,8 @@ type View struct {
 	noPassthrough bool
 
 	listings listings
+	// prefetch is nil until Serve starts it (prefetch.go).
+	prefetch *prefetcher
 }
 
 // ViewOptions configure a view.
@@ -457,6 +459,11 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if err != nil {
 		return nil, 0, syscall.EIO // the blob is missing: vrift verify names it
 	}
+	if _, parent := n.Parent(); parent != nil {
+		if pn, ok := parent.Operations().(*node); ok {
+			n.v.prefetch.opened(pn.key)
+		}
+	}
 	// Content under a name never changes while the manifest does not
 	// (invalidate drops the pages when it does): keep the page cache
 	// across opens.
@@ -541,6 +548,7 @@ func (v *View) invalidate(root *gofs.Inode) int {
 		}
 	}
 	v.listings.clear()
+	v.prefetch.reset()
 	walk(root)
 	return sent
 }
@@ -615,6 +623,9 @@ func (v *View) Serve(ctx context.Context, mountpoint, source string, ready func(
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
+	// Before the first request; stopped (deferred) before the caller
+	// closes the manifest.
+	defer v.startPrefetch()()
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {
 		return fmt.Errorf("mount %s: %w", mountpoint, err)

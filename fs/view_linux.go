@@ -3,6 +3,7 @@ package fs
 import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 const passthroughSupported = true
@@ -79,3 +80,7 @@ func (r *noOpendir) readdir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.D
 	opened.Fh = oo.Fh
 	return read(cancel, &opened, out)
 }
+
+// readAhead asks the kernel to start reading the first size bytes of fd
+// into the page cache, without waiting for them.
+func readAhead(fd int, size int64) { unix.Fadvise(fd, 0, size, unix.FADV_WILLNEED) }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -476,4 +477,54 @@ func TestViewWatchNotices(t *testing.T) {
 	if !equalStrings(entries, []string{"a.txt"}) {
 		t.Errorf("watch invalidated %v after a.txt changed, want [a.txt]", entries)
 	}
+}
+
+// TestViewPrefetchesAnOpenedFilesDirectory: the first open of a file warms
+// the blobs of its directory's small files (not larger ones, not empty
+// ones, not those whose blob is missing), once per directory until a
+// re-ingest, and without holding up the open.
+func TestViewPrefetchesAnOpenedFilesDirectory(t *testing.T) {
+	f := newViewFixture(t)
+	gone := fileEntry(t, f.store, "its blob goes away\n", 0o644)
+	if err := os.Remove(cas.BlobPath(f.store, gone.Key())); err != nil {
+		t.Fatal(err)
+	}
+	put(t, f.m, map[string]manifest.Entry{
+		"lib/big.bin":  fileEntry(t, f.store, strings.Repeat("b", prefetchMaxSize+1), 0o644),
+		"lib/empty":    fileEntry(t, f.store, "", 0o644),
+		"lib/gone.txt": gone,
+	})
+	stop := f.v.startPrefetch()
+	defer stop()
+	p := f.v.prefetch
+	waitFor := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for p.warmed.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("warmed %d blobs, want %d", p.warmed.Load(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // nothing more comes
+		if got := p.warmed.Load(); got != n {
+			t.Fatalf("warmed %d blobs, want %d", got, n)
+		}
+	}
+	a := f.mustLookup(1, "a.txt")
+	if got, _ := f.read(a.NodeId); got != "alpha\n" {
+		t.Fatalf("read a.txt: %q", got)
+	}
+	waitFor(2) // a.txt and run.sh
+	run := f.mustLookup(1, "run.sh")
+	f.read(run.NodeId) // lib again: nothing
+	sub := f.mustLookup(1, "sub")
+	b := f.mustLookup(sub.NodeId, "b.txt")
+	f.read(b.NodeId)
+	waitFor(3)
+	// A re-ingest may have given lib's files other blobs: warmed again.
+	f.v.invalidate(f.root.EmbeddedInode())
+	a = f.mustLookup(1, "a.txt")
+	f.read(a.NodeId)
+	waitFor(5)
 }
