@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -33,8 +32,11 @@ import (
 //	       count is how many of the uid's roots reference the blob
 //	users: uid u32 -> referenced, exclusive, fair_share (3 x i64)
 //	roots: "uid/id" -> pinned_at ns, distinct bytes, files (3 x i64),
-//	       then the root's distinct blob keys (41 bytes each)
-//	meta:  "version" -> 1, "total" -> distinct referenced blobs, bytes
+//	       then the root's distinct blob keys (41 bytes each), sorted
+//	meta:  "version" -> 2, "total" -> distinct referenced blobs, bytes
+//
+// Version 1 kept a root's keys unsorted; a version 1 file is recounted
+// at startup (Matches), which rewrites every root sorted.
 //
 // fair_share is the sum, over the user's blobs, of size / users
 // referencing it, each rounded down: integer, so a recount gives exactly
@@ -66,18 +68,20 @@ type Totals struct {
 const (
 	keyLen       = cas.HashSize + 9
 	rootHdrLen   = 24
-	usageVersion = 1
+	usageVersion = 2
 	usageMapSize = 1 << 38
 )
 
-func encKey(k cas.Key) []byte {
-	b := make([]byte, keyLen)
-	copy(b, k.Sum[:])
-	binary.BigEndian.PutUint64(b[cas.HashSize:], uint64(k.Size))
+func encKey(k cas.Key) []byte { return appendKey(make([]byte, 0, keyLen), k) }
+
+// appendKey appends k's encoding (keyLen bytes) to b.
+func appendKey(b []byte, k cas.Key) []byte {
+	b = append(b, k.Sum[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(k.Size))
 	if k.Exec {
-		b[keyLen-1] = 1
+		return append(b, 1)
 	}
-	return b
+	return append(b, 0)
 }
 
 func decKey(b []byte) cas.Key {
@@ -288,61 +292,76 @@ func (a *accounting) Root(uid uint32, id string) (rootInfo, bool, error) {
 }
 
 // Delta is how uid's referenced bytes would change if the root id were
-// (re)pinned with keys (distinct), replacing what it held.
-func (a *accounting) Delta(uid uint32, id string, keys []cas.Key) (int64, error) {
+// (re)pinned with keys (sorted, distinct), replacing what it held: new
+// blobs no root of uid held count in, blobs only the old root held count
+// out. Both lists are sorted, so it is one merge, with nothing held beyond
+// them.
+func (a *accounting) Delta(uid uint32, id string, keys keyList) (int64, error) {
 	var delta int64
 	err := a.env.View(func(txn *lmdb.Txn) error {
 		txn.RawRead = true
-		old := map[string]struct{}{}
-		if v, err := txn.Get(a.roots, rootKey(uid, id)); err == nil {
-			ks := decRoot(v).keys
-			for ; len(ks) >= keyLen; ks = ks[keyLen:] {
-				old[string(ks[:keyLen])] = struct{}{}
-			}
-		} else if !lmdb.IsNotFound(err) {
+		old, err := rootKeys(txn, a.roots, uid, id)
+		if err != nil {
 			return err
 		}
-		count := func(kb []byte) (uint32, error) {
-			v, err := txn.Get(a.refs, kb)
-			if lmdb.IsNotFound(err) {
-				return 0, nil
+		return merge(old, keys, func(kb []byte, inOld, inNew bool) error {
+			if inOld && inNew {
+				return nil // held before and after
 			}
-			if err != nil {
-				return 0, err
-			}
-			for _, r := range decRefs(v) {
-				if r.uid == uid {
-					return r.count, nil
-				}
-			}
-			return 0, nil
-		}
-		for _, k := range keys {
-			kb := encKey(k)
-			c, err := count(kb)
-			if err != nil {
+			c, err := a.count(txn, uid, kb)
+			switch {
+			case err != nil:
 				return err
+			case inNew && c == 0:
+				delta += keySize(kb)
+			case inOld && c == 1:
+				delta -= keySize(kb)
 			}
-			if _, in := old[string(kb)]; in {
-				delete(old, string(kb)) // held before and after
-				continue
-			}
-			if c == 0 {
-				delta += k.Size
-			}
-		}
-		for kb := range old { // held before, not after
-			c, err := count([]byte(kb))
-			if err != nil {
-				return err
-			}
-			if c == 1 {
-				delta -= decKey([]byte(kb)).Size
-			}
-		}
-		return nil
+			return nil
+		})
 	})
 	return delta, err
+}
+
+// count is how many of uid's roots reference the blob kb.
+func (a *accounting) count(txn *lmdb.Txn, uid uint32, kb []byte) (uint32, error) {
+	v, err := txn.Get(a.refs, kb)
+	if lmdb.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	for ; len(v) >= 8; v = v[8:] {
+		if binary.BigEndian.Uint32(v) == uid {
+			return binary.BigEndian.Uint32(v[4:]), nil
+		}
+	}
+	return 0, nil
+}
+
+// keySize is the size in an encoded key.
+func keySize(kb []byte) int64 { return int64(binary.BigEndian.Uint64(kb[cas.HashSize:])) }
+
+// rootKeys is the keys recorded for a root (none if it has no record).
+// With txn.RawRead set, it is a view into the map, valid until the
+// root's record changes (writes to other tables leave it alone: LMDB
+// frees a value's pages only when its own record is replaced or
+// deleted, and reuses pages freed by a transaction only after it
+// commits).
+func rootKeys(txn *lmdb.Txn, roots lmdb.DBI, uid uint32, id string) (keyList, error) {
+	v, err := txn.Get(roots, rootKey(uid, id))
+	if lmdb.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ks := keyList(decRoot(v).keys)
+	if err := ks.check(); err != nil {
+		return nil, fmt.Errorf("root %d/%s: %w", uid, id, err)
+	}
+	return ks, nil
 }
 
 // change is one transaction's edits, totals included.
@@ -360,6 +379,9 @@ func (a *accounting) update(fn func(c *change) error) error {
 	c := &change{a: a, totals: maps.Clone(a.cache), total: a.total}
 	a.cacheMu.RUnlock()
 	err := a.env.Update(func(txn *lmdb.Txn) error {
+		// Values are views into the map, not copies (a root's record
+		// holds 41 bytes a blob; see rootKeys).
+		txn.RawRead = true
 		c.txn = txn
 		if err := fn(c); err != nil {
 			return err
@@ -479,47 +501,58 @@ func cmpU32(a, b uint32) int {
 // dropRoot removes a root and its references; a root the accounting does
 // not know is no error.
 func (c *change) dropRoot(uid uint32, id string) error {
-	rk := rootKey(uid, id)
-	v, err := c.txn.Get(c.a.roots, rk)
-	if lmdb.IsNotFound(err) {
-		return nil
+	old, err := rootKeys(c.txn, c.a.roots, uid, id)
+	if err != nil || old == nil {
+		return err
 	}
+	for i := range old.Len() {
+		if err := c.ref(uid, old.At(i), -1); err != nil {
+			return err
+		}
+	}
+	return c.txn.Del(c.a.roots, rootKey(uid, id), nil)
+}
+
+// putRoot records a root (replacing one of the same id) with its keys
+// (sorted, distinct). Only the blobs the old and new root do not share
+// change their references: a re-pin of an unchanged 1M-file tree
+// rewrites no reference at all, where dropping the old root first
+// rewrote every one of them, twice. The record is written in place
+// (MDB_RESERVE): no copy of it is built in Go memory.
+func (c *change) putRoot(uid uint32, id string, pinnedAt, files int64, keys keyList) error {
+	old, err := rootKeys(c.txn, c.a.roots, uid, id)
 	if err != nil {
 		return err
 	}
-	ks := bytes.Clone(decRoot(v).keys)
-	for ; len(ks) >= keyLen; ks = ks[keyLen:] {
-		if err := c.ref(uid, ks[:keyLen], -1); err != nil {
-			return err
+	var distinct int64
+	err = merge(old, keys, func(kb []byte, inOld, inNew bool) error {
+		if inNew {
+			distinct += keySize(kb)
 		}
-	}
-	return c.txn.Del(c.a.roots, rk, nil)
-}
-
-// putRoot records a root (replacing one of the same id) with its
-// distinct keys.
-func (c *change) putRoot(uid uint32, id string, pinnedAt, files int64, keys []cas.Key) error {
-	if err := c.dropRoot(uid, id); err != nil {
+		switch {
+		case inOld && inNew:
+			return nil
+		case inNew:
+			return c.ref(uid, kb, +1)
+		}
+		return c.ref(uid, kb, -1)
+	})
+	if err != nil {
 		return err
 	}
-	v := make([]byte, rootHdrLen, rootHdrLen+keyLen*len(keys))
-	var distinct int64
-	for _, k := range keys {
-		kb := encKey(k)
-		if err := c.ref(uid, kb, +1); err != nil {
-			return err
-		}
-		v = append(v, kb...)
-		distinct += k.Size
+	v, err := c.txn.PutReserve(c.a.roots, rootKey(uid, id), rootHdrLen+len(keys), 0)
+	if err != nil {
+		return err
 	}
 	binary.BigEndian.PutUint64(v, uint64(pinnedAt))
 	binary.BigEndian.PutUint64(v[8:], uint64(distinct))
 	binary.BigEndian.PutUint64(v[16:], uint64(files))
-	return c.txn.Put(c.a.roots, rootKey(uid, id), v, 0)
+	copy(v[rootHdrLen:], keys)
+	return nil
 }
 
-// AddRoot records a pinned root.
-func (a *accounting) AddRoot(uid uint32, id string, pinnedAt, files int64, keys []cas.Key) error {
+// AddRoot records a pinned root with its keys (sorted, distinct).
+func (a *accounting) AddRoot(uid uint32, id string, pinnedAt, files int64, keys keyList) error {
 	return a.update(func(c *change) error { return c.putRoot(uid, id, pinnedAt, files, keys) })
 }
 
@@ -544,8 +577,8 @@ func (a *accounting) Recorded() (map[string]int64, bool, error) {
 	var initialized bool
 	err := a.env.View(func(txn *lmdb.Txn) error {
 		txn.RawRead = true
-		if _, err := txn.Get(a.md, []byte("version")); err == nil {
-			initialized = true
+		if v, err := txn.Get(a.md, []byte("version")); err == nil {
+			initialized = len(v) == 1 && v[0] == usageVersion
 		} else if !lmdb.IsNotFound(err) {
 			return err
 		}
@@ -572,19 +605,19 @@ func (a *accounting) Recorded() (map[string]int64, bool, error) {
 // totals for comparison.
 func (a *accounting) Recount(ctx context.Context, roots []pinnedRoot, walk func(ctx context.Context, path string, fn func(cas.Key) error) (files int64, err error)) (before map[uint32]Totals, err error) {
 	before = a.All()
-	type rootKeys struct {
+	type walked struct {
 		r     pinnedRoot
 		files int64
-		keys  []cas.Key
+		keys  keyList
 	}
-	var all []rootKeys
+	var all []walked
 	for _, r := range roots {
-		var keys []cas.Key
-		files, err := walk(ctx, r.path, func(k cas.Key) error { keys = append(keys, k); return nil })
+		add, sorted := collectKeys()
+		files, err := walk(ctx, r.path, add)
 		if err != nil {
 			return nil, fmt.Errorf("recount: root %s: %w", r.path, err)
 		}
-		all = append(all, rootKeys{r, files, keys})
+		all = append(all, walked{r, files, sorted()})
 	}
 	err = a.update(func(c *change) error {
 		for _, dbi := range []lmdb.DBI{a.refs, a.users, a.roots} {
@@ -613,7 +646,7 @@ func (a *accounting) Matches(roots []pinnedRoot) error {
 		return err
 	}
 	if !initialized {
-		return fmt.Errorf("%w: new accounting file", errStale)
+		return fmt.Errorf("%w: new accounting file, or one of an older format", errStale)
 	}
 	if len(rec) != len(roots) {
 		return fmt.Errorf("%w: %d roots recorded, %d pinned", errStale, len(rec), len(roots))

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/cas"
-	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/errdefs"
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/roots"
@@ -125,7 +124,8 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 
 	s.sw.gcLock.RLock()
 	defer s.sw.gcLock.RUnlock()
-	for _, k := range keys {
+	for i := range keys.Len() {
+		k := decKey(keys.At(i))
 		if !s.store.Has(k) && len(res.Missing) < 1000 {
 			res.Missing = append(res.Missing, k.Name())
 		}
@@ -163,22 +163,19 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	return rec, res, nil
 }
 
-// walkKeys walks a manifest and calls fn once per distinct file key,
-// filling rec's totals with checked arithmetic: sizes come from the client
-// and a crafted manifest must not overflow them. It runs C LMDB on the
-// file: call it in-process only on a copy already walked by a child.
+// walkKeys walks a manifest and calls fn with every file's key (the same
+// key as often as files have it: collectKeys sorts and dedups them in 41
+// bytes a key, where a map of the keys seen cost the reader child of a
+// 1M-file pin 250 MB, issue 22), filling rec's totals with checked
+// arithmetic: sizes come from the client and a crafted manifest must not
+// overflow them. It runs C LMDB on the file: call it in-process only on a
+// copy already walked by a child.
 func walkKeys(ctx context.Context, path string, rec *roots.Record, fn func(cas.Key) error) error {
 	m, err := manifest.Open(path)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	// Distinct by engine.KeyHash: 8 bytes a key, not 48 (the manifest
-	// reader child of a 1M-file pin peaked at 250 MB with a map of keys,
-	// issue 22). Two keys whose hashes collide (2^-64 a pair) would count
-	// as one in the root's accounting; what a sweep keeps comes from the
-	// pinned copy itself, never from these keys.
-	seen := map[uint64]struct{}{}
 	return m.View(func(r *manifest.Reader) error {
 		return r.Walk(manifest.RootPath, func(p string, e manifest.Entry) error {
 			if e.Kind != manifest.File {
@@ -189,12 +186,8 @@ func walkKeys(ctx context.Context, path string, rec *roots.Record, fn func(cas.K
 			}
 			rec.Files++
 			rec.Bytes += e.Size
-			k := e.Key()
-			if _, dup := seen[engine.KeyHash(k)]; !dup {
-				seen[engine.KeyHash(k)] = struct{}{}
-				if err := fn(k); err != nil {
-					return err
-				}
+			if err := fn(e.Key()); err != nil {
+				return err
 			}
 			return ctx.Err()
 		})
