@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -51,6 +52,7 @@ type accounting struct {
 	// cheap reads.
 	mu      sync.Mutex
 	wmu     sync.Mutex
+	step    int // rootStep
 	cacheMu sync.RWMutex
 	cache   map[uint32]Totals
 	total   Totals // Referenced: distinct referenced bytes; Blobs: their count
@@ -123,7 +125,7 @@ func openAccounting(path string) (*accounting, error) {
 	if err != nil {
 		return nil, fmt.Errorf("usage accounting %s: %w", path, err)
 	}
-	a := &accounting{env: env}
+	a := &accounting{env: env, step: rootStep}
 	fail := func(err error) (*accounting, error) {
 		env.Close()
 		return nil, fmt.Errorf("usage accounting %s: %w", path, err)
@@ -373,47 +375,80 @@ type change struct {
 }
 
 func (a *accounting) update(fn func(c *change) error) error {
+	return a.updateSteps(func(c *change) (bool, error) { return false, fn(c) })
+}
+
+// errPartial: a change spanning several transactions failed after some of
+// them committed. The accounting is marked pending until a recount.
+var errPartial = errors.New("usage accounting: change applied in part")
+
+// updateSteps runs step in one transaction after another while it
+// reports more, with every change serialised behind it (wmu) as if it were
+// one transaction; the cache takes the totals once the last commits. Every
+// transaction but the last leaves "pending" in meta: a kill -9 midway
+// leaves it there, and the next start recounts (Matches). Readers may see
+// the references of a change in part; only a quota charge of an ingest in
+// flight looks at them (chargeKey), and it is settled at that ingest's pin.
+func (a *accounting) updateSteps(step func(c *change) (more bool, err error)) error {
 	a.wmu.Lock()
 	defer a.wmu.Unlock()
 	a.cacheMu.RLock()
 	c := &change{a: a, totals: maps.Clone(a.cache), total: a.total}
 	a.cacheMu.RUnlock()
-	err := a.env.Update(func(txn *lmdb.Txn) error {
-		// Values are views into the map, not copies (a root's record
-		// holds 41 bytes a blob; see rootKeys).
-		txn.RawRead = true
-		c.txn = txn
-		if err := fn(c); err != nil {
-			return err
-		}
-		for uid, t := range c.totals {
-			var err error
-			if t == (Totals{}) {
-				err = txn.Del(a.users, uidKey(uid), nil)
-				if lmdb.IsNotFound(err) {
-					err = nil
+	committed := false
+	for more := true; more; {
+		err := a.env.Update(func(txn *lmdb.Txn) (err error) {
+			// Values are views into the map, not copies (a root's
+			// record holds 41 bytes a blob; see rootKeys).
+			txn.RawRead = true
+			c.txn = txn
+			if more, err = step(c); err != nil {
+				return err
+			}
+			for uid, t := range c.totals {
+				var err error
+				if t == (Totals{}) {
+					err = txn.Del(a.users, uidKey(uid), nil)
+					if lmdb.IsNotFound(err) {
+						err = nil
+					}
+					delete(c.totals, uid)
+				} else {
+					err = txn.Put(a.users, uidKey(uid), encTotals(t), 0)
 				}
-				delete(c.totals, uid)
-			} else {
-				err = txn.Put(a.users, uidKey(uid), encTotals(t), 0)
+				if err != nil {
+					return err
+				}
+			}
+			if err := txn.Put(a.md, []byte("total"), encTotals(c.total), 0); err != nil {
+				return err
+			}
+			if more {
+				err = txn.Put(a.md, []byte(pendingKey), []byte{1}, 0)
+			} else if err = txn.Del(a.md, []byte(pendingKey), nil); lmdb.IsNotFound(err) {
+				err = nil
 			}
 			if err != nil {
 				return err
 			}
+			return txn.Put(a.md, []byte("version"), []byte{usageVersion}, 0)
+		})
+		if err != nil && committed {
+			return fmt.Errorf("%w: %w", errPartial, err)
 		}
-		if err := txn.Put(a.md, []byte("total"), encTotals(c.total), 0); err != nil {
-			return err
+		if err != nil {
+			return fmt.Errorf("usage accounting: %w", err)
 		}
-		return txn.Put(a.md, []byte("version"), []byte{usageVersion}, 0)
-	})
-	if err != nil {
-		return fmt.Errorf("usage accounting: %w", err)
+		committed = true
 	}
 	a.cacheMu.Lock()
 	a.cache, a.total = c.totals, c.total
 	a.cacheMu.Unlock()
 	return nil
 }
+
+// pendingKey in meta marks a change spanning transactions as under way.
+const pendingKey = "pending"
 
 // ref adds d (+1 or -1) to uid's count of references to the blob kb.
 func (c *change) ref(uid uint32, kb []byte, d int) error {
@@ -498,48 +533,55 @@ func cmpU32(a, b uint32) int {
 	return 0
 }
 
-// dropRoot removes a root and its references; a root the accounting does
-// not know is no error.
-func (c *change) dropRoot(uid uint32, id string) error {
-	old, err := rootKeys(c.txn, c.a.roots, uid, id)
-	if err != nil || old == nil {
-		return err
-	}
-	for i := range old.Len() {
-		if err := c.ref(uid, old.At(i), -1); err != nil {
-			return err
-		}
-	}
-	return c.txn.Del(c.a.roots, rootKey(uid, id), nil)
-}
+// rootStep is how many blob references one transaction of AddRoot
+// changes at most (accounting.step, smaller in tests). A 1M-key root added in one transaction held every
+// dirty page of the refs table in C memory until the commit (about 60 MB),
+// and LMDB keeps the pages of its largest transaction allocated for reuse
+// for as long as the file is open.
+const rootStep = 1 << 16
 
-// putRoot records a root (replacing one of the same id) with its keys
-// (sorted, distinct). Only the blobs the old and new root do not share
-// change their references: a re-pin of an unchanged 1M-file tree
-// rewrites no reference at all, where dropping the old root first
-// rewrote every one of them, twice. The record is written in place
-// (MDB_RESERVE): no copy of it is built in Go memory.
-func (c *change) putRoot(uid uint32, id string, pinnedAt, files int64, keys keyList) error {
-	old, err := rootKeys(c.txn, c.a.roots, uid, id)
-	if err != nil {
-		return err
-	}
-	var distinct int64
-	err = merge(old, keys, func(kb []byte, inOld, inNew bool) error {
-		if inNew {
-			distinct += keySize(kb)
+// diffRoot applies the references of a (re)pin that differ between the
+// old and new keys (sorted, distinct), from positions *i (old) and *j
+// (new), at most max of them (max < 0: all), adding the new keys' sizes
+// to *distinct. Only the blobs the old and new root do not share change:
+// a re-pin of an unchanged 1M-file tree rewrites no reference at all,
+// where dropping the old root first rewrote every one of them, twice.
+func (c *change) diffRoot(uid uint32, old, keys keyList, i, j *int, max int, distinct *int64) error {
+	for n := 0; (*i < old.Len() || *j < keys.Len()) && n != max; {
+		cmp := 1
+		switch {
+		case *i == old.Len():
+		case *j == keys.Len():
+			cmp = -1
+		default:
+			cmp = bytes.Compare(old.At(*i), keys.At(*j))
 		}
 		switch {
-		case inOld && inNew:
-			return nil
-		case inNew:
-			return c.ref(uid, kb, +1)
+		case cmp == 0:
+			*distinct += keySize(keys.At(*j))
+			*i++
+			*j++
+			continue
+		case cmp < 0:
+			if err := c.ref(uid, old.At(*i), -1); err != nil {
+				return err
+			}
+			*i++
+		default:
+			*distinct += keySize(keys.At(*j))
+			if err := c.ref(uid, keys.At(*j), +1); err != nil {
+				return err
+			}
+			*j++
 		}
-		return c.ref(uid, kb, -1)
-	})
-	if err != nil {
-		return err
+		n++
 	}
+	return nil
+}
+
+// writeRoot writes a root's record in place (MDB_RESERVE): no copy of its
+// 41 bytes a key is built in Go memory.
+func (c *change) writeRoot(uid uint32, id string, pinnedAt, files, distinct int64, keys keyList) error {
 	v, err := c.txn.PutReserve(c.a.roots, rootKey(uid, id), rootHdrLen+len(keys), 0)
 	if err != nil {
 		return err
@@ -551,14 +593,61 @@ func (c *change) putRoot(uid uint32, id string, pinnedAt, files int64, keys keyL
 	return nil
 }
 
-// AddRoot records a pinned root with its keys (sorted, distinct).
-func (a *accounting) AddRoot(uid uint32, id string, pinnedAt, files int64, keys keyList) error {
-	return a.update(func(c *change) error { return c.putRoot(uid, id, pinnedAt, files, keys) })
+// putRoot records a root (replacing one of the same id) with its keys
+// (sorted, distinct), in the change's one transaction.
+func (c *change) putRoot(uid uint32, id string, pinnedAt, files int64, keys keyList) error {
+	old, err := rootKeys(c.txn, c.a.roots, uid, id)
+	if err != nil {
+		return err
+	}
+	var i, j int
+	var distinct int64
+	if err := c.diffRoot(uid, old, keys, &i, &j, -1, &distinct); err != nil {
+		return err
+	}
+	return c.writeRoot(uid, id, pinnedAt, files, distinct, keys)
 }
 
-// DropRoot forgets a root.
+// AddRoot records a pinned root with its keys (sorted, distinct), changing
+// at most rootStep references a transaction (see updateSteps). The old
+// record stays as it was until the last one, which replaces it: each
+// transaction finds its place again in it by position.
+func (a *accounting) AddRoot(uid uint32, id string, pinnedAt, files int64, keys keyList) error {
+	var i, j int
+	var distinct int64
+	return a.updateSteps(func(c *change) (bool, error) {
+		old, err := rootKeys(c.txn, a.roots, uid, id)
+		if err != nil {
+			return false, err
+		}
+		if err := c.diffRoot(uid, old, keys, &i, &j, a.step, &distinct); err != nil {
+			return false, err
+		}
+		if i < old.Len() || j < keys.Len() {
+			return true, nil
+		}
+		return false, c.writeRoot(uid, id, pinnedAt, files, distinct, keys)
+	})
+}
+
+// DropRoot forgets a root, at most rootStep references a transaction
+// (see AddRoot).
 func (a *accounting) DropRoot(uid uint32, id string) error {
-	return a.update(func(c *change) error { return c.dropRoot(uid, id) })
+	var i, j int
+	var distinct int64
+	return a.updateSteps(func(c *change) (bool, error) {
+		old, err := rootKeys(c.txn, a.roots, uid, id)
+		if err != nil || old == nil {
+			return false, err
+		}
+		if err := c.diffRoot(uid, old, nil, &i, &j, a.step, &distinct); err != nil {
+			return false, err
+		}
+		if i < old.Len() {
+			return true, nil
+		}
+		return false, c.txn.Del(c.a.roots, rootKey(uid, id), nil)
+	})
 }
 
 // pinnedRoot is a root as found on disk, for recounts and the startup
@@ -579,6 +668,12 @@ func (a *accounting) Recorded() (map[string]int64, bool, error) {
 		txn.RawRead = true
 		if v, err := txn.Get(a.md, []byte("version")); err == nil {
 			initialized = len(v) == 1 && v[0] == usageVersion
+		} else if !lmdb.IsNotFound(err) {
+			return err
+		}
+		// A change spanning transactions that never finished.
+		if _, err := txn.Get(a.md, []byte(pendingKey)); err == nil {
+			initialized = false
 		} else if !lmdb.IsNotFound(err) {
 			return err
 		}
@@ -646,7 +741,7 @@ func (a *accounting) Matches(roots []pinnedRoot) error {
 		return err
 	}
 	if !initialized {
-		return fmt.Errorf("%w: new accounting file, or one of an older format", errStale)
+		return fmt.Errorf("%w: new accounting file, one of an older format, or a change left in part", errStale)
 	}
 	if len(rec) != len(roots) {
 		return fmt.Errorf("%w: %d roots recorded, %d pinned", errStale, len(rec), len(roots))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -112,11 +113,20 @@ func TestReadChild(t *testing.T) {
 // new keys do not share, and ends where a recount from scratch ends; an
 // accounting file of the format before sorted keys is recounted.
 func TestAccountingRepin(t *testing.T) {
+	for _, step := range []int{rootStep, 2, 1} {
+		t.Run(fmt.Sprintf("step %d", step), func(t *testing.T) { testAccountingRepin(t, step) })
+	}
+}
+
+// testAccountingRepin runs TestAccountingRepin with step references a
+// transaction at most.
+func testAccountingRepin(t *testing.T, step int) {
 	a, err := openAccounting(t.TempDir() + "/usage.lmdb")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.close()
+	a.step = step
 	keys := func(bs ...byte) keyList {
 		add, sorted := collectKeys()
 		for _, b := range bs {
@@ -151,6 +161,20 @@ func TestAccountingRepin(t *testing.T) {
 	if err := a.Matches([]pinnedRoot{root, other}); err != nil {
 		t.Fatalf("matches: %v", err)
 	}
+	// A root dropped over several transactions leaves the other's
+	// figures as if it had never been pinned, and no change pending.
+	if err := a.AddRoot(1000, "t", 1, 1, keys(4, 6)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DropRoot(1000, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.All(); !maps.Equal(got, incremental) {
+		t.Fatalf("after a root added and dropped: %+v, want %+v", got, incremental)
+	}
+	if err := a.Matches([]pinnedRoot{root, other}); err != nil {
+		t.Fatalf("matches after the drop: %v", err)
+	}
 	walked := map[string][]byte{"r": {3, 2, 5, 2}, "o": {4, 3}}
 	root.path, other.path = "r", "o"
 	_, err = a.Recount(t.Context(), []pinnedRoot{root, other}, func(_ context.Context, path string, fn func(cas.Key) error) (int64, error) {
@@ -164,6 +188,14 @@ func TestAccountingRepin(t *testing.T) {
 	}
 	if got := a.All(); !maps.Equal(got, incremental) {
 		t.Fatalf("recount %+v, incremental %+v", got, incremental)
+	}
+	// A change left in part is stale.
+	err = a.env.Update(func(txn *lmdb.Txn) error { return txn.Put(a.md, []byte(pendingKey), []byte{1}, 0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Matches([]pinnedRoot{root, other}); !errors.Is(err, errStale) {
+		t.Fatalf("a change left in part: %v, want errStale", err)
 	}
 	// A version 1 file (unsorted keys) is stale.
 	err = a.env.Update(func(txn *lmdb.Txn) error { return txn.Put(a.md, []byte("version"), []byte{1}, 0) })

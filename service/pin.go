@@ -158,6 +158,15 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	// A crash before this commits leaves the accounting's record of this
 	// root older than the root's record: the next start recounts.
 	if err := s.acct.AddRoot(uid, id, rec.PinnedAt.UnixNano(), rec.Files, keys); err != nil {
+		if errors.Is(err, errPartial) {
+			// Some of its transactions committed: recount now rather
+			// than run on references applied in part (the next start
+			// would recount anyway, see updateSteps).
+			if prs, rerr := s.pinnedRoots(); rerr == nil {
+				_, rerr = s.acct.Recount(ctx, prs, s.walkRoot)
+				s.cfg.Log.Warn("usage accounting recounted after a pin applied in part", "err", err, "recount_err", rerr)
+			}
+		}
 		return roots.Record{}, rpc.LinkResult{}, err
 	}
 	return rec, res, nil
