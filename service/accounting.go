@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -541,38 +540,28 @@ func cmpU32(a, b uint32) int {
 const rootStep = 1 << 16
 
 // diffRoot applies the references of a (re)pin that differ between the
-// old and new keys (sorted, distinct), from positions *i (old) and *j
-// (new), at most max of them (max < 0: all), adding the new keys' sizes
-// to *distinct. Only the blobs the old and new root do not share change:
-// a re-pin of an unchanged 1M-file tree rewrites no reference at all,
-// where dropping the old root first rewrote every one of them, twice.
-func (c *change) diffRoot(uid uint32, old, keys keyList, i, j *int, max int, distinct *int64) error {
-	for n := 0; (*i < old.Len() || *j < keys.Len()) && n != max; {
-		cmp := 1
-		switch {
-		case *i == old.Len():
-		case *j == keys.Len():
-			cmp = -1
-		default:
-			cmp = bytes.Compare(old.At(*i), keys.At(*j))
+// old and new keys (m.a and m.b), from m's positions on, at most max of
+// them (max < 0: all), adding the new keys' sizes to *distinct. Only the
+// blobs the old and new root do not share change: a re-pin of an
+// unchanged 1M-file tree rewrites no reference at all, where dropping the
+// old root first rewrote every one of them, twice.
+func (c *change) diffRoot(uid uint32, m *merger, max int, distinct *int64) error {
+	for n := 0; !m.done() && n != max; {
+		kb, inOld, inNew := m.next()
+		if inNew {
+			*distinct += keySize(kb)
 		}
 		switch {
-		case cmp == 0:
-			*distinct += keySize(keys.At(*j))
-			*i++
-			*j++
+		case inOld && inNew:
 			continue
-		case cmp < 0:
-			if err := c.ref(uid, old.At(*i), -1); err != nil {
+		case inNew:
+			if err := c.ref(uid, kb, +1); err != nil {
 				return err
 			}
-			*i++
 		default:
-			*distinct += keySize(keys.At(*j))
-			if err := c.ref(uid, keys.At(*j), +1); err != nil {
+			if err := c.ref(uid, kb, -1); err != nil {
 				return err
 			}
-			*j++
 		}
 		n++
 	}
@@ -600,9 +589,8 @@ func (c *change) putRoot(uid uint32, id string, pinnedAt, files int64, keys keyL
 	if err != nil {
 		return err
 	}
-	var i, j int
 	var distinct int64
-	if err := c.diffRoot(uid, old, keys, &i, &j, -1, &distinct); err != nil {
+	if err := c.diffRoot(uid, &merger{a: old, b: keys}, -1, &distinct); err != nil {
 		return err
 	}
 	return c.writeRoot(uid, id, pinnedAt, files, distinct, keys)
@@ -613,17 +601,18 @@ func (c *change) putRoot(uid uint32, id string, pinnedAt, files int64, keys keyL
 // record stays as it was until the last one, which replaces it: each
 // transaction finds its place again in it by position.
 func (a *accounting) AddRoot(uid uint32, id string, pinnedAt, files int64, keys keyList) error {
-	var i, j int
+	m := merger{b: keys}
 	var distinct int64
 	return a.updateSteps(func(c *change) (bool, error) {
 		old, err := rootKeys(c.txn, a.roots, uid, id)
 		if err != nil {
 			return false, err
 		}
-		if err := c.diffRoot(uid, old, keys, &i, &j, a.step, &distinct); err != nil {
+		m.a = old // the same record each time, mapped afresh
+		if err := c.diffRoot(uid, &m, a.step, &distinct); err != nil {
 			return false, err
 		}
-		if i < old.Len() || j < keys.Len() {
+		if !m.done() {
 			return true, nil
 		}
 		return false, c.writeRoot(uid, id, pinnedAt, files, distinct, keys)
@@ -633,17 +622,18 @@ func (a *accounting) AddRoot(uid uint32, id string, pinnedAt, files int64, keys 
 // DropRoot forgets a root, at most rootStep references a transaction
 // (see AddRoot).
 func (a *accounting) DropRoot(uid uint32, id string) error {
-	var i, j int
+	var m merger
 	var distinct int64
 	return a.updateSteps(func(c *change) (bool, error) {
 		old, err := rootKeys(c.txn, a.roots, uid, id)
 		if err != nil || old == nil {
 			return false, err
 		}
-		if err := c.diffRoot(uid, old, nil, &i, &j, a.step, &distinct); err != nil {
+		m.a = old
+		if err := c.diffRoot(uid, &m, a.step, &distinct); err != nil {
 			return false, err
 		}
-		if i < old.Len() {
+		if !m.done() {
 			return true, nil
 		}
 		return false, c.txn.Del(c.a.roots, rootKey(uid, id), nil)

@@ -72,34 +72,45 @@ func collectKeys() (add func(cas.Key) error, sorted func() keyList) {
 	return add, func() keyList { return sortKeys(b) }
 }
 
-// merge walks two sorted, distinct key lists in step, calling fn with each
-// key and whether it is in a, in b, or both.
+// merger walks two sorted, distinct key lists in step; i and j are its
+// positions in a and b, so a walk may stop and resume (AddRoot's steps).
+type merger struct {
+	a, b keyList
+	i, j int
+}
+
+// done reports whether both lists are walked.
+func (m *merger) done() bool { return m.i == m.a.Len() && m.j == m.b.Len() }
+
+// next returns the next key and whether it is in a, in b, or both; call
+// it only while !done.
+func (m *merger) next() (kb []byte, inA, inB bool) {
+	c := 1
+	switch {
+	case m.i == m.a.Len():
+	case m.j == m.b.Len():
+		c = -1
+	default:
+		c = bytes.Compare(m.a.At(m.i), m.b.At(m.j))
+	}
+	switch {
+	case c < 0:
+		m.i++
+		return m.a.At(m.i - 1), true, false
+	case c > 0:
+		m.j++
+		return m.b.At(m.j - 1), false, true
+	}
+	m.i, m.j = m.i+1, m.j+1
+	return m.a.At(m.i - 1), true, true
+}
+
+// merge calls fn with each key of a and b, in order, and whether it is in
+// a, in b, or both.
 func merge(a, b keyList, fn func(kb []byte, inA, inB bool) error) error {
-	i, j := 0, 0
-	for i < a.Len() || j < b.Len() {
-		var c int
-		switch {
-		case i == a.Len():
-			c = 1
-		case j == b.Len():
-			c = -1
-		default:
-			c = bytes.Compare(a.At(i), b.At(j))
-		}
-		var err error
-		switch {
-		case c < 0:
-			err = fn(a.At(i), true, false)
-			i++
-		case c > 0:
-			err = fn(b.At(j), false, true)
-			j++
-		default:
-			err = fn(a.At(i), true, true)
-			i++
-			j++
-		}
-		if err != nil {
+	m := merger{a: a, b: b}
+	for !m.done() {
+		if err := fn(m.next()); err != nil {
 			return err
 		}
 	}
