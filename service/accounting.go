@@ -18,13 +18,22 @@ import (
 
 // The accounting: which users reference which blobs, and each user's
 // totals, kept incrementally in an LMDB file in the state dir
-// (usage.lmdb). Every change (a pin, a dropped root, a recount) is one
-// LMDB transaction, so a kill -9 leaves either the old or the new state,
-// never half of one. The roots table records which pinned copy (by its
-// pin time) each change applied; at startup, if it does not match the
-// roots on disk (a crash between publishing a root and recording it), the
+// (usage.lmdb). A recount is one LMDB transaction; a pin or a dropped
+// root changes at most 64k references a transaction (rootStep), the last
+// one writing the root's record, and marks the file pending until then,
+// so a kill -9 leaves the old state, the new one, or a pending file. The
+// roots table records which pinned copy (by its pin time) each change
+// applied; at startup, if it does not match the roots on disk (a crash
+// between publishing a root and recording it) or the file is pending, the
 // accounting is recounted from the pinned manifests. Nothing here walks
 // the store.
+//
+// Memory: a pin holds its keys sorted in 41 bytes each (keyList), and
+// LMDB the dirty pages of one step in C (about 4 MB at 64k new references)
+// plus the root's record (41 bytes a key) in the last. At 1M files the
+// daemon peaked at 178 MB RSS during the ingest and its pin, 163 MB of it
+// anonymous (issue 22; 408 MB when the pin held the keys as []cas.Key and
+// changed every reference in one transaction).
 //
 // Tables:
 //
