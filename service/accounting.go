@@ -19,7 +19,7 @@ import (
 // The accounting: which users reference which blobs, and each user's
 // totals, kept incrementally in an LMDB file in the state dir
 // (usage.lmdb). A recount is one LMDB transaction; a pin or a dropped
-// root changes at most 64k references a transaction (rootStep), the last
+// root changes at most 8k references a transaction (rootStep), the last
 // one writing the root's record, and marks the file pending until then,
 // so a kill -9 leaves the old state, the new one, or a pending file. The
 // roots table records which pinned copy (by its pin time) each change
@@ -29,11 +29,11 @@ import (
 // the store.
 //
 // Memory: a pin holds its keys sorted in 41 bytes each (keyList), and
-// LMDB the dirty pages of one step in C (about 4 MB at 64k new references)
-// plus the root's record (41 bytes a key) in the last. At 1M files the
-// daemon peaked at 178 MB RSS during the ingest and its pin, 163 MB of it
-// anonymous (issue 22; 408 MB when the pin held the keys as []cas.Key and
-// changed every reference in one transaction).
+// LMDB the dirty pages of one step in C (see rootStep) plus the root's
+// record (41 bytes a key) in the last. At 1M files the
+// daemon peaked at 178 MB RSS during the ingest and its pin (64k a step),
+// 163 MB of it anonymous (issue 22; 408 MB when the pin held the keys as
+// []cas.Key and changed every reference in one transaction).
 //
 // Tables:
 //
@@ -542,11 +542,15 @@ func cmpU32(a, b uint32) int {
 }
 
 // rootStep is how many blob references one transaction of AddRoot
-// changes at most (accounting.step, smaller in tests). A 1M-key root added in one transaction held every
-// dirty page of the refs table in C memory until the commit (about 60 MB),
-// and LMDB keeps the pages of its largest transaction allocated for reuse
-// for as long as the file is open.
-const rootStep = 1 << 16
+// changes at most (accounting.step, smaller in tests). A 1M-key root added
+// in one transaction held every dirty page of the refs table in C memory
+// until the commit (60-85 MB), and LMDB keeps the pages of its largest
+// transaction allocated for reuse for as long as the file is open. A step
+// dirties at most one leaf page a reference, 32 MB, when each lands on a
+// page of its own (a refs table much larger than the root); new keys next
+// to each other share pages (about 0.5 MB). Steps cost little: a 1M-key
+// root went in in 1.5-2.4 s with 8k or 64k a step, either way (/var/tmp).
+const rootStep = 1 << 13
 
 // diffRoot applies the references of a (re)pin that differ between the
 // old and new keys (m.a and m.b), from m's positions on, at most max of
