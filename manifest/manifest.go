@@ -583,6 +583,16 @@ func (w *Writer) SetMeta(meta Meta) error {
 	return nil
 }
 
+// Entries is how many entries the manifest holds (directories, files,
+// symlinks), from LMDB's own count: no walk.
+func (r *Reader) Entries() (int, error) {
+	st, err := r.txn.Stat(r.m.entries)
+	if err != nil {
+		return 0, fmt.Errorf("manifest entries: %w", err)
+	}
+	return int(st.Entries), nil
+}
+
 // Count computes the totals of everything recorded. Distinct contents are
 // counted by the first 8 bytes of their hash, with their size: 16 bytes a
 // file, sorted once at the end. A map of the 32-byte hashes held 37 MB at
@@ -598,8 +608,8 @@ func (r *Reader) Count() (Totals, error) {
 		size int64
 	}
 	var files []content
-	if st, err := r.txn.Stat(r.m.entries); err == nil {
-		files = make([]content, 0, st.Entries) // files and more
+	if n, err := r.Entries(); err == nil {
+		files = make([]content, 0, n) // files and more
 	}
 	err := r.Walk(RootPath, func(_ string, e Entry) error {
 		switch e.Kind {

@@ -701,7 +701,7 @@ func (a *accounting) Recorded() (map[string]int64, bool, error) {
 // Recount rebuilds the accounting from the given roots, reading each
 // pinned copy with walk, in one transaction. It returns the previous
 // totals for comparison.
-func (a *accounting) Recount(ctx context.Context, roots []pinnedRoot, walk func(ctx context.Context, path string, fn func(cas.Key) error) (files int64, err error)) (before map[uint32]Totals, err error) {
+func (a *accounting) Recount(ctx context.Context, roots []pinnedRoot, walk func(ctx context.Context, path string, c *keyCollector) (files int64, err error)) (before map[uint32]Totals, err error) {
 	before = a.All()
 	type walked struct {
 		r     pinnedRoot
@@ -710,12 +710,12 @@ func (a *accounting) Recount(ctx context.Context, roots []pinnedRoot, walk func(
 	}
 	var all []walked
 	for _, r := range roots {
-		add, sorted := collectKeys()
-		files, err := walk(ctx, r.path, add)
+		var c keyCollector
+		files, err := walk(ctx, r.path, &c)
 		if err != nil {
 			return nil, fmt.Errorf("recount: root %s: %w", r.path, err)
 		}
-		all = append(all, walked{r, files, sorted()})
+		all = append(all, walked{r, files, c.sorted()})
 	}
 	err = a.update(func(c *change) error {
 		for _, dbi := range []lmdb.DBI{a.refs, a.users, a.roots} {

@@ -48,18 +48,17 @@ func RunChild() (code int, ran bool) {
 	}
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
 	var rec roots.Record
-	add, sorted := collectKeys()
-	err := walkKeys(context.Background(), path, &rec, add)
+	var c keyCollector
+	err := walkKeys(context.Background(), path, &rec, &c)
 	if err == nil {
 		// The keys sorted and distinct, their count first: the daemon
 		// holds them in one allocation and merges them against a
-		// root's old keys (Delta, putRoot).
-		keys := sorted()
-		var n [9]byte
-		n[0] = 'n'
-		binary.LittleEndian.PutUint64(n[1:], uint64(keys.Len()))
-		w.Write(n[:])
-		w.Write(keys)
+		// root's old keys (Delta, AddRoot).
+		if _, err = w.Write([]byte{'n'}); err == nil {
+			err = c.writeSorted(w)
+		}
+	}
+	if err == nil {
 		var t [17]byte
 		t[0] = 'T'
 		binary.LittleEndian.PutUint64(t[1:], uint64(rec.Files))

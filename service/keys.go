@@ -2,7 +2,9 @@ package service
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"io"
 	"slices"
 
 	"github.com/vrift/vrift/cas"
@@ -39,37 +41,57 @@ func (l keyList) check() error {
 	return nil
 }
 
-// sortKeys sorts packed keys (keyLen bytes each) and drops duplicates.
-// It sorts an index (4 bytes a key) and then permutes, so at most the
-// list, the index and the result are held: 86 bytes a key, for a moment.
-func sortKeys(b []byte) keyList {
-	l := keyList(b)
-	n := l.Len()
-	idx := make([]uint32, n)
+// keyCollector gathers a walk's keys (keyLen bytes each, every file's,
+// duplicates included) and sorts them once the walk is done.
+type keyCollector struct{ b []byte }
+
+// grow makes room for n keys: a walk that knows its manifest's entries
+// fills one allocation instead of growing by copies (the reader child of
+// a 1M-file pin peaked at 311 MB while its list grew, 41 MB of keys).
+func (c *keyCollector) grow(n int) { c.b = slices.Grow(c.b, n*keyLen) }
+
+func (c *keyCollector) add(k cas.Key) error {
+	c.b = appendKey(c.b, k)
+	return nil
+}
+
+// order sorts an index of the keys (4 bytes a key) and returns the
+// distinct ones' positions, in key order.
+func (c *keyCollector) order() []uint32 {
+	l := keyList(c.b)
+	idx := make([]uint32, l.Len())
 	for i := range idx {
 		idx[i] = uint32(i)
 	}
 	slices.SortFunc(idx, func(x, y uint32) int { return bytes.Compare(l.At(int(x)), l.At(int(y))) })
-	out := make(keyList, 0, len(b))
-	for i, x := range idx {
-		k := l.At(int(x))
-		if i > 0 && bytes.Equal(k, l.At(int(idx[i-1]))) {
-			continue
-		}
-		out = append(out, k...)
-	}
-	return slices.Clip(out)
+	return slices.CompactFunc(idx, func(x, y uint32) bool { return bytes.Equal(l.At(int(x)), l.At(int(y))) })
 }
 
-// collectKeys returns a walk's callback that appends each key it is given,
-// and a function returning them sorted and distinct.
-func collectKeys() (add func(cas.Key) error, sorted func() keyList) {
-	var b []byte
-	add = func(k cas.Key) error {
-		b = appendKey(b, k)
-		return nil
+// sorted returns the keys sorted and distinct, in a new list.
+func (c *keyCollector) sorted() keyList {
+	l := keyList(c.b)
+	idx := c.order()
+	out := make(keyList, 0, len(idx)*keyLen)
+	for _, x := range idx {
+		out = append(out, l.At(int(x))...)
 	}
-	return add, func() keyList { return sortKeys(b) }
+	return out
+}
+
+// writeSorted writes the count of distinct keys (8 bytes, little-endian)
+// and then the keys, sorted, with no second copy of them.
+func (c *keyCollector) writeSorted(w io.Writer) error {
+	l := keyList(c.b)
+	idx := c.order()
+	if _, err := w.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(idx)))); err != nil {
+		return err
+	}
+	for _, x := range idx {
+		if _, err := w.Write(l.At(int(x))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // merger walks two sorted, distinct key lists in step; i and j are its

@@ -24,11 +24,12 @@ func testKey(b byte, size int64, exec bool) cas.Key {
 
 func TestSortKeys(t *testing.T) {
 	in := []cas.Key{testKey(3, 1, false), testKey(1, 5, false), testKey(3, 1, false), testKey(1, 5, true), testKey(2, 0, false), testKey(1, 5, false)}
-	add, sorted := collectKeys()
+	var c keyCollector
+	c.grow(len(in))
 	for _, k := range in {
-		add(k)
+		c.add(k)
 	}
-	l := sorted()
+	l := c.sorted()
 	if err := l.check(); err != nil {
 		t.Fatalf("sorted list: %v", err)
 	}
@@ -40,7 +41,16 @@ func TestSortKeys(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
-	if l := sortKeys(nil); l.Len() != 0 || l.check() != nil {
+	// What the reader child writes: the count, then the same keys.
+	var out bytes.Buffer
+	if err := c.writeSorted(&out); err != nil {
+		t.Fatal(err)
+	}
+	if n := binary.LittleEndian.Uint64(out.Bytes()); n != 4 || !bytes.Equal(out.Bytes()[8:], l) {
+		t.Fatalf("written: count %d, keys equal %v", n, bytes.Equal(out.Bytes()[8:], l))
+	}
+	var empty keyCollector
+	if l := empty.sorted(); l.Len() != 0 || l.check() != nil {
 		t.Fatalf("empty list: %d keys, %v", l.Len(), l.check())
 	}
 }
@@ -128,11 +138,11 @@ func testAccountingRepin(t *testing.T, step int) {
 	defer a.close()
 	a.step = step
 	keys := func(bs ...byte) keyList {
-		add, sorted := collectKeys()
+		var c keyCollector
 		for _, b := range bs {
-			add(testKey(b, int64(b)*10, false))
+			c.add(testKey(b, int64(b)*10, false))
 		}
-		return sorted()
+		return c.sorted()
 	}
 	root := pinnedRoot{uid: 1000, id: "r", pinnedAt: 1}
 	if err := a.AddRoot(1000, "r", 1, 3, keys(1, 2, 3)); err != nil {
@@ -177,9 +187,9 @@ func testAccountingRepin(t *testing.T, step int) {
 	}
 	walked := map[string][]byte{"r": {3, 2, 5, 2}, "o": {4, 3}}
 	root.path, other.path = "r", "o"
-	_, err = a.Recount(t.Context(), []pinnedRoot{root, other}, func(_ context.Context, path string, fn func(cas.Key) error) (int64, error) {
+	_, err = a.Recount(t.Context(), []pinnedRoot{root, other}, func(_ context.Context, path string, c *keyCollector) (int64, error) {
 		for _, x := range walked[path] {
-			fn(testKey(x, int64(x)*10, false))
+			c.add(testKey(x, int64(x)*10, false))
 		}
 		return 0, nil
 	})

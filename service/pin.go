@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/errdefs"
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/roots"
@@ -172,20 +171,23 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	return rec, res, nil
 }
 
-// walkKeys walks a manifest and calls fn with every file's key (the same
-// key as often as files have it: collectKeys sorts and dedups them in 41
-// bytes a key, where a map of the keys seen cost the reader child of a
-// 1M-file pin 250 MB, issue 22), filling rec's totals with checked
-// arithmetic: sizes come from the client and a crafted manifest must not
-// overflow them. It runs C LMDB on the file: call it in-process only on a
-// copy already walked by a child.
-func walkKeys(ctx context.Context, path string, rec *roots.Record, fn func(cas.Key) error) error {
+// walkKeys walks a manifest and adds every file's key to c (the same key
+// as often as files have it: c sorts and dedups them in 41 bytes a key,
+// where a map of the keys seen cost the reader child of a 1M-file pin
+// 250 MB, issue 22), filling rec's totals with checked arithmetic: sizes
+// come from the client and a crafted manifest must not overflow them. It
+// runs C LMDB on the file: call it in-process only on a copy already
+// walked by a child.
+func walkKeys(ctx context.Context, path string, rec *roots.Record, c *keyCollector) error {
 	m, err := manifest.Open(path)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	return m.View(func(r *manifest.Reader) error {
+		if n, err := r.Entries(); err == nil {
+			c.grow(n)
+		}
 		return r.Walk(manifest.RootPath, func(p string, e manifest.Entry) error {
 			if e.Kind != manifest.File {
 				return ctx.Err()
@@ -195,9 +197,7 @@ func walkKeys(ctx context.Context, path string, rec *roots.Record, fn func(cas.K
 			}
 			rec.Files++
 			rec.Bytes += e.Size
-			if err := fn(e.Key()); err != nil {
-				return err
-			}
+			c.add(e.Key())
 			return ctx.Err()
 		})
 	})
