@@ -67,8 +67,10 @@ type Store struct {
 	tempPrefix string
 	tempSeq    atomic.Uint64
 	// fanout remembers the blake3/ab/cd directories known to exist, so a
-	// put into one costs no mkdir and no failed rename.
-	fanout sync.Map
+	// put into one costs no mkdir and no failed rename: one bit for each
+	// of the 65,536 (ab, cd). A sync.Map of their paths held 13-14 MB
+	// once a 1M-blob ingest had made them all (issue 22).
+	fanout [1 << 16 / 64]atomic.Uint64
 	// chmodDirs is set when the umask would strip bits from dirMode,
 	// chmodBlobs when it would strip bits of a blob's mode (0444, 0555):
 	// otherwise a temp file is created with its blob's final mode, and
@@ -366,12 +368,14 @@ func (s *Store) seal(tmp *os.File, k Key) (sealed, error) {
 func (s *Store) publish(name string, k Key) (bool, error) {
 	final := s.Path(k)
 	dir := filepath.Dir(final)
-	if _, known := s.fanout.Load(dir); !known {
+	fan := int(k.Sum[0])<<8 | int(k.Sum[1])
+	word, bit := &s.fanout[fan/64], uint64(1)<<(fan%64)
+	if word.Load()&bit == 0 {
 		if err := s.mkdirFanout(dir); err != nil {
 			os.Remove(name)
 			return false, fmt.Errorf("put %s: %w", k, err)
 		}
-		s.fanout.Store(dir, struct{}{})
+		word.Or(bit)
 	}
 	s.ledger.register() // before the name can appear (see ledger)
 	err := renameNoReplace(name, final)

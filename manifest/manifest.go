@@ -2,11 +2,14 @@ package manifest
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -580,10 +583,34 @@ func (w *Writer) SetMeta(meta Meta) error {
 	return nil
 }
 
-// Count computes the totals of everything recorded.
+// Entries is how many entries the manifest holds (directories, files,
+// symlinks), from LMDB's own count: no walk.
+func (r *Reader) Entries() (int, error) {
+	st, err := r.txn.Stat(r.m.entries)
+	if err != nil {
+		return 0, fmt.Errorf("manifest entries: %w", err)
+	}
+	return int(st.Entries), nil
+}
+
+// Count computes the totals of everything recorded. Distinct contents are
+// counted by the first 8 bytes of their hash, with their size: 16 bytes a
+// file, sorted once at the end. A map of the 32-byte hashes held 37 MB at
+// 1M files, inside the ingest's write transaction, when the transaction's
+// dirty pages are held too (issue 22). Two contents whose hashes share 8
+// leading bytes (BLAKE3: about one chance in 2^65 per pair, 3e-8 at 1M
+// files) would count as one in Unique and UniqueBytes; the totals are
+// figures for people, nothing is kept or dropped by them.
 func (r *Reader) Count() (Totals, error) {
 	var t Totals
-	seen := make(map[[32]byte]struct{})
+	type content struct {
+		h    uint64
+		size int64
+	}
+	var files []content
+	if n, err := r.Entries(); err == nil {
+		files = make([]content, 0, n) // files and more
+	}
 	err := r.Walk(RootPath, func(_ string, e Entry) error {
 		switch e.Kind {
 		case Dir:
@@ -593,15 +620,21 @@ func (r *Reader) Count() (Totals, error) {
 		case File:
 			t.Files++
 			t.Bytes += e.Size
-			if _, ok := seen[e.Sum]; !ok {
-				seen[e.Sum] = struct{}{}
-				t.Unique++
-				t.UniqueBytes += e.Size
-			}
+			files = append(files, content{binary.LittleEndian.Uint64(e.Sum[:8]), e.Size})
 		}
 		return nil
 	})
-	return t, err
+	if err != nil {
+		return t, err
+	}
+	slices.SortFunc(files, func(a, b content) int { return cmp.Compare(a.h, b.h) })
+	for i, f := range files {
+		if i == 0 || f.h != files[i-1].h {
+			t.Unique++
+			t.UniqueBytes += f.size
+		}
+	}
+	return t, nil
 }
 
 // Children calls fn for each direct child of dir, in key order, without

@@ -253,3 +253,37 @@ func benchManifest(b *testing.B) *Manifest {
 	}
 	return m
 }
+
+// TestCount: distinct contents counted once, with their size once.
+func TestCount(t *testing.T) {
+	m, err := Create(filepath.Join(t.TempDir(), "m.lmdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	file := func(b byte, size int64) Entry {
+		e := Entry{Kind: File, Mode: 0o644, Size: size}
+		e.Sum[0] = b
+		return e
+	}
+	err = m.Update(func(w *Writer) error {
+		for p, e := range map[string]Entry{"d": {Kind: Dir}, "d/a": file(1, 10), "d/b": file(2, 20), "d/c": file(1, 10),
+			"e": {Kind: Dir}, "e/l": {Kind: Symlink}, "e/x": file(3, 0), "e/y": file(2, 20)} {
+			if err := w.Put(p, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Totals
+	if err := m.View(func(r *Reader) (err error) { got, err = r.Count(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	want := Totals{Files: 5, Bytes: 60, Unique: 3, UniqueBytes: 30, Dirs: 2, Symlinks: 1}
+	if got != want {
+		t.Fatalf("count %+v, want %+v", got, want)
+	}
+}

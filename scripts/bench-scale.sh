@@ -9,7 +9,8 @@
 #
 # Env: SCALE_N (files), SCALE_DIR (scratch, default /tmp/vrift-scale-N,
 # removed first), VRIFT / VRIFT_DAEMON (binaries, default bin/), SCALE_KEEP=1
-# keeps the scratch directory. Needs root for the daemon part (skipped
+# keeps the scratch directory, SCALE_DIRECT=0 / SCALE_DAEMON=0 skip a mode,
+# SCALE_ONLY_INGEST=1 runs only each mode's cold ingest (memory work). Needs root for the daemon part (skipped
 # otherwise). Prints the load average with the table: other jobs on the
 # machine change every figure.
 set -euo pipefail
@@ -71,21 +72,27 @@ gen "$w/proj/tree"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 d=(--direct --store "$w/store")
-run "direct: cold ingest (tier2)" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
-run "find -printf '%T@ %s' (stat walk)" find "$w/proj/tree" -printf '%T@ %s\n'
-run "direct: unchanged re-ingest" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
-run "direct: unchanged re-ingest again" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
-run "vrift --help (start-up floor)" "$vrift" --help
-run "direct: status" "$vrift" "${d[@]}" status "$w/proj"
-run "direct: status --recount" "$vrift" "${d[@]}" status --recount
-run "direct: gc --dry-run" "$vrift" "${d[@]}" gc --dry-run
-run "direct: gc" "$vrift" "${d[@]}" gc
-run "direct: verify" "$vrift" "${d[@]}" verify
-mkdir -p "$w/linked"
-run "direct: link --method hardlink" "$vrift" "${d[@]}" link --method hardlink --to "$w/linked" "$w/proj"
-fresh "$w/linked"
+if [ "${SCALE_DIRECT:-1}" != 0 ]; then
+	run "direct: cold ingest (tier2)" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
+fi
+if [ "${SCALE_DIRECT:-1}" != 0 ] && [ -z "${SCALE_ONLY_INGEST:-}" ]; then
+	run "find -printf '%T@ %s' (stat walk)" find "$w/proj/tree" -printf '%T@ %s\n'
+	run "direct: unchanged re-ingest" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
+	run "direct: unchanged re-ingest again" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
+	run "vrift --help (start-up floor)" "$vrift" --help
+	run "direct: status" "$vrift" "${d[@]}" status "$w/proj"
+	run "direct: status --recount" "$vrift" "${d[@]}" status --recount
+	run "direct: gc --dry-run" "$vrift" "${d[@]}" gc --dry-run
+	run "direct: gc" "$vrift" "${d[@]}" gc
+	run "direct: verify" "$vrift" "${d[@]}" verify
+	mkdir -p "$w/linked"
+	run "direct: link --method hardlink" "$vrift" "${d[@]}" link --method hardlink --to "$w/linked" "$w/proj"
+	fresh "$w/linked"
+fi
 
-if [ "$(id -u)" = 0 ] && id vrift >/dev/null 2>&1 && id alice >/dev/null 2>&1 && [ -x "$dvrift" ]; then
+if [ "${SCALE_DAEMON:-1}" = 0 ]; then
+	echo "daemon mode skipped (SCALE_DAEMON=0)"
+elif [ "$(id -u)" = 0 ] && id vrift >/dev/null 2>&1 && id alice >/dev/null 2>&1 && [ -x "$dvrift" ]; then
 	mkdir -p "$w/dstore" "$w/dstate" "$w/run"
 	chown vrift: "$w/dstore" "$w/dstate" "$w/run"
 	chmod 755 "$w/run"
@@ -94,26 +101,48 @@ if [ "$(id -u)" = 0 ] && id vrift >/dev/null 2>&1 && id alice >/dev/null 2>&1 &&
 	fresh "$w/proj/.vrift"
 	mv "$w/proj" "$w/aproj"
 	chown -R alice: "$w/aproj"
-	setpriv --reuid vrift --regid vrift --init-groups "$dvrift" --config /dev/null --store "$w/dstore" --state "$w/dstate" \
+	dprof=
+	[ -z "${SCALE_PROF:-}" ] || { mkdir -p "$SCALE_PROF"; chmod 777 "$SCALE_PROF"; dprof=$SCALE_PROF/daemon.heap; }
+	# With SCALE_PROF, the daemon's log there has a line per Go GC (the
+	# heap's size against the RSS sampled below).
+	setpriv --reuid vrift --regid vrift --init-groups env VRIFT_HEAPPROFILE="$dprof" \
+		GODEBUG="${SCALE_PROF:+gctrace=1}" "$dvrift" --config /dev/null --store "$w/dstore" --state "$w/dstate" \
 		--socket "$w/run/d.sock" 2>"$w/daemon.log" &
 	dpid=$!
 	for _ in $(seq 100); do [ -S "$w/run/d.sock" ] && break; sleep 0.1; done
 	as_alice=(setpriv --reuid alice --regid alice --init-groups env HOME="$w/aproj" VRIFT_HEAPPROFILE="${VRIFT_HEAPPROFILE:-}")
 	s=(--socket "$w/run/d.sock")
+	# The daemon's resident set every 0.2 s during the ingest, split as
+	# the kernel counts it: anonymous (Go heap, C malloc: LMDB's dirty
+	# pages) and file-backed (mapped LMDB pages, the binary).
+	sample_rss() {
+		while kill -0 "$dpid" 2>/dev/null; do
+			awk '/^VmRSS|^RssAnon|^RssFile|^RssShmem/ {printf "%s ", $2} END {print ""}' "/proc/$dpid/status"
+			sleep 0.2
+		done >"$w/rss.log"
+	}
+	sample_rss &
+	spid=$!
 	run "daemon: cold ingest as alice" "${as_alice[@]}" "$vrift" "${s[@]}" ingest --tier tier2 "$w/aproj/tree"
+	kill "$spid"; wait "$spid" 2>/dev/null || true
 	hwm=$(awk '/VmHWM/ {print $2}' "/proc/$dpid/status")
 	rows+=("$(printf '%-34s %10s %8.1fMB' "daemon: RSS peak after ingest" - "$(echo "$hwm/1024" | bc -l)")")
 	echo "${rows[-1]}"
-	run "daemon: unchanged re-ingest" "${as_alice[@]}" "$vrift" "${s[@]}" ingest --tier tier2 "$w/aproj/tree"
-	run "daemon: status (root)" "$vrift" "${s[@]}" status
-	run "daemon: status --recount (root)" "$vrift" "${s[@]}" status --recount
-	run "daemon: usage (root)" "$vrift" "${s[@]}" usage
-	run "daemon: gc --dry-run (root)" "$vrift" "${s[@]}" gc --dry-run
-	run "daemon: gc (root)" "$vrift" "${s[@]}" gc
-	hwm=$(awk '/VmHWM/ {print $2}' "/proc/$dpid/status")
-	rows+=("$(printf '%-34s %10s %8.1fMB' "daemon: RSS peak (whole run)" - "$(echo "$hwm/1024" | bc -l)")")
+	rows+=("$(awk '$1 > m {m = $1; a = $2; f = $3} END {printf "%-34s %10s %8.1fMB (anon %.1f, file %.1f)", "daemon: sampled RSS peak, ingest", "-", m/1024, a/1024, f/1024}' "$w/rss.log")")
 	echo "${rows[-1]}"
+	if [ -z "${SCALE_ONLY_INGEST:-}" ]; then
+		run "daemon: unchanged re-ingest" "${as_alice[@]}" "$vrift" "${s[@]}" ingest --tier tier2 "$w/aproj/tree"
+		run "daemon: status (root)" "$vrift" "${s[@]}" status
+		run "daemon: status --recount (root)" "$vrift" "${s[@]}" status --recount
+		run "daemon: usage (root)" "$vrift" "${s[@]}" usage
+		run "daemon: gc --dry-run (root)" "$vrift" "${s[@]}" gc --dry-run
+		run "daemon: gc (root)" "$vrift" "${s[@]}" gc
+		hwm=$(awk '/VmHWM/ {print $2}' "/proc/$dpid/status")
+		rows+=("$(printf '%-34s %10s %8.1fMB' "daemon: RSS peak (whole run)" - "$(echo "$hwm/1024" | bc -l)")")
+		echo "${rows[-1]}"
+	fi
 	kill "$dpid"; wait "$dpid" || true
+	[ -z "${SCALE_PROF:-}" ] || cp "$w/daemon.log" "$w/rss.log" "$SCALE_PROF/"
 else
 	echo "daemon mode skipped (needs root, users vrift and alice, $dvrift)"
 fi

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/roots"
 )
 
@@ -49,18 +48,16 @@ func RunChild() (code int, ran bool) {
 	}
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
 	var rec roots.Record
-	var buf [1 + cas.HashSize + 8 + 1]byte
-	err := walkKeys(context.Background(), path, &rec, func(k cas.Key) error {
-		buf[0] = 'k'
-		copy(buf[1:], k.Sum[:])
-		binary.LittleEndian.PutUint64(buf[1+cas.HashSize:], uint64(k.Size))
-		buf[len(buf)-1] = 0
-		if k.Exec {
-			buf[len(buf)-1] = 1
+	var c keyCollector
+	err := walkKeys(context.Background(), path, &rec, &c)
+	if err == nil {
+		// The keys sorted and distinct, their count first: the daemon
+		// holds them in one allocation and merges them against a
+		// root's old keys (Delta, AddRoot).
+		if _, err = w.Write([]byte{'n'}); err == nil {
+			err = c.writeSorted(w)
 		}
-		_, err := w.Write(buf[:])
-		return err
-	})
+	}
 	if err == nil {
 		var t [17]byte
 		t[0] = 'T'
@@ -77,8 +74,8 @@ func RunChild() (code int, ran bool) {
 }
 
 // walkInChild walks the manifest at path in a child process and returns
-// its distinct file keys, filling rec's totals.
-func (s *Service) walkInChild(ctx context.Context, path string, rec *roots.Record) ([]cas.Key, error) {
+// its distinct file keys, sorted, filling rec's totals.
+func (s *Service) walkInChild(ctx context.Context, path string, rec *roots.Record) (keyList, error) {
 	select {
 	case s.children <- struct{}{}:
 		defer func() { <-s.children }()
@@ -101,7 +98,7 @@ func (s *Service) walkInChild(ctx context.Context, path string, rec *roots.Recor
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start manifest reader: %w", err)
 	}
-	keys, trailer, rerr := readChild(bufio.NewReaderSize(out, 1<<20))
+	keys, trailer, rerr := readChild(bufio.NewReaderSize(out, 1<<20), s.cfg.MaxManifest)
 	werr := cmd.Wait()
 	switch {
 	case werr != nil:
@@ -123,13 +120,16 @@ func (s *Service) walkInChild(ctx context.Context, path string, rec *roots.Recor
 }
 
 type childKeys struct {
-	keys         []cas.Key
+	keys         keyList
 	files, bytes int64
 }
 
-func readChild(r io.Reader) (childKeys, bool, error) {
+// readChild reads a child's keys: their count, the keys (sorted and
+// distinct, which it checks), then the totals. The list is allocated once,
+// for the count given, up to max bytes (a manifest of max bytes holds
+// fewer keys than that: each entry takes more than keyLen bytes).
+func readChild(r io.Reader, max int64) (childKeys, bool, error) {
 	var ck childKeys
-	var buf [cas.HashSize + 8 + 1]byte
 	var tag [1]byte
 	for {
 		if _, err := io.ReadFull(r, tag[:]); err != nil {
@@ -139,15 +139,22 @@ func readChild(r io.Reader) (childKeys, bool, error) {
 			return ck, false, err
 		}
 		switch tag[0] {
-		case 'k':
-			if _, err := io.ReadFull(r, buf[:]); err != nil {
+		case 'n':
+			var n [8]byte
+			if _, err := io.ReadFull(r, n[:]); err != nil {
 				return ck, false, err
 			}
-			var k cas.Key
-			copy(k.Sum[:], buf[:cas.HashSize])
-			k.Size = int64(binary.LittleEndian.Uint64(buf[cas.HashSize:]))
-			k.Exec = buf[len(buf)-1] == 1
-			ck.keys = append(ck.keys, k)
+			count := binary.LittleEndian.Uint64(n[:])
+			if ck.keys != nil || count > uint64(max)/keyLen {
+				return ck, false, fmt.Errorf("manifest reader: bad output")
+			}
+			ck.keys = make(keyList, count*keyLen)
+			if _, err := io.ReadFull(r, ck.keys); err != nil {
+				return ck, false, err
+			}
+			if err := ck.keys.check(); err != nil {
+				return ck, false, fmt.Errorf("manifest reader: %w", err)
+			}
 		case 'T':
 			var t [16]byte
 			if _, err := io.ReadFull(r, t[:]); err != nil {

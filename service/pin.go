@@ -12,8 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vrift/vrift/cas"
-	"github.com/vrift/vrift/engine"
 	"github.com/vrift/vrift/errdefs"
 	"github.com/vrift/vrift/manifest"
 	"github.com/vrift/vrift/roots"
@@ -125,7 +123,8 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 
 	s.sw.gcLock.RLock()
 	defer s.sw.gcLock.RUnlock()
-	for _, k := range keys {
+	for i := range keys.Len() {
+		k := decKey(keys.At(i))
 		if !s.store.Has(k) && len(res.Missing) < 1000 {
 			res.Missing = append(res.Missing, k.Name())
 		}
@@ -158,28 +157,37 @@ func (s *Service) pin(ctx context.Context, uid uint32, manifestPath string, src 
 	// A crash before this commits leaves the accounting's record of this
 	// root older than the root's record: the next start recounts.
 	if err := s.acct.AddRoot(uid, id, rec.PinnedAt.UnixNano(), rec.Files, keys); err != nil {
+		if errors.Is(err, errPartial) {
+			// Some of its transactions committed: recount now rather
+			// than run on references applied in part (the next start
+			// would recount anyway, see updateSteps).
+			if prs, rerr := s.pinnedRoots(); rerr == nil {
+				_, rerr = s.acct.Recount(ctx, prs, s.walkRoot)
+				s.cfg.Log.Warn("usage accounting recounted after a pin applied in part", "err", err, "recount_err", rerr)
+			}
+		}
 		return roots.Record{}, rpc.LinkResult{}, err
 	}
 	return rec, res, nil
 }
 
-// walkKeys walks a manifest and calls fn once per distinct file key,
-// filling rec's totals with checked arithmetic: sizes come from the client
-// and a crafted manifest must not overflow them. It runs C LMDB on the
-// file: call it in-process only on a copy already walked by a child.
-func walkKeys(ctx context.Context, path string, rec *roots.Record, fn func(cas.Key) error) error {
+// walkKeys walks a manifest and adds every file's key to c (the same key
+// as often as files have it: c sorts and dedups them in 41 bytes a key,
+// where a map of the keys seen cost the reader child of a 1M-file pin
+// 250 MB, issue 22), filling rec's totals with checked arithmetic: sizes
+// come from the client and a crafted manifest must not overflow them. It
+// runs C LMDB on the file: call it in-process only on a copy already
+// walked by a child.
+func walkKeys(ctx context.Context, path string, rec *roots.Record, c *keyCollector) error {
 	m, err := manifest.Open(path)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	// Distinct by engine.KeyHash: 8 bytes a key, not 48 (the manifest
-	// reader child of a 1M-file pin peaked at 250 MB with a map of keys,
-	// issue 22). Two keys whose hashes collide (2^-64 a pair) would count
-	// as one in the root's accounting; what a sweep keeps comes from the
-	// pinned copy itself, never from these keys.
-	seen := map[uint64]struct{}{}
 	return m.View(func(r *manifest.Reader) error {
+		if n, err := r.Entries(); err == nil {
+			c.grow(n)
+		}
 		return r.Walk(manifest.RootPath, func(p string, e manifest.Entry) error {
 			if e.Kind != manifest.File {
 				return ctx.Err()
@@ -189,13 +197,7 @@ func walkKeys(ctx context.Context, path string, rec *roots.Record, fn func(cas.K
 			}
 			rec.Files++
 			rec.Bytes += e.Size
-			k := e.Key()
-			if _, dup := seen[engine.KeyHash(k)]; !dup {
-				seen[engine.KeyHash(k)] = struct{}{}
-				if err := fn(k); err != nil {
-					return err
-				}
-			}
+			c.add(e.Key())
 			return ctx.Err()
 		})
 	})

@@ -24,6 +24,9 @@ type session struct {
 	// keys are the session's blobs (engine.KeyHash: 8 bytes, not a
 	// key's 48, and what the sweep's live set holds anyway): a 1M-file
 	// ingest through the daemon held a map[cas.Key]struct{} of them.
+	// The map costs about 32 bytes a distinct blob (31.5 MB of Go heap at
+	// 1M, issue 22): what a daemon holds per file during an ingest,
+	// besides the pin's 41 bytes a key (keyList) at its end.
 	keys      map[uint64]struct{}
 	newBlobs  int64
 	newBytes  int64

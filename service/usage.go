@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vrift/vrift/cas"
 	"github.com/vrift/vrift/errdefs"
 	"github.com/vrift/vrift/roots"
 	"github.com/vrift/vrift/rpc"
@@ -54,14 +53,14 @@ func (s *Service) pinnedRoots() ([]pinnedRoot, error) {
 	return out, nil
 }
 
-// walkRoot reads a pinned copy's distinct keys. Pinned copies were walked
+// walkRoot reads a pinned copy's keys into c. Pinned copies were walked
 // by a child before they were published, so reading them in-process is
 // safe (see walkKeys).
-func (s *Service) walkRoot(ctx context.Context, path string, fn func(cas.Key) error) (int64, error) {
+func (s *Service) walkRoot(ctx context.Context, path string, c *keyCollector) (int64, error) {
 	s.sw.copies.Lock() // LMDB: one opener of an environment per process
 	defer s.sw.copies.Unlock()
 	var rec roots.Record
-	err := walkKeys(ctx, path, &rec, fn)
+	err := walkKeys(ctx, path, &rec, c)
 	return rec.Files, err
 }
 

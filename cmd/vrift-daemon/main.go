@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -23,12 +24,16 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/vrift/vrift/internal/config"
+	"github.com/vrift/vrift/internal/heapprof"
 	"github.com/vrift/vrift/remote"
 	"github.com/vrift/vrift/rpc"
 	"github.com/vrift/vrift/service"
 )
 
 var version = "dev"
+
+// softMemoryLimit is the Go heap's soft limit (see main).
+const softMemoryLimit = 128 << 20
 
 // maxMaxFrame bounds max_frame: a frame is read into memory whole.
 const maxMaxFrame = 1 << 30
@@ -71,7 +76,17 @@ func main() {
 	if code, ran := service.RunChild(); ran {
 		os.Exit(code)
 	}
-	os.Exit(run(os.Args[1:], os.Stderr))
+	// A soft limit on the Go heap unless GOMEMLIMIT sets one, as in the
+	// CLI (cmd/vrift): the collector works harder near it rather than let
+	// the heap double over what is live.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(softMemoryLimit)
+	}
+	// VRIFT_HEAPPROFILE=FILE: a heap profile at the peak (bench-scale).
+	endProfile := heapprof.Start(os.Getenv("VRIFT_HEAPPROFILE"))
+	code := run(os.Args[1:], os.Stderr)
+	endProfile()
+	os.Exit(code)
 }
 
 func run(args []string, stderr io.Writer) int {
