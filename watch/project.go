@@ -236,8 +236,24 @@ func Status(dir string) (State, bool, error) {
 	if !held(dfd) {
 		return State{}, false, nil
 	}
-	st, _ := readState(dfd)
+	st, ok := readState(dfd)
+	if !ok || !alive(st.PID) {
+		// Held, but the state is missing or a dead watcher's (killed
+		// before its Release): the holder has taken the lock and not yet
+		// published its own, so its start-up scan has not begun. Read as
+		// finished, a test once wrote a file the scan then stored.
+		st = State{Starting: true}
+	}
 	return st, true, nil
+}
+
+// alive reports whether a process with this pid exists.
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }
 
 // Sync returns once the watcher of dir's project has stored and committed

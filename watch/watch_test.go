@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -386,5 +387,36 @@ func TestWatchProjectAfter(t *testing.T) {
 	e.sync()
 	if _, ok := e.entry("node_modules/p3/late.js"); !ok {
 		t.Error("a file written after the projection was not recorded")
+	}
+}
+
+// TestStatusBeforeStateIsPublished: a lock held with no state yet, or with
+// a dead watcher's state left behind (kill -9), reads as starting, never as
+// a watcher whose start-up scan is done.
+func TestStatusBeforeStateIsPublished(t *testing.T) {
+	e := newEnv(t)
+	_, root, _, _, err := engine.Target(e.dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := TakeLock(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	if st, ok, err := Status(e.dir); err != nil || !ok || !st.Starting {
+		t.Fatalf("held, no state: %+v %v %v, want starting", st, ok, err)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	l.WriteState(State{PID: dead.Process.Pid, Since: time.Now().UTC(), Dir: e.dir})
+	if st, ok, err := Status(e.dir); err != nil || !ok || !st.Starting {
+		t.Fatalf("held, a dead watcher's state: %+v %v %v, want starting", st, ok, err)
+	}
+	l.WriteState(State{PID: os.Getpid(), Since: time.Now().UTC(), Dir: e.dir})
+	if st, ok, err := Status(e.dir); err != nil || !ok || st.Starting || st.PID != os.Getpid() {
+		t.Fatalf("held, its own state: %+v %v %v", st, ok, err)
 	}
 }

@@ -305,7 +305,7 @@ func TestDaemonWatchQuota(t *testing.T) {
 	e.tree("alice", filepath.Join(proj, "node_modules"), map[string]string{"big.bin": sized("alice-big", 60<<10)})
 	out, code := e.as("alice", "watch", "--sync", proj)
 	if code == 0 || !strings.Contains(out, "quota") {
-		t.Fatalf("sync with a file over quota: exit %d, want a quota refusal:\n%s", code, out)
+		t.Fatalf("sync with a file over quota: exit %d, want a quota refusal:\n%s\nthe watcher's output:\n%s", code, out, w.out)
 	}
 	if _, ok := manifestEntries(t, proj)["node_modules/big.bin"]; ok {
 		t.Fatal("the refused file is in the manifest")
