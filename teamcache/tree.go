@@ -199,7 +199,9 @@ func DecodeTree(raw []byte) (*Tree, error) {
 	// cannot allocate much: growing the three slices from nothing was a
 	// quarter of decoding the npm fixture's tree (246 ms).
 	presize := func(h treefile.Header) {
-		n := min(max(h.Totals.Files+h.Totals.Dirs+h.Totals.Symlinks, 0), maxPresize)
+		// Nor more than one entry per byte of the compressed body: a small
+		// object that claims a million entries gets room for what it is.
+		n := min(max(h.Totals.Files+h.Totals.Dirs+h.Totals.Symlinks, 0), maxPresize, int64(len(body)))
 		t.Paths = make([]string, 0, n)
 		t.Entries = make([]manifest.Entry, 0, n)
 		t.Where = make([]treefile.Where, 0, n)
