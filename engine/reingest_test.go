@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vrift/vrift/cas"
+	"github.com/vrift/vrift/fs/tree"
 	"github.com/vrift/vrift/manifest"
 )
 
@@ -158,4 +161,80 @@ func metaOf(t *testing.T, proj string) manifest.Meta {
 		t.Fatal(err)
 	}
 	return meta
+}
+
+// TestVouchAfterSwap: a tier1 ingest records the identity of every
+// directory its swap changed once the listing matches the manifest, so the
+// first re-ingest, even at once, takes the projections on trust like any
+// later one; a directory whose symlink points elsewhere, or whose ctime
+// the filesystem's clock has not yet passed, is not vouched for.
+func TestVouchAfterSwap(t *testing.T) {
+	base := t.TempDir()
+	store := filepath.Join(base, "store")
+	proj := filepath.Join(base, "p")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "nm/a/index.js": "a", "nm/b/index.js": "b", "nm/b/x.js": "x"})
+	os.Symlink("index.js", filepath.Join(proj, "nm/b/main.js"))
+	res := ingestDirect(t, store, filepath.Join(proj, "nm"), IngestOptions{Tier: Tier1})
+	if res.Projected != 3 {
+		t.Fatalf("ingest: %+v", res)
+	}
+	for _, dir := range []string{"nm/a", "nm/b"} {
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(proj, dir), &st); err != nil {
+			t.Fatal(err)
+		}
+		e := entryOf(t, proj, dir)
+		if e.Ino != st.Ino || e.CTime != unix.TimespecToNsec(st.Ctim) {
+			t.Errorf("%s after the swap: recorded ino %d ctime %d, is %d %d", dir, e.Ino, e.CTime, st.Ino, unix.TimespecToNsec(st.Ctim))
+		}
+	}
+	// At once, inside the racy window: the vouched record still vouches,
+	// and is carried into the re-ingest's own records.
+	res = ingestDirect(t, store, filepath.Join(proj, "nm"), IngestOptions{Tier: Tier1})
+	if res.Reused != 3 || res.Symlinks != 1 || res.NewBlobs != 0 {
+		t.Fatalf("first re-ingest: %+v", res)
+	}
+	if e := entryOf(t, proj, "nm/b"); e.CTime == 0 {
+		t.Errorf("the re-ingest dropped a vouched directory's identity: %+v", e)
+	}
+
+	// vouchDir itself, against the manifest as committed.
+	d, err := OpenDirect(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := tree.Open(proj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	m, err := manifest.Open(manifest.PathFor(proj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	defer d.Close()
+	in := &ingester{t: tr, m: m, opts: IngestOptions{StoreRoot: d.Store.Root()}}
+	// A projection replaced by another symlink.
+	os.Remove(filepath.Join(proj, "nm/a/index.js"))
+	os.Symlink("/elsewhere", filepath.Join(proj, "nm/a/index.js"))
+	time.Sleep(20 * time.Millisecond)
+	now, dev, err := in.clockProbe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.View(func(r *manifest.Reader) error {
+		if _, ok, tooNew := in.vouchDir(r, "nm/a", now, dev); ok || tooNew {
+			t.Errorf("a directory whose projection points elsewhere was vouched for (ok %v, too new %v)", ok, tooNew)
+		}
+		if v, ok, _ := in.vouchDir(r, "nm/b", now, dev); !ok || v.ino == 0 {
+			t.Errorf("an unchanged directory was not vouched for: %+v %v", v, ok)
+		}
+		var st unix.Stat_t
+		unix.Stat(filepath.Join(proj, "nm/b"), &st)
+		if _, ok, tooNew := in.vouchDir(r, "nm/b", unix.TimespecToNsec(st.Ctim), dev); ok || !tooNew {
+			t.Errorf("a ctime the clock has not passed was vouched for (ok %v, too new %v)", ok, tooNew)
+		}
+		return nil
+	})
 }

@@ -143,6 +143,9 @@ func (in *ingester) projectInPlace(ctx context.Context) error {
 	in.res.Projected = projected.Load()
 	in.writable.restore()
 	in.restoreDirTimes(touched)
+	if err == nil {
+		in.vouchSwapped(ctx, touched)
+	}
 	return err
 }
 

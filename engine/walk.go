@@ -117,18 +117,22 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 	}
 	ctime := unix.TimespecToNsec(st.Ctim)
 	dirEntry := manifest.Entry{Kind: manifest.Dir, Mode: uint32(st.Mode) & 0o7777, MTime: unix.TimespecToNsec(st.Mtim)}
-	if ctime < w.racyBefore {
-		// A ctime this close to now could be shared by a change still to
-		// come on a filesystem with coarse timestamps: not recorded.
-		dirEntry.Ino, dirEntry.CTime = st.Ino, ctime
-	}
 	trusted := false
-	if w.trustDirs && dirEntry.CTime != 0 {
+	if w.trustDirs {
+		// A recorded ctime was safe to record (older than the racy window
+		// then, or vouched for after a swap): still the same, it still
+		// vouches, however recent it is now.
 		old, ok, err := w.old.Get(key)
 		if err != nil {
 			return err
 		}
-		trusted = ok && old.Kind == manifest.Dir && old.Ino == st.Ino && old.CTime == ctime
+		trusted = ok && old.Kind == manifest.Dir && old.CTime != 0 && old.Ino == st.Ino && old.CTime == ctime
+	}
+	if trusted || ctime < w.racyBefore {
+		// A ctime this close to now could be shared by a change still to
+		// come on a filesystem with coarse timestamps: not recorded,
+		// unless it is the one already on record.
+		dirEntry.Ino, dirEntry.CTime = st.Ino, ctime
 	}
 	if err := w.emit(ctx, recorded{path: key, entry: dirEntry}); err != nil {
 		return err
