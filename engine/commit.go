@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -102,77 +103,154 @@ func (in *ingester) record(ctx context.Context) error {
 	// to one OS thread); everything else feeds it through out.
 	seed := maphash.MakeSeed()
 	var seen hashSet
-	err = in.m.Update(func(w *manifest.Writer) error {
-		changed := false
-		var lastProgress time.Time
-		for batch := range out {
-			for _, r := range batch {
-				if r.private {
-					in.res.Private++
-					in.opts.Warn(fmt.Sprintf("left in place, not stored: %s is not world-readable and other users "+
-						"can reach the store (the daemon stores such files only with --share-private; a direct-mode "+
-						"store is private once its directory is, e.g. chmod 700 ~/.vrift)",
-						vfs.Quote(in.abs(r.path))))
-					continue
-				}
-				seen.add(maphash.String(seed, r.path))
-				if r.busy {
-					// Kept as recorded: the watcher retries it.
-					in.res.Busy = append(in.res.Busy, r.path)
-					continue
-				}
-				wrote, err := w.PutIfChanged(r.path, r.entry)
-				if err != nil {
-					return err
-				}
-				changed = changed || wrote
-				in.count(r)
-			}
-			if in.opts.Progress != nil && time.Since(lastProgress) > 100*time.Millisecond {
-				in.opts.Progress(in.res.Files, in.res.Bytes)
-				lastProgress = time.Now()
-			}
+	if in.opts.Paths == nil {
+		// A whole walk sees about what the manifest holds.
+		if n, err := old.Entries(); err == nil {
+			seen.grow(n)
+			in.unique.grow(int(oldMeta.Totals.Files))
 		}
-		// Producers are done (out is closed): a failure among them aborts
-		// the transaction, leaving the old manifest in place.
-		if err := g.Wait(); err != nil {
-			return err
-		}
-		if in.opts.Progress != nil {
-			in.opts.Progress(in.res.Files, in.res.Bytes)
-		}
-		deleted := 0
-		for _, p := range in.prune {
-			n, err := w.DeleteUnseen(p, func(p []byte) bool {
-				return seen.has(maphash.Bytes(seed, p))
-			})
-			if err != nil {
-				return err
-			}
-			deleted += n
-		}
-		// The manifest must never name a blob that a crash could lose (and
-		// a blob re-stored for an unchanged entry must be published too).
-		if in.res.NewBlobs > 0 {
+	}
+	changed := false
+	var lastProgress time.Time
+	var synced int64 // in.res.NewBlobs when the store was last synced
+	// syncBlobs makes every blob stored so far durable: a commit must never
+	// name a blob that a crash could lose (and a blob re-stored for an
+	// unchanged entry must be published too).
+	syncBlobs := func() error {
+		if in.res.NewBlobs > synced {
 			if err := in.opts.Blobs.Sync(ctx); err != nil {
 				return err
 			}
+			synced = in.res.NewBlobs
 		}
-		subtrees := addSubtree(oldMeta.Subtrees, in.subtree)
-		if !changed && deleted == 0 && slices.Equal(subtrees, oldMeta.Subtrees) && oldMeta.StoreEpoch == epoch {
-			return errUnchanged
-		}
-		meta := oldMeta
-		meta.Root = in.root
-		meta.Store = in.opts.StoreRoot
-		meta.Subtrees = subtrees
-		meta.StoreEpoch = epoch
-		if meta.Totals, err = w.Count(); err != nil {
-			return err
-		}
-		meta.UpdatedAt = time.Now().UTC()
-		return w.SetMeta(meta)
-	})
+		return nil
+	}
+	every := in.opts.CommitEvery
+	if oldMeta.Store != "" && oldMeta.Store != in.opts.StoreRoot {
+		// Parts recorded against another store than the manifest names
+		// would mix two stores' blobs until the last part: one commit.
+		every = 0
+	}
+	baseID := old.TxnID()
+	commits := 0    // the parts committed so far
+	unrecorded := 0 // busy paths seen that the manifest does not hold
+	for final := false; !final && err == nil; commits++ {
+		err = in.m.Update(func(w *manifest.Writer) error {
+			final = true
+			written := 0
+			for batch := range out {
+				for _, r := range batch {
+					if r.private {
+						in.res.Private++
+						in.opts.Warn(fmt.Sprintf("left in place, not stored: %s is not world-readable and other users "+
+							"can reach the store (the daemon stores such files only with --share-private; a direct-mode "+
+							"store is private once its directory is, e.g. chmod 700 ~/.vrift)",
+							vfs.Quote(in.abs(r.path))))
+						continue
+					}
+					seen.add(maphash.String(seed, r.path))
+					if r.busy {
+						// Kept as recorded: the watcher retries it.
+						in.res.Busy = append(in.res.Busy, r.path)
+						if _, ok, err := w.Get(r.path); err != nil {
+							return err
+						} else if !ok {
+							unrecorded++
+						}
+						continue
+					}
+					if r.unchanged {
+						// As the manifest holds it (unless another writer
+						// changed it since, whose change then stands).
+						in.count(r)
+						continue
+					}
+					wrote, err := w.PutIfChanged(r.path, r.entry)
+					if err != nil {
+						return err
+					}
+					if wrote {
+						changed = true
+						written++
+					}
+					in.count(r)
+				}
+				if in.opts.Progress != nil && time.Since(lastProgress) > 100*time.Millisecond {
+					in.opts.Progress(in.res.Files, in.res.Bytes)
+					lastProgress = time.Now()
+				}
+				if every > 0 && written >= every {
+					final = false
+					break
+				}
+			}
+			if !final {
+				// A part committed: its entries are each what this ingest
+				// records, and nothing is pruned before the walk is done.
+				return syncBlobs()
+			}
+			// Producers are done (out is closed): a failure among them aborts
+			// the transaction, leaving the old manifest in place.
+			if err := g.Wait(); err != nil {
+				return err
+			}
+			if in.opts.Progress != nil {
+				in.opts.Progress(in.res.Files, in.res.Bytes)
+			}
+			// The two sorts run side by side: after the walk a core is
+			// idle, and each was 85 ms of an unchanged 1M-file re-ingest.
+			var sorted sync.WaitGroup
+			sorted.Add(1)
+			go func() {
+				defer sorted.Done()
+				in.unique.seal()
+			}()
+			seen.seal()
+			sorted.Wait()
+			deleted := 0
+			n, err := w.Entries()
+			if err != nil {
+				return err
+			}
+			// Every entry seen, none of them removed by another writer
+			// since the snapshot the walk compared with (the entries
+			// taken unchanged from it were not written again): nothing
+			// is left to prune, and the scan that would find nothing is
+			// skipped (at 1M files it was 0.3-0.4 s of an unchanged
+			// re-ingest's 1.6-2.0). A hash collision only makes the
+			// count smaller, so the scan runs.
+			allSeen := w.TxnID() == baseID+1+uint64(commits) && n == seen.len()-unrecorded
+			for _, p := range in.prune {
+				if allSeen {
+					break
+				}
+				n, err := w.DeleteUnseen(p, func(p []byte) bool {
+					return seen.has(maphash.Bytes(seed, p))
+				})
+				if err != nil {
+					return err
+				}
+				deleted += n
+			}
+			if err := syncBlobs(); err != nil {
+				return err
+			}
+			subtrees := addSubtree(oldMeta.Subtrees, in.subtree)
+			if !changed && deleted == 0 && slices.Equal(subtrees, oldMeta.Subtrees) && oldMeta.StoreEpoch == epoch {
+				return errUnchanged
+			}
+			meta := oldMeta
+			meta.Root = in.root
+			meta.Store = in.opts.StoreRoot
+			meta.Subtrees = subtrees
+			meta.StoreEpoch = epoch
+			if meta.Totals, err = w.Count(); err != nil {
+				return err
+			}
+			meta.UpdatedAt = time.Now().UTC()
+			return w.SetMeta(meta)
+		})
+	}
 	if errors.Is(err, errUnchanged) {
 		return nil
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"slices"
 
 	"github.com/vrift/vrift/cas"
@@ -21,6 +22,9 @@ import (
 type hashSet struct {
 	h      []uint64
 	sealed bool
+	// starts[b] is the first hash whose top bits are b or more (index).
+	starts []uint32
+	shift  uint
 }
 
 func (s *hashSet) add(h uint64) {
@@ -36,13 +40,50 @@ func (s *hashSet) seal() {
 	slices.Sort(s.h)
 	s.h = slices.Compact(s.h)
 	s.h = slices.Clip(s.h)
+	s.index()
 	s.sealed = true
+}
+
+// grow makes room for n more hashes: a set sized from the last manifest
+// does not copy itself over as it doubles (at 1M files its growth cost 8%
+// of an unchanged tier1 re-ingest, in copies and page faults).
+func (s *hashSet) grow(n int) {
+	if n > 0 {
+		s.h = slices.Grow(s.h, n)
+	}
 }
 
 func (s *hashSet) has(h uint64) bool {
 	s.seal()
-	_, ok := slices.BinarySearch(s.h, h)
+	if s.starts == nil {
+		_, ok := slices.BinarySearch(s.h, h)
+		return ok
+	}
+	b := h >> s.shift
+	_, ok := slices.BinarySearch(s.h[s.starts[b]:s.starts[b+1]], h)
 	return ok
+}
+
+// index divides a sealed set by its hashes' top bits, about eight hashes a
+// bucket, in 0.5 bytes an entry: the hashes are uniform (maphash, BLAKE3),
+// so a lookup is two cache misses where bisecting 1M takes twenty (a binary
+// search was 9% of an unchanged 1M-file tier1 re-ingest; interpolation,
+// with its divisions, measured slower still within the ingest).
+func (s *hashSet) index() {
+	s.starts = nil
+	if len(s.h) < 1024 {
+		return
+	}
+	bitsN := bits.Len(uint(len(s.h)/8)) - 1
+	s.shift = uint(64 - bitsN)
+	s.starts = make([]uint32, 1<<bitsN+1)
+	i := 0
+	for b := range s.starts {
+		for i < len(s.h) && s.h[i]>>s.shift < uint64(b) {
+			i++
+		}
+		s.starts[b] = uint32(i)
+	}
 }
 
 func (s *hashSet) len() int {

@@ -109,22 +109,6 @@ type vouchedDir struct {
 	mode  uint32
 }
 
-// clockProbe reads the filesystem's clock as the ctime of a new unnamed
-// file (O_TMPFILE: no directory changes) in the tree's root directory, and
-// returns it with the filesystem's device.
-func (in *ingester) clockProbe() (int64, uint64, error) {
-	fd, err := unix.Openat(in.t.FD(), ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return 0, 0, err
-	}
-	return unix.TimespecToNsec(st.Ctim), st.Dev, nil
-}
-
 // vouchDir checks the directory key against the manifest (vouchSwapped's
 // tests); tooNew reports a ctime not yet older than the probe's now.
 func (in *ingester) vouchDir(r *manifest.Reader, key string, now int64, dev uint64) (v vouchedDir, ok, tooNew bool) {
@@ -135,7 +119,7 @@ func (in *ingester) vouchDir(r *manifest.Reader, key string, now int64, dev uint
 	d := os.NewFile(uintptr(fd), key)
 	defer d.Close()
 	var before, after unix.Stat_t
-	if unix.Fstat(fd, &before) != nil || before.Dev != dev {
+	if unix.Fstat(fd, &before) != nil || uint64(before.Dev) != dev {
 		return v, false, false
 	}
 	ctime := unix.TimespecToNsec(before.Ctim)

@@ -38,6 +38,7 @@ type walker struct {
 	out        chan<- []recorded
 	records    []recorded
 	queued     []hashJob
+	direntBuf  []byte // readDirents', reused
 }
 
 // racyWindow is how recent a directory's ctime may be and still vouch for
@@ -137,7 +138,10 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 	if err := w.emit(ctx, recorded{path: key, entry: dirEntry}); err != nil {
 		return err
 	}
-	ents, err := d.ReadDir(-1)
+	if w.direntBuf == nil {
+		w.direntBuf = make([]byte, 64<<10)
+	}
+	ents, err := readDirents(d, w.direntBuf)
 	if err != nil {
 		return fmt.Errorf("read dir %s: %w", vfs.Quote(abs), vfs.Cause(err))
 	}
@@ -146,7 +150,7 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		name := de.Name()
+		name := de.name
 		if skipNames[name] {
 			continue
 		}
@@ -158,12 +162,12 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 			// replaces it.
 			// (A live refresh removes nothing: the ingest that made it
 			// may still run beside the watcher.)
-			if de.Type() == iofs.ModeSymlink && strings.HasPrefix(name, tree.SwapTempPrefix) && w.in.opts.Paths == nil {
+			if de.typ == iofs.ModeSymlink && strings.HasPrefix(name, tree.SwapTempPrefix) && w.in.opts.Paths == nil {
 				unix.Unlinkat(fd, name, 0)
 			}
 			continue
 		}
-		if trusted && de.Type() == iofs.ModeSymlink {
+		if trusted && de.typ == iofs.ModeSymlink {
 			if r, ok, err := w.knownSymlink(manifest.Join(key, name)); err != nil {
 				return err
 			} else if ok {
@@ -239,9 +243,9 @@ func (w *walker) knownSymlink(key string) (recorded, bool, error) {
 	}
 	switch e.Kind {
 	case manifest.File:
-		return recorded{path: key, entry: e, reused: true, projected: true}, true, nil
+		return recorded{path: key, entry: e, reused: true, projected: true, unchanged: true}, true, nil
 	case manifest.Symlink:
-		return recorded{path: key, entry: e}, true, nil
+		return recorded{path: key, entry: e, unchanged: true}, true, nil
 	}
 	return recorded{}, false, nil
 }
@@ -260,7 +264,7 @@ func (w *walker) reuse(key string, st *unix.Stat_t) (recorded, bool, error) {
 	if !w.trustBlobs && !exists(w.blobPath(e.Key())) {
 		return recorded{}, false, nil
 	}
-	return recorded{path: key, entry: e, reused: true}, true, nil
+	return recorded{path: key, entry: e, reused: true, unchanged: true}, true, nil
 }
 
 // hardlinkProjection returns the previous manifest's entry for a path that

@@ -420,6 +420,11 @@ type Reader struct {
 	txn *lmdb.Txn
 }
 
+// TxnID is the id of the committed state a Reader sees; a Writer's is the
+// id its commit will have. A writer whose id is a reader's plus one knows
+// that nothing was committed in between.
+func (r *Reader) TxnID() uint64 { return uint64(r.txn.ID()) }
+
 // Close ends a snapshot started by BeginRead.
 func (r *Reader) Close() { r.txn.Abort() }
 

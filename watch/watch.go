@@ -170,6 +170,9 @@ const (
 	busyRetryMax = 5 * time.Second
 	// pollEvery rescans the directories that could not be watched.
 	pollEvery = 2 * time.Second
+	// commitEvery splits a scan's manifest commit (engine's CommitEvery):
+	// LMDB holds a transaction's dirty pages in memory until it commits.
+	commitEvery = 16384
 )
 
 // New sets a watcher up: it resolves the project, takes the project's
@@ -542,7 +545,7 @@ func (w *Watcher) store(ctx context.Context, paths []string) (*engine.IngestResu
 		paths = []string{w.subtree} // a rescan covers the rest
 	}
 	opts := engine.IngestOptions{Dir: w.dir, Tier: engine.Tier2, Mode: engine.Solid, Paths: paths, SkipBusy: true,
-		AllowOtherOwner: w.opts.AllowOtherOwner, Warn: w.opts.Warn}
+		AllowOtherOwner: w.opts.AllowOtherOwner, Warn: w.opts.Warn, CommitEvery: commitEvery}
 	res, err := w.opts.Store.Ingest(ctx, opts)
 	if err != nil {
 		return nil, err
