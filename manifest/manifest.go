@@ -78,6 +78,9 @@ type Manifest struct {
 	// for the next Lookup to renew.
 	idleMu sync.Mutex
 	idle   []*lmdb.Txn
+
+	// mapped is the data file, for dropResident.
+	mapped mappedFile
 }
 
 // maxIdleReaders bounds the parked read transactions: one per request a
@@ -247,6 +250,7 @@ func open(path, lmdbPath string, flags uint) (*Manifest, error) {
 	if err := env.Open(lmdbPath, flags|lmdb.NoSubdir, 0o644); err != nil {
 		return fail(err)
 	}
+	m.noteMapped()
 	if flags&lmdb.Readonly != 0 {
 		err = env.View(func(txn *lmdb.Txn) (err error) {
 			if m.entries, err = txn.OpenDBI(entriesDB, 0); err != nil {
@@ -408,10 +412,12 @@ func (m *Manifest) Version() (int64, error) {
 // Update runs fn in a write transaction, committed atomically (and durably)
 // when fn returns nil and discarded otherwise.
 func (m *Manifest) Update(fn func(*Writer) error) error {
-	return m.env.Update(func(txn *lmdb.Txn) error {
+	err := m.env.Update(func(txn *lmdb.Txn) error {
 		txn.RawRead = true
 		return fn(&Writer{Reader{m: m, txn: txn}})
 	})
+	m.dropResident()
+	return err
 }
 
 // Reader reads one snapshot of a manifest.
@@ -471,6 +477,10 @@ func (r *Reader) Walk(subtree string, fn func(p string, e Entry) error) error {
 	})
 }
 
+// scanBatch is how many entries a scan reads between dropResident calls:
+// about 2-4 MB of manifest pages.
+const scanBatch = 4096
+
 // scanBelow calls fn for every key strictly below subtree ("." for all),
 // in key order, with the cursor positioned on it.
 func (r *Reader) scanBelow(subtree string, fn func(cur *lmdb.Cursor, k, v []byte) error) error {
@@ -480,12 +490,16 @@ func (r *Reader) scanBelow(subtree string, fn func(cur *lmdb.Cursor, k, v []byte
 	}
 	defer cur.Close()
 	var prefix []byte
+	scanned := 0
 	op := uint(lmdb.First)
 	if subtree != RootPath && subtree != "" {
 		prefix = []byte(subtree + "/")
 		op = lmdb.SetRange
 	}
 	for k, v, err := cur.Get(prefix, nil, op); ; k, v, err = cur.Get(nil, nil, lmdb.Next) {
+		if scanned++; scanned%scanBatch == 0 {
+			r.m.dropResident()
+		}
 		if lmdb.IsNotFound(err) {
 			return nil
 		}

@@ -172,7 +172,7 @@ const (
 	pollEvery = 2 * time.Second
 	// commitEvery splits a scan's manifest commit (engine's CommitEvery):
 	// LMDB holds a transaction's dirty pages in memory until it commits.
-	commitEvery = 16384
+	commitEvery = 4096
 )
 
 // New sets a watcher up: it resolves the project, takes the project's
