@@ -133,10 +133,7 @@ FUZZ_TARGETS := rpc:FuzzStreamRead rpc:FuzzDecodeParams service:FuzzServiceParam
 	manifest:FuzzDecodeEntry manifest:FuzzEntryRoundTrip cas:FuzzParseName cas:FuzzKeyName \
 	cmd/vrift-daemon:FuzzConfig treefile:FuzzSignatureSplit pack:FuzzDecodeIndex pack:FuzzFrame
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn (./$$pkg, $(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
-	done
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME) $(FUZZ_TARGETS)
 
 ## soak: 1,000 rounds of concurrent ingest/link/delete/gc/verify, direct and daemon mode (root),
 ## each bounded to 5 minutes (make test runs 50 rounds of each)
