@@ -150,6 +150,8 @@ type Service struct {
 	// Prometheus families (metrics.go).
 	acct    *accounting
 	metrics *metrics
+	// mem gives a long call's freed heap back when it ends (memory.go).
+	mem releaser
 }
 
 // New opens the shared store and the state directory.
@@ -254,7 +256,9 @@ func (s *Service) Handle(ctx context.Context, c *rpc.Call) (any, error) {
 	}
 	start := time.Now()
 	res, err := s.handle(ctx, c)
-	s.metrics.observe(c.Method, err, time.Since(start))
+	took := time.Since(start)
+	s.metrics.observe(c.Method, err, took)
+	s.mem.after(took, time.Now())
 	return res, err
 }
 
