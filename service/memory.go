@@ -7,10 +7,10 @@ import (
 )
 
 // longCall is how long a call must have run for its garbage to be worth
-// giving back to the kernel at once (releaser). At 1M files an admin's
-// usage call (0.3-0.7 s) left 39 MB of anonymous memory that a gc right
-// after then started from; a release is one full collection of what is
-// live, a few milliseconds for an idle daemon.
+// giving back to the kernel at once (releaser): the calls that allocate
+// tens of MB at 1M files (a pin, a recount, a gc) take seconds; a release is one full collection of what is live (a few
+// milliseconds for an idle daemon, and at most one every releaseEvery
+// during a busy ingest).
 const longCall = 250 * time.Millisecond
 
 // releaseEvery bounds how often a release runs: each is a full collection.
