@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vrift/vrift/cas"
+	"github.com/vrift/vrift/fs/tree"
 	"github.com/vrift/vrift/manifest"
 )
 
@@ -208,6 +209,102 @@ func TestAdoptionUndoneOnFailure(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(proj, ".vrift")); err == nil {
 		t.Error("a failed first ingest left a manifest")
+	}
+}
+
+// TestAdoptionUndo: a failed ingest's undo gives back both kinds of
+// adopted file. One still pending in the batch is again the user's own
+// inode with its own mode; one a flush already published stays the
+// read-only blob, and the user's path becomes a private copy with the
+// file's mode, content and mtime. A file with the same content as one
+// already adopted was never adopted and is left alone.
+func TestAdoptionUndo(t *testing.T) {
+	base := t.TempDir()
+	s, err := cas.Open(filepath.Join(base, "store"), cas.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proj := filepath.Join(base, "p")
+	files := map[string]string{}
+	for i := range 40 {
+		files[filepath.Join("d"+strconv.Itoa(i%3), "f"+strconv.Itoa(i))] = "content " + strconv.Itoa(i)
+	}
+	files["d0/dup"] = "content 0"
+	writeFiles(t, proj, files)
+	os.Chmod(filepath.Join(proj, "d1/f1"), 0o750)
+	tr, err := tree.Open(proj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	dev, _ := s.Dev()
+	batch := s.NewBatch()
+	defer batch.Discard()
+	ad := &adoption{a: batchWriter{b: batch, dev: dev}, uid: uint32(os.Geteuid()), dev: dev}
+	adopt := func(p string) (cas.PutResult, adoptOutcome) {
+		t.Helper()
+		f, err := os.Open(filepath.Join(proj, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var st unix.Stat_t
+		unix.Fstat(int(f.Fd()), &st)
+		pr, how, err := ad.try(context.Background(), f, p, &st, st.Mode&0o111 != 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pr, how
+	}
+	before := map[string]os.FileInfo{}
+	keys := map[string]cas.Key{}
+	published := map[string]bool{}
+	for i := range 40 {
+		p := filepath.Join("d"+strconv.Itoa(i%3), "f"+strconv.Itoa(i))
+		before[p], _ = os.Stat(filepath.Join(proj, p))
+		pr, how := adopt(p)
+		if how != adoptedFile {
+			t.Fatalf("%s: outcome %d, want adopted (does this filesystem grant write leases?)", p, how)
+		}
+		keys[p] = pr.Key
+		if i == 19 {
+			if err := batch.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		published[p] = i <= 19
+	}
+	if _, how := adopt("d0/dup"); how != alreadyStored {
+		t.Fatalf("d0/dup: outcome %d, want already stored", how)
+	}
+	ad.undo(tr)
+
+	for p, was := range before {
+		full := filepath.Join(proj, p)
+		now, err := os.Lstat(full)
+		if err != nil || !now.Mode().IsRegular() {
+			t.Fatalf("%s after undo: %v %v", p, now, err)
+		}
+		if now.Mode().Perm() != was.Mode().Perm() || now.Sys().(*syscall.Stat_t).Nlink != 1 || !now.ModTime().Equal(was.ModTime()) {
+			t.Errorf("%s after undo: mode %v links %d mtime %v; want %v, 1, %v", p, now.Mode().Perm(), now.Sys().(*syscall.Stat_t).Nlink, now.ModTime(), was.Mode().Perm(), was.ModTime())
+		}
+		if got, _ := os.ReadFile(full); string(got) != files[p] {
+			t.Errorf("%s after undo holds %q", p, got)
+		}
+		blob, err := os.Stat(s.Path(keys[p]))
+		switch {
+		case published[p]:
+			if err != nil || os.SameFile(blob, now) || blob.Mode().Perm()&0o222 != 0 {
+				t.Errorf("%s was published: blob %v (err %v) must stay read-only and apart from the user's copy", p, blob, err)
+			}
+		case err == nil:
+			t.Errorf("%s was pending: its blob exists after undo", p)
+		case !os.SameFile(was, now):
+			t.Errorf("%s was pending: undo replaced its inode rather than giving it back", p)
+		}
+	}
+	if got, _ := os.Stat(filepath.Join(proj, "d0/dup")); got.Mode().Perm() != 0o644 {
+		t.Errorf("d0/dup was never adopted, now mode %v", got.Mode().Perm())
 	}
 }
 

@@ -103,6 +103,9 @@ func (w batchWriter) Adopt(ctx context.Context, f *os.File, mode uint32, exec bo
 // StoreDev is the store's filesystem.
 func (w batchWriter) StoreDev() uint64 { return w.dev }
 
+// DiscardAdopted drops the batch's unpublished puts, adoptions among them.
+func (w batchWriter) DiscardAdopted() { w.b.Discard() }
+
 // check applies the share policy to the open file f.
 func (w batchWriter) check(f *os.File) error {
 	if w.share == nil {

@@ -250,7 +250,7 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	}
 	if err := in.record(ctx); err != nil {
 		if in.adopt != nil {
-			in.adopt.undo(t, opts.StoreRoot)
+			in.adopt.undo(t)
 		}
 		if fresh {
 			// Leave no trace of an ingest that recorded nothing.

@@ -78,7 +78,10 @@ func (in *ingester) vouchSwapped(ctx context.Context, dirs map[string]int64) {
 		return
 	}
 	err = in.m.Update(func(w *manifest.Writer) error {
-		for _, v := range vouched {
+		for i, v := range vouched {
+			if i%vouchDropEvery == vouchDropEvery-1 {
+				w.DropResident() // scattered: one record a directory
+			}
 			e, ok, err := w.Get(v.key)
 			if err != nil {
 				return err
@@ -99,6 +102,10 @@ func (in *ingester) vouchSwapped(ctx context.Context, dirs map[string]int64) {
 		in.opts.Warn(fmt.Sprintf("the next re-ingest reads this tree's symlinks again: recording its directories: %v", err))
 	}
 }
+
+// vouchDropEvery is how many directories' records vouchSwapped completes
+// between two drops of the manifest's resident pages (Reader.DropResident).
+const vouchDropEvery = 128
 
 // vouchedDir is a directory whose listing matched the manifest.
 type vouchedDir struct {
