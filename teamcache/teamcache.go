@@ -34,12 +34,15 @@ const DefaultJobs = 16
 // ErrBadName marks a tree name that cannot be an object key.
 var ErrBadName = errors.New("bad tree name")
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$`)
+// nameRE is the name's alphabet; its length is checked apart: a counted
+// repetition ({0,199}) compiled at every start of vrift, `status` too, took
+// 2,636 allocations and 3-8 ms of a 45 ms start.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
 
 // CheckName accepts names made of letters, digits, '.', '_' and '-'
 // (not starting with '.' or '-'), at most 200 bytes.
 func CheckName(name string) error {
-	if !nameRE.MatchString(name) {
+	if len(name) > 200 || !nameRE.MatchString(name) {
 		return fmt.Errorf("%w %q: use letters, digits, '.', '_' and '-' (at most 200, not starting with '.' or '-')", ErrBadName, name)
 	}
 	return nil

@@ -638,9 +638,14 @@ func TestLockName(t *testing.T) {
 	if n2, _, _ := teamcache.LockName(dir); n2 == n1 {
 		t.Fatal("a changed lock file gives the same name")
 	}
-	for _, bad := range []string{"", "../x", "a/b", ".hidden", "-x", strings.Repeat("a", 201)} {
+	for _, bad := range []string{"", "../x", "a/b", ".hidden", "-x", strings.Repeat("a", 201), "a\n", "x y", "é"} {
 		if teamcache.CheckName(bad) == nil {
 			t.Errorf("name %q accepted", bad)
+		}
+	}
+	for _, good := range []string{"a", "_x", "npm-0123.v2_x", strings.Repeat("a", 200)} {
+		if err := teamcache.CheckName(good); err != nil {
+			t.Errorf("name %q refused: %v", good, err)
 		}
 	}
 }

@@ -243,3 +243,18 @@ func BenchmarkSignVerify(b *testing.B) {
 		}
 	})
 }
+
+// TestCheckKeyName: letters, digits, '.', '_' and '-', not starting with
+// '.' or '-', at most 100 bytes.
+func TestCheckKeyName(t *testing.T) {
+	for _, bad := range []string{"", ".k", "-k", "a:b", "a\nb", "a b", "é", strings.Repeat("k", 101)} {
+		if err := CheckKeyName(bad); !errors.Is(err, ErrBadKey) {
+			t.Errorf("key name %q: %v, want ErrBadKey", bad, err)
+		}
+	}
+	for _, good := range []string{"k", "_k", "ci-2026.v1_a", strings.Repeat("k", 100)} {
+		if err := CheckKeyName(good); err != nil {
+			t.Errorf("key name %q refused: %v", good, err)
+		}
+	}
+}
