@@ -58,9 +58,12 @@ func (in *ingester) vouchSwapped(ctx context.Context, dirs map[string]int64) {
 				return nil // no probe, no vouching
 			}
 			var later []string
-			for _, key := range keys {
+			for i, key := range keys {
 				if ctx.Err() != nil {
 					return nil
+				}
+				if i%vouchDropEvery == vouchDropEvery-1 {
+					r.DropResident() // a lookup for every symlink
 				}
 				v, ok, tooNew := in.vouchDir(r, key, now, dev)
 				switch {
@@ -103,8 +106,9 @@ func (in *ingester) vouchSwapped(ctx context.Context, dirs map[string]int64) {
 	}
 }
 
-// vouchDropEvery is how many directories' records vouchSwapped completes
-// between two drops of the manifest's resident pages (Reader.DropResident).
+// vouchDropEvery is how many directories vouchSwapped checks, and then
+// how many of their records it completes, between two drops of the
+// manifest's resident pages (Reader.DropResident).
 const vouchDropEvery = 128
 
 // vouchedDir is a directory whose listing matched the manifest.

@@ -66,10 +66,10 @@ func (m *Manifest) noteMapped() {
 // through its map, so a scan of the whole manifest (Count after every
 // commit, the prune) left all of it resident: a watcher of a 300k-file
 // tree held 74 MB of manifest pages beside 37 MB of its own. Called after
-// a commit and every scanBatch entries a Reader reads (the kernel maps 64
-// KB around each fault, so a scan between two drops still maps a few MB).
-// Manifest.Lookup, one entry on a renewed reader, never drops: a FUSE
-// view's lookups keep their pages.
+// a commit, every scanBatch entries a Reader's scans read (the kernel maps
+// 64 KB around each fault, so a scan between two drops still maps a few
+// MB), and when a caller asks (Reader.DropResident). Lookups never drop: a
+// FUSE view's and a re-ingest's keep their pages.
 func (m *Manifest) dropResident() {
 	if m.mapped.end > m.mapped.start {
 		unix.Syscall(unix.SYS_MADVISE, m.mapped.start, m.mapped.end-m.mapped.start, unix.MADV_DONTNEED)
