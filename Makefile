@@ -115,10 +115,12 @@ package: build
 ## man: dist/man/*.gz: vrift(1) and a page per command (from the cobra
 ## commands), vrift-daemon(8) (from its flags), vrift.toml(5) (from the admin
 ## guide's configuration reference); HOME=~ keeps the builder's home out of
-## the flags' defaults
+## the flags' defaults; gen-man is only in a build with the genman tag
+## (cobra/doc's initialisers would slow every start of the shipped vrift)
 man: build
 	rm -rf dist/man && mkdir -p dist/man
-	env -u XDG_CONFIG_HOME HOME='~' bin/vrift gen-man dist/man
+	$(GO) build -tags genman -ldflags '$(LDFLAGS)' -o bin/vrift-genman ./cmd/vrift
+	env -u XDG_CONFIG_HOME HOME='~' bin/vrift-genman gen-man dist/man
 	$(GO) run ./internal/tools/mangen daemon bin/vrift-daemon $(PKG_VERSION) dist/man/vrift-daemon.8
 	$(GO) run ./internal/tools/mangen config docs/admin-guide.md $(PKG_VERSION) dist/man/vrift.toml.5
 	gzip -9n dist/man/*

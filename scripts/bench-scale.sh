@@ -11,9 +11,13 @@
 # removed first), VRIFT / VRIFT_DAEMON (binaries, default bin/), SCALE_KEEP=1
 # keeps the scratch directory, SCALE_DIRECT=0 / SCALE_DAEMON=0 skip a mode,
 # SCALE_TIER1=0 skips the symlink-projected tree's rows,
-# SCALE_ONLY_INGEST=1 runs only each mode's cold ingest (memory work). Needs root for the daemon part (skipped
-# otherwise). Prints the load average with the table: other jobs on the
-# machine change every figure.
+# SCALE_ONLY_INGEST=1 runs only each mode's cold ingest (memory work),
+# SCALE_RUNS (default 20) runs of status beside vrift --help and
+# SCALE_ROUNDS (default 5) rounds of each re-ingest beside its find walk,
+# for medians (one run of a 50 ms command, or of a re-ingest on this disk,
+# says little). Needs root for the daemon part (skipped otherwise). Prints
+# the load average with the table: other jobs on the machine change every
+# figure.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 n=${SCALE_N:-100000}
@@ -66,6 +70,46 @@ run() {
 	echo "${rows[-1]}"
 }
 
+# usec CMD...: CMD's wall time in microseconds (its output dropped), by
+# bash's own clock: a $(date) on each side adds a fork and an exec of date
+# (8-10 ms on this VM, where /bin/true alone takes 4-7 ms).
+usec() {
+	local t0 t1
+	t0=${EPOCHREALTIME/./}
+	"$@" >/dev/null 2>"$w/err" || { echo "FAILED: $*" >&2; cat "$w/err" >&2; return 1; }
+	t1=${EPOCHREALTIME/./}
+	echo $((t1 - t0))
+}
+
+# paired NAME BASE-NAME TARGET ROUNDS BASE-CMD -- CMD...: ROUNDS rounds of
+# the baseline then the command, back to back (settled first when they
+# touch the disk: SETTLE=1); a row with both medians, the median of the
+# per-round ratios and their range (bench-lib.sh's row), and the
+# command's own median as a row of the table.
+paired() {
+	local name=$1 bname=$2 target=$3 rounds=$4
+	shift 4
+	local base=()
+	while [ "$1" != -- ]; do base+=("$1"); shift; done
+	shift
+	local v="" b="" i
+	for i in $(seq "$rounds"); do
+		[ -z "${SETTLE:-}" ] || settle
+		b+="$(usec "${base[@]}") "
+		[ -z "${SETTLE:-}" ] || settle
+		v+="$(usec "$@") "
+	done
+	row "$name" "$(us2ms "$v")" "$bname" "$(us2ms "$b")" "$target" | tee -a "$w/paired"
+	rows+=("$(echo "$v" | awk -v n="$name (median of $rounds)" '{ k = split($0, a, " ")
+		for (i = 2; i <= k; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j+1] = a[j]; a[j+1] = x }
+		m = (k % 2) ? a[(k+1)/2] : (a[k/2] + a[k/2+1]) / 2
+		printf "%-34s %9.3fs %10s", n, m / 1e6, "-" }')")
+}
+us2ms() { echo "$1" | awk '{ for (i = 1; i <= NF; i++) printf "%.3f ", $i / 1000 }'; }
+runs=${SCALE_RUNS:-20}
+rounds=${SCALE_ROUNDS:-5}
+: >"$w/paired"
+
 echo "generating $n files in $w/proj/tree"
 mkdir -p "$w/proj"
 touch "$w/proj/go.mod"
@@ -80,8 +124,11 @@ if [ "${SCALE_DIRECT:-1}" != 0 ] && [ -z "${SCALE_ONLY_INGEST:-}" ]; then
 	run "find -printf '%T@ %s' (stat walk)" find "$w/proj/tree" -printf '%T@ %s\n'
 	run "direct: unchanged re-ingest" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
 	run "direct: unchanged re-ingest again" "$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
+	SETTLE=1 paired "re-ingest again" "find -printf '%T@ %s'" 3 "$rounds" find "$w/proj/tree" -printf '%T@ %s\n' -- \
+		"$vrift" "${d[@]}" ingest --tier tier2 "$w/proj/tree"
 	run "vrift --help (start-up floor)" "$vrift" --help
 	run "direct: status" "$vrift" "${d[@]}" status "$w/proj"
+	paired "direct: status" "vrift --help" - "$runs" "$vrift" --help -- "$vrift" "${d[@]}" status "$w/proj"
 	run "direct: status --recount" "$vrift" "${d[@]}" status --recount
 	run "direct: gc --dry-run" "$vrift" "${d[@]}" gc --dry-run
 	run "direct: gc" "$vrift" "${d[@]}" gc
@@ -104,6 +151,8 @@ if [ "${SCALE_DIRECT:-1}" != 0 ] && [ -z "${SCALE_ONLY_INGEST:-}" ] && [ "${SCAL
 	run "find -printf '' (listing walk)" find "$w/proj1/tree" -printf ''
 	run "direct: tier1 first re-ingest" "$vrift" "${d[@]}" ingest --tier tier1 "$w/proj1/tree"
 	run "direct: tier1 re-ingest again" "$vrift" "${d[@]}" ingest --tier tier1 "$w/proj1/tree"
+	SETTLE=1 paired "tier1 re-ingest again" "find -printf ''" 3 "$rounds" find "$w/proj1/tree" -printf '' -- \
+		"$vrift" "${d[@]}" ingest --tier tier1 "$w/proj1/tree"
 	fresh "$w/proj1"
 fi
 
@@ -160,6 +209,8 @@ elif [ "$(id -u)" = 0 ] && id vrift >/dev/null 2>&1 && id alice >/dev/null 2>&1 
 	if [ -z "${SCALE_ONLY_INGEST:-}" ]; then
 		drun "daemon: unchanged re-ingest" "${as_alice[@]}" "$vrift" "${s[@]}" ingest --tier tier2 "$w/aproj/tree"
 		drun "daemon: status (root)" "$vrift" "${s[@]}" status
+		paired "daemon: status (root)" "vrift --help" - "$runs" "$vrift" --help -- "$vrift" "${s[@]}" status
+		paired "daemon: status (alice)" "vrift --help (alice)" - "$runs" "${as_alice[@]}" "$vrift" --help -- "${as_alice[@]}" "$vrift" "${s[@]}" status "$w/aproj"
 		drun "daemon: status --recount (root)" "$vrift" "${s[@]}" status --recount
 		drun "daemon: usage (root)" "$vrift" "${s[@]}" usage
 		drun "daemon: gc --dry-run (root)" "$vrift" "${s[@]}" gc --dry-run
@@ -175,4 +226,7 @@ echo
 echo "vrift at scale: $n files, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-34s %10s %10s\n' operation time "max RSS"
 printf '%s\n' "${rows[@]}"
+echo
+echo "paired rounds (medians; ratio = the median of per-round ratios, its range):"
+cat "$w/paired"
 [ -n "${SCALE_KEEP:-}" ] || fresh "$w"

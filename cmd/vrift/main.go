@@ -148,7 +148,8 @@ Exit codes:
 	root.AddCommand(a.ingestCommand(), a.linkCommand(), a.mountCommand(), a.umountCommand(),
 		a.statusCommand(), a.gcCommand(), a.verifyCommand(),
 		a.pushCommand(), a.pullCommand(), a.remoteCommand(), a.watchCommand(), a.keyCommand())
-	root.AddCommand(a.usageCommand(), a.doctorCommand(), a.genManCommand())
+	root.AddCommand(a.usageCommand(), a.doctorCommand())
+	root.AddCommand(a.buildCommands()...)
 	return root
 }
 
