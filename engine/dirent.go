@@ -8,4 +8,6 @@ import iofs "io/fs"
 type dirent struct {
 	name string
 	typ  iofs.FileMode
+	// unknown: the filesystem gave no type (DT_UNKNOWN); typ is 0.
+	unknown bool
 }

@@ -55,7 +55,7 @@ func readDirents(d *os.File, buf []byte) ([]dirent, error) {
 			default:
 				mode = iofs.ModeIrregular
 			}
-			ents = append(ents, dirent{name: string(name), typ: mode})
+			ents = append(ents, dirent{name: string(name), typ: mode, unknown: typ == unix.DT_UNKNOWN})
 		}
 	}
 }

@@ -267,6 +267,8 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 		opts.Warn("node_modules is now a farm of symlinks into the store; " + nodeSafe)
 	}
 	switch {
+	case opts.Paths != nil:
+		in.vouchSwapped(ctx, in.unvouched) // see liveVouch
 	case opts.Mode == Phantom:
 		err = in.removeTree(ctx)
 	case opts.Tier == Tier1 && in.unprojected.len() > 0:
@@ -304,6 +306,9 @@ type ingester struct {
 	// deleted: the subtree walked, or each path of a live refresh. Set by
 	// the walking goroutine, read once it is done.
 	prune []string
+	// unvouched are the directories a live refresh recorded without
+	// their identity (liveVouch), by the walking goroutine too.
+	unvouched map[string]int64
 }
 
 // checkMethod refuses an in-place projection other than symlinks and

@@ -153,6 +153,7 @@ func (w *walker) refreshParent(ctx context.Context, dirs *tree.Dirs, p string, d
 		if err := w.emit(ctx, recorded{path: parent, entry: e}); err != nil {
 			return err
 		}
+		w.liveVouch(parent)
 		if parent == w.in.subtree || parent == manifest.RootPath {
 			return nil
 		}
@@ -162,6 +163,23 @@ func (w *walker) refreshParent(ctx context.Context, dirs *tree.Dirs, p string, d
 		}
 		parent, _ = tree.Split(parent)
 	}
+}
+
+// liveVouch notes a directory a live refresh recorded without its
+// identity, for the vouching after its commit (vouchSwapped: the listing
+// checked against the manifest, the filesystem's clock past its ctime).
+// A watcher records a directory at once, inside the racy window, so
+// without it the ingest after a watched npm install wrote the identity of
+// every directory with symlinks (node_modules/.bin): one more commit.
+// vouchDir passes over a directory without symlinks, which records none.
+func (w *walker) liveVouch(key string) {
+	if w.in.opts.Paths == nil {
+		return
+	}
+	if w.in.unvouched == nil {
+		w.in.unvouched = map[string]int64{}
+	}
+	w.in.unvouched[key] = 0
 }
 
 // coveredBy reports whether p lies below a directory already walked.

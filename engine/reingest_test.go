@@ -14,6 +14,25 @@ import (
 	"github.com/vrift/vrift/manifest"
 )
 
+// TestDirIdentityOnlyWithSymlinks: a directory's identity vouches for its
+// symlinks alone, so one without any records none (as a watcher's live
+// refresh records it), and one with a symlink does.
+func TestDirIdentityOnlyWithSymlinks(t *testing.T) {
+	base := t.TempDir()
+	store := filepath.Join(base, "store")
+	proj := filepath.Join(base, "p")
+	writeFiles(t, proj, map[string]string{"package.json": "{}", "nm/plain/a.js": "a", "nm/links/b.js": "b"})
+	os.Symlink("b.js", filepath.Join(proj, "nm/links/main.js"))
+	time.Sleep(racyWindow + 100*time.Millisecond)
+	ingestDirect(t, store, filepath.Join(proj, "nm"), IngestOptions{Tier: Tier2})
+	if e := entryOf(t, proj, "nm/plain"); e.Kind != manifest.Dir || e.Ino != 0 || e.CTime != 0 {
+		t.Errorf("a directory without symlinks recorded an identity: %+v", e)
+	}
+	if e := entryOf(t, proj, "nm/links"); e.Ino == 0 || e.CTime == 0 {
+		t.Errorf("a directory with a symlink recorded no identity: %+v", e)
+	}
+}
+
 // TestReingestTrustedDirs: once a directory's identity is recorded, an
 // unchanged re-ingest takes its symlinks from the manifest without reading
 // them; any change to the directory's entries (a projection replaced by

@@ -148,11 +148,13 @@ func (in *ingester) vouchDir(r *manifest.Reader, key string, now int64, dev uint
 	if err != nil {
 		return v, false, false
 	}
+	links := 0
 	for _, de := range ents {
 		name := de.Name()
 		if de.Type() != iofs.ModeSymlink || skipNames[name] || tree.IsTemp(name) {
 			continue
 		}
+		links++
 		*looked++
 		e, found, err := r.Get(manifest.Join(key, name))
 		if err != nil {
@@ -173,6 +175,11 @@ func (in *ingester) vouchDir(r *manifest.Reader, key string, now int64, dev uint
 		if err != nil || string(got) != want {
 			return v, false, false
 		}
+	}
+	if links == 0 {
+		// Nothing to vouch for: recorded without an identity, as walkDir
+		// records such a directory.
+		return v, false, false
 	}
 	if unix.Fstat(fd, &after) != nil || after.Ino != before.Ino || unix.TimespecToNsec(after.Ctim) != ctime {
 		return v, false, false

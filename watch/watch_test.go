@@ -178,6 +178,44 @@ func TestWatchStoresClosedFiles(t *testing.T) {
 	e.checkEqualsIngest()
 }
 
+// TestWatchIngestAfterQuiet: once a watched tree has been quiet past the
+// racy window, the ingest after it commits nothing: the watcher recorded
+// every entry as that ingest records it, directories included (one
+// without symlinks carries no identity either way; one with symlinks was
+// vouched for after the watcher's commit).
+func TestWatchIngestAfterQuiet(t *testing.T) {
+	e := newEnv(t)
+	e.start(nil)
+	write(t, filepath.Join(e.dir, "old/more.js"), "more") // an existing directory changes
+	write(t, filepath.Join(e.dir, "new/index.js"), "new")
+	// A directory with a symlink: vouched for after the watcher's commit.
+	if err := os.Symlink("index.js", filepath.Join(e.dir, "new/main.js")); err != nil {
+		t.Fatal(err)
+	}
+	e.sync()
+	e.stop()
+	time.Sleep(2100 * time.Millisecond) // engine's racyWindow, and a margin
+	before := txnID(t, e.proj)
+	e.checkEqualsIngest()
+	if after := txnID(t, e.proj); after != before {
+		t.Errorf("the ingest after a quiet watched tree committed (manifest transaction %d, then %d)", before, after)
+	}
+}
+
+func txnID(t *testing.T, proj string) uint64 {
+	t.Helper()
+	m, err := manifest.Open(manifest.PathFor(proj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var id uint64
+	if err := m.View(func(r *manifest.Reader) error { id = r.TxnID(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // TestWatchRewrites: a file rewritten 100 times within a second ends with
 // its last content (a trailing debounce, never the first event).
 func TestWatchRewrites(t *testing.T) {
