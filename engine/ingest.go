@@ -268,7 +268,7 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	}
 	switch {
 	case opts.Paths != nil:
-		in.vouchSwapped(ctx, in.unvouched) // see liveVouch
+		in.vouch(ctx, in.unvouched, 1) // see liveVouch
 	case opts.Mode == Phantom:
 		err = in.removeTree(ctx)
 	case opts.Tier == Tier1 && in.unprojected.len() > 0:

@@ -25,7 +25,9 @@ import (
 //   - its ctime c, read before its listing, is read again after it,
 //     unchanged (nothing was added, removed or replaced meanwhile);
 //   - every symlink in the listing that the manifest records points where
-//     the record says (a file's blob, or the symlink's target);
+//     the record says (a file's blob, or the symlink's target), and there
+//     is one (a directory without symlinks records no identity, as
+//     walkDir records it);
 //   - the filesystem's own clock had passed c before the listing began (a
 //     probe's ctime, clockProbe): any later change to the directory gets a
 //     ctime other than c, whatever the filesystem's timestamp granularity
@@ -36,6 +38,19 @@ import (
 // leaves the directory unvouched, as before, and the ingest succeeds.
 // It holds one small record per changed directory.
 func (in *ingester) vouchSwapped(ctx context.Context, dirs map[string]int64) {
+	in.vouch(ctx, dirs, vouchRounds)
+}
+
+// vouchRounds is how often vouchSwapped looks at a directory changed in
+// the clock's current tick (sleeping 10, 20 and 40 ms between): a swap is
+// done with its directories. A live refresh looks once: its directories
+// may be changing still (a watcher's rounds run while the writer writes),
+// and one left unvouched is vouched for by a later round or ingest.
+const vouchRounds = 4
+
+// vouch records the identity of the directories in dirs that pass
+// vouchDir's tests, looking at those too new for it up to rounds times.
+func (in *ingester) vouch(ctx context.Context, dirs map[string]int64, rounds int) {
 	if len(dirs) == 0 {
 		return
 	}
@@ -49,7 +64,7 @@ func (in *ingester) vouchSwapped(ctx context.Context, dirs map[string]int64) {
 		// A directory changed in the clock's current tick is tried again
 		// once the tick has passed: a few milliseconds on filesystems
 		// with fine timestamps, never on coarse ones (FAT's 2 s).
-		for round := 0; round < 4 && len(keys) > 0; round++ {
+		for round := 0; round < rounds && len(keys) > 0; round++ {
 			if round > 0 {
 				time.Sleep(5 * time.Millisecond << round)
 			}
