@@ -266,9 +266,10 @@ func Ingest(ctx context.Context, opts IngestOptions) (*IngestResult, error) {
 	if in.sawNodeModules && opts.Tier == Tier1 && opts.Mode == Solid && opts.Method == vfs.Symlink {
 		opts.Warn("node_modules is now a farm of symlinks into the store; " + nodeSafe)
 	}
-	switch {
-	case opts.Paths != nil:
+	if opts.Paths != nil {
 		in.vouch(ctx, in.unvouched, 1) // see liveVouch
+	}
+	switch {
 	case opts.Mode == Phantom:
 		err = in.removeTree(ctx)
 	case opts.Tier == Tier1 && in.unprojected.len() > 0:
