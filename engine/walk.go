@@ -154,13 +154,16 @@ func (w *walker) walkDir(ctx context.Context, d *os.File, abs, key string) error
 	// to rewrite the project root's entry, one LMDB commit and its
 	// fsyncs: 20-50 ms of a 290 ms ingest, issue 19). An entry whose
 	// type the filesystem did not give may be a symlink.
-	if (trusted || ctime < w.racyBefore) && mayHoldSymlinks(ents) {
-		// A ctime this close to now could be shared by a change still to
-		// come on a filesystem with coarse timestamps: not recorded,
-		// unless it is the one already on record.
-		dirEntry.Ino, dirEntry.CTime = st.Ino, ctime
-	} else if !trusted && mayHoldSymlinks(ents) {
-		w.liveVouch(key)
+	if mayHoldSymlinks(ents) {
+		if trusted || ctime < w.racyBefore {
+			dirEntry.Ino, dirEntry.CTime = st.Ino, ctime
+		} else {
+			// A ctime this close to now could be shared by a change still
+			// to come on a filesystem with coarse timestamps: not
+			// recorded, unless it is the one already on record (a live
+			// refresh vouches for it once committed).
+			w.liveVouch(key)
+		}
 	}
 	if err := w.emit(ctx, recorded{path: key, entry: dirEntry}); err != nil {
 		return err
