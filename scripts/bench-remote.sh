@@ -6,6 +6,7 @@
 #
 #   baseline upload   tar of the project | zstd, uploaded as one object
 #   baseline restore  that object downloaded | zstd -d | tar -x into an empty dir
+#                     (also reported made durable: + the syncfs after it, no target)
 #   cold pull         vrift pull --method hardlink into an empty dir and an empty
 #                     store                       target <= 1.0x baseline restore,
 #                                                 <= 100 requests, bytes <= 1.2x the tarball
@@ -74,7 +75,7 @@ printf '[remote]\ntrusted_keys = ["%s"]\n' "$(cat "$w/bench.pub")" >"$w/trust.to
 "$vrift" --store "$w/store1" push "$w/bumped" --name bumped-signed --sign-key "$w/bench.secret" "${rem[@]}" >/dev/null
 echo "fixture: $(find "$fixdir/base/node_modules" -type f | wc -l) files; rounds: $runs; jobs: $jobs; scratch: $w"
 
-declare -a up restore cold bumpp push rtu rts
+declare -a up restore durable cold bumpp push rtu rts
 for i in $(seq "$runs"); do
 	fresh "$w/tar.zst" "$w/restore" "$w/pull" "$w/pullb" "$w/store2" "$w/store3" "$w/pulls" "$w/pullu"
 	sync
@@ -85,6 +86,7 @@ for i in $(seq "$runs"); do
 	if ((i % 2)); then
 		# shellcheck disable=SC2016
 		restore+=("$(ms bash -c '"$1" "${@:3}" get base.tar.zst | zstd -q -d | tar -C "$2" -xf -' bash "$s3obj" "$w/restore" "${obj[@]}")")
+		durable+=($((restore[-1] + $(ms sync -f "$w/restore"))))
 		sync
 		cold+=("$(ms "$vrift" --json --store "$w/store2" pull base --to "$w/pull" --method hardlink "${rem[@]}")")
 		creq=$(jget requests) cbytes=$(jget bytes_fetched)
@@ -94,6 +96,7 @@ for i in $(seq "$runs"); do
 		sync
 		# shellcheck disable=SC2016
 		restore+=("$(ms bash -c '"$1" "${@:3}" get base.tar.zst | zstd -q -d | tar -C "$2" -xf -' bash "$s3obj" "$w/restore" "${obj[@]}")")
+		durable+=($((restore[-1] + $(ms sync -f "$w/restore"))))
 	fi
 	sync
 	bumpp+=("$(ms "$vrift" --json --store "$w/store2" pull bumped --to "$w/pullb" --method hardlink "${rem[@]}")")
@@ -124,7 +127,7 @@ for i in $(seq "$runs"); do
 		rts+=("$(rt_signed)"); sync; rtu+=("$(rt_unsigned)")
 	fi
 	fresh "$w/store3" "$w/store4" "$w/pull3"
-	echo "round $i: tar upload ${up[-1]} ms ($tarbytes bytes, 1 object), restore ${restore[-1]} ms," \
+	echo "round $i: tar upload ${up[-1]} ms ($tarbytes bytes, 1 object), restore ${restore[-1]} ms (with its sync ${durable[-1]} ms)," \
 		"cold pull ${cold[-1]} ms ($cbytes bytes, $creq requests), bumped pull ${bumpp[-1]} ms ($bblobs blobs, $bfetched bytes, $breq requests)," \
 		"unchanged push ${push[-1]} ms ($preq requests), round trip unsigned ${rtu[-1]} ms, signed ${rts[-1]} ms"
 done
@@ -152,6 +155,9 @@ row() {
 echo
 echo "medians over $runs rounds (target judged on the median of per-round ratios):"
 row "cold pull" "${cold[*]}" "tarball restore" "${restore[*]}" 1.0
+# Not a target: the restore made durable (its syncfs timed right after it),
+# since a pull makes every blob durable before its manifest names it.
+row "cold pull" "${cold[*]}" "restore + sync" "${durable[*]}" -
 row "bumped pull" "${bumpp[*]}" "tarball restore" "${restore[*]}" 0.3
 row "unchanged push" "${push[*]}" "tarball upload" "${up[*]}" 0.2
 row "signed trip" "${rts[*]}" "unsigned trip" "${rtu[*]}" 1.05

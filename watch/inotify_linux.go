@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -172,6 +173,21 @@ func (s *inotify) dropTree(key string) {
 	}
 }
 
+// eventCoalesce is how long Run waits after a read that did not fill half
+// its buffer, so that the next read takes a batch of events rather than
+// the few a busy writer made since. Without it the reader woke about once
+// for every two files an untar wrote (16,000 reads for 50,000 events; with
+// it, fewer than 1,000), and a wake-up is dear on this VM (a context
+// switch each). Measured on the npm fixture's untar (26k files) on
+// a journaled ext4, 5 alternated rounds: the untar while watched took
+// 1.30-1.51 s against 1.59-1.94 s, the watcher 3.4-3.9 CPU-s against
+// 3.7-4.0, and the untar plus --sync 3.97-4.37 s against 4.20-4.51 s
+// (50 ms did no better). It adds at most that much to the lag from a
+// close to its commit. The kernel queues 16,384 events by default, and
+// that untar made about 23 a millisecond (40,000 in its first 1.76 s):
+// 20 ms of it is 3% of the queue. An overflow is rescanned anyway.
+const eventCoalesce = 20 * time.Millisecond
+
 // Run reads events until Close, feeding the watcher.
 func (s *inotify) Run() error {
 	buf := make([]byte, 64<<10)
@@ -194,6 +210,9 @@ func (s *inotify) Run() error {
 			if err := s.handle(ev.Wd, ev.Mask, name); err != nil {
 				return err
 			}
+		}
+		if n < len(buf)/2 {
+			time.Sleep(eventCoalesce)
 		}
 	}
 }
