@@ -63,10 +63,24 @@ func TestKillMidIngestTotals(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Killed once it has registered as a writer (its first blobs named).
+	// Killed once its first blobs are named. (Not as soon as the writers
+	// directory lists something: the writer's marker appears there just
+	// before its first blob is named, and a kill in between failed this
+	// test once in CI.)
+	named := func() bool {
+		found := false
+		filepath.WalkDir(filepath.Join(store, "blake3"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && strings.HasSuffix(p, ".bin") {
+				found = true
+				return fs.SkipAll
+			}
+			return nil
+		})
+		return found
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if ents, _ := os.ReadDir(filepath.Join(store, "writers")); len(ents) > 0 {
+		if named() {
 			break
 		}
 		if time.Now().After(deadline) {
