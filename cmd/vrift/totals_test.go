@@ -67,20 +67,9 @@ func TestKillMidIngestTotals(t *testing.T) {
 	// directory lists something: the writer's marker appears there just
 	// before its first blob is named, and a kill in between failed this
 	// test once in CI.)
-	named := func() bool {
-		found := false
-		filepath.WalkDir(filepath.Join(store, "blake3"), func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.Type().IsRegular() && strings.HasSuffix(p, ".bin") {
-				found = true
-				return fs.SkipAll
-			}
-			return nil
-		})
-		return found
-	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if named() {
+		if n, _ := onDisk(); n > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
